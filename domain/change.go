@@ -1,0 +1,99 @@
+package domain
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Session is a signing session WeChat opened for a contract, and what the
+// caller needs to launch it.
+type Session struct {
+	ID        string
+	ExpiresAt time.Time
+	Launch    json.RawMessage
+}
+
+// Change is one event to apply to a contract together with the facts that
+// came with it.
+type Change struct {
+	Event  Event
+	Source Source
+	// OccurredAt is when the event happened: WeChat's operate_time for
+	// notifications and queries, the moment of the call otherwise.
+	OccurredAt time.Time
+	// Details are recorded verbatim in the history row.
+	Details map[string]any
+	// Session is required for issue_session.
+	Session *Session
+	// ContractID, OpenID and TerminationMode are WeChat's facts about a sign
+	// or a termination; empty values leave the stored ones alone.
+	ContractID      string
+	OpenID          string
+	TerminationMode string
+}
+
+// Apply decides ch against the contract's current state and, when the event
+// applies, moves the contract and records the facts that came with it. The
+// returned decision tells the caller what to persist: the contract and one
+// history row for OutcomeApply, a history row only for OutcomeIgnore, nothing
+// for OutcomeRepeat.
+func (c *Contract) Apply(ctx context.Context, ch Change) (Decision, error) {
+	d, err := Decide(ctx, c.State, ch.Event)
+	if err != nil {
+		return d, err
+	}
+	if d.Outcome != OutcomeApply {
+		return d, nil
+	}
+	at := ch.OccurredAt
+	switch ch.Event {
+	case EventIssueSession:
+		if ch.Session == nil || ch.Session.ID == "" {
+			return Decision{}, Errorf(CodeInvalidState, "issue_session needs a session")
+		}
+		c.SessionID = ch.Session.ID
+		exp := ch.Session.ExpiresAt
+		c.SessionExpiresAt = &exp
+		c.Launch = ch.Session.Launch
+		c.LastError = nil
+	case EventSign:
+		c.SignedAt = &at
+	case EventExpire:
+		c.ExpiredAt = &at
+	case EventTerminate:
+		c.TerminatedAt = &at
+		if ch.TerminationMode != "" {
+			c.TerminationMode = ch.TerminationMode
+		}
+	}
+	if ch.ContractID != "" {
+		c.ContractID = ch.ContractID
+	}
+	if ch.OpenID != "" {
+		c.OpenID = ch.OpenID
+	}
+	if ch.Source == SourceNotification || ch.Source == SourceReconcile {
+		if c.LastOperateTime == nil || at.After(*c.LastOperateTime) {
+			c.LastOperateTime = &at
+		}
+	}
+	c.State = d.To
+	c.Version++
+	return d, nil
+}
+
+// HistoryEntry is one row of a contract's append-only history.
+type HistoryEntry struct {
+	ID              int64           `json:"id"`
+	SubMchID        string          `json:"sub_mchid"`
+	OutContractCode string          `json:"out_contract_code"`
+	FromState       State           `json:"from"`
+	ToState         State           `json:"to"`
+	Event           Event           `json:"event"`
+	Source          Source          `json:"source"`
+	Ignored         bool            `json:"ignored"`
+	Details         json.RawMessage `json:"details"`
+	OccurredAt      time.Time       `json:"occurred_at"`
+	RecordedAt      time.Time       `json:"recorded_at"`
+}

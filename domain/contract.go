@@ -1,0 +1,114 @@
+package domain
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Product names the WeChat Pay product a contract is signed under.
+type Product string
+
+// The products contractd serves.
+const (
+	// ProductPapay is WeChat Pay Global's cross-border auto-debit ("papay").
+	ProductPapay Product = "papay"
+	// ProductPasswordExempt is the domestic password-exempt contract (免密支付).
+	ProductPasswordExempt Product = "password_exempt"
+)
+
+// Channel names where the user signs.
+type Channel string
+
+// The signing channels. Papay supports all five; password-exempt only
+// ChannelMiniProgram.
+const (
+	ChannelApp         Channel = "app"
+	ChannelMiniProgram Channel = "mini_program"
+	ChannelH5          Channel = "h5"
+	ChannelJSAPI       Channel = "jsapi"
+	ChannelWeb         Channel = "web"
+)
+
+// Mode is the merchant's relation to WeChat Pay: a merchant signing for
+// itself (common) or a service provider signing for sub-merchants
+// (institutional).
+type Mode string
+
+// The two merchant modes.
+const (
+	ModeCommon        Mode = "common"
+	ModeInstitutional Mode = "institutional"
+)
+
+// Key identifies a contract: the merchant's out_contract_code within a
+// sub-merchant. SubMchID is the empty string in common mode.
+type Key struct {
+	SubMchID        string `json:"sub_mchid"`
+	OutContractCode string `json:"out_contract_code"`
+}
+
+// String renders the key for logs and messages.
+func (k Key) String() string {
+	if k.SubMchID == "" {
+		return k.OutContractCode
+	}
+	return k.SubMchID + "/" + k.OutContractCode
+}
+
+// CallError describes the last failed call to WeChat made for a contract.
+type CallError struct {
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+}
+
+// Contract is one auto-debit contract as contractd keeps it. Field names
+// follow the column names of the contracts table so that the store can scan
+// rows straight into it.
+type Contract struct {
+	ID                     int64           `json:"-"`
+	SubMchID               string          `json:"sub_mchid"`
+	OutContractCode        string          `json:"out_contract_code"`
+	Product                Product         `json:"product"`
+	Channel                Channel         `json:"channel"`
+	PlanID                 *int64          `json:"plan_id,omitempty"`
+	ServiceID              *int64          `json:"service_id,omitempty"`
+	State                  State           `json:"state"`
+	Version                int64           `json:"version"`
+	SessionID              string          `json:"-"`
+	SessionExpiresAt       *time.Time      `json:"session_expires_at,omitempty"`
+	Launch                 json.RawMessage `json:"-"`
+	Params                 json.RawMessage `json:"-"`
+	ParamsHash             string          `json:"-"`
+	ContractID             string          `json:"contract_id,omitempty"`
+	OpenID                 string          `json:"openid,omitempty"`
+	UserDisplayName        string          `json:"user_display_name,omitempty"`
+	ContractDisplayAccount string          `json:"contract_display_account,omitempty"`
+	SignedAt               *time.Time      `json:"signed_at,omitempty"`
+	TerminatedAt           *time.Time      `json:"terminated_at,omitempty"`
+	TerminationMode        string          `json:"termination_mode,omitempty"`
+	ExpiredAt              *time.Time      `json:"expired_at,omitempty"`
+	LastOperateTime        *time.Time      `json:"-"`
+	LastError              *CallError      `json:"last_error,omitempty"`
+	ClaimToken             string          `json:"-"`
+	ClaimExpiresAt         *time.Time      `json:"-"`
+	CreatedAt              time.Time       `json:"created_at"`
+	UpdatedAt              time.Time       `json:"updated_at"`
+}
+
+// Key returns the contract's identifying key.
+func (c *Contract) Key() Key {
+	return Key{SubMchID: c.SubMchID, OutContractCode: c.OutContractCode}
+}
+
+// SessionValid reports whether the contract holds a signing session that has
+// not yet passed its expiry at now.
+func (c *Contract) SessionValid(now time.Time) bool {
+	return c.State == StateSessionIssued && c.SessionExpiresAt != nil && now.Before(*c.SessionExpiresAt)
+}
+
+// Claimed reports whether another pre-sign call holds the contract's claim
+// at now: a call to WeChat is under way and others must wait for it.
+func (c *Contract) Claimed(now time.Time) bool {
+	return c.ClaimToken != "" && c.ClaimExpiresAt != nil && now.Before(*c.ClaimExpiresAt)
+}

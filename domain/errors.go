@@ -1,0 +1,73 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a stable, machine-readable error code. The HTTP layer maps each
+// code to a status exactly once; everything else only names codes.
+type Code string
+
+// The error codes of api.md.
+const (
+	CodeParamError       Code = "PARAM_ERROR"
+	CodeUnauthorized     Code = "UNAUTHORIZED"
+	CodeSignError        Code = "SIGN_ERROR"
+	CodeForbidden        Code = "FORBIDDEN"
+	CodeNotFound         Code = "CONTRACT_NOT_EXIST"
+	CodeExists           Code = "CONTRACT_EXISTED"
+	CodeInvalidState     Code = "INVALID_STATE"
+	CodePayloadTooLarge  Code = "PAYLOAD_TOO_LARGE"
+	CodeUpstream         Code = "UPSTREAM_ERROR"
+	CodeUnavailable      Code = "UNAVAILABLE"
+	CodeInternal         Code = "INTERNAL"
+	CodeUnknownEventType Code = "UNKNOWN_EVENT_TYPE"
+)
+
+// FieldError names one rejected field and why.
+type FieldError struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// Error is a domain error: a stable code, a human message, and optional
+// structured detail (rejected fields, WeChat's code and message).
+type Error struct {
+	Code    Code
+	Message string
+	Fields  []FieldError
+	Detail  map[string]any
+	Err     error
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// Unwrap returns the underlying cause, if any.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf builds a domain error with a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the domain error in err's chain, or
+// CodeInternal when there is none.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// IsCode reports whether err carries a domain error with the given code.
+func IsCode(err error, code Code) bool {
+	return err != nil && ErrorCode(err) == code
+}

@@ -1,0 +1,148 @@
+// Package pgtest gives tests a real, private Postgres schema.
+//
+// Each call to New creates a fresh schema in the test database, migrates it
+// with contractd's own migrations, and returns a pool whose connections see
+// only that schema (search_path). Tests can therefore run in parallel and
+// never see each other's rows. The schema is dropped when the test ends.
+//
+// The server is found through CONTRACTD_TEST_DATABASE_URL, by default
+// postgres://postgres@127.0.0.1:5432/contractd_test?sslmode=disable; the
+// database is created when it is missing.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contractd/contractd/migrations"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// DefaultURL is the test database used when CONTRACTD_TEST_DATABASE_URL is unset.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/contractd_test?sslmode=disable"
+
+// URL returns the test database's connection string.
+func URL() string {
+	if u := os.Getenv("CONTRACTD_TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return DefaultURL
+}
+
+// Schema is a private, migrated schema for one test.
+type Schema struct {
+	Name string
+	// URL connects to the test database with search_path set to the schema,
+	// for starting a contractd process on it.
+	URL  string
+	Pool *pgxpool.Pool
+}
+
+// New creates, migrates and returns a private schema, dropped at cleanup.
+func New(t testing.TB) *Schema {
+	t.Helper()
+	s := NewUnmigrated(t)
+	db := stdlib.OpenDBFromPool(s.Pool)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := migrations.Up(ctx, db); err != nil {
+		t.Fatalf("pgtest: migrate %s: %v", s.Name, err)
+	}
+	return s
+}
+
+// NewUnmigrated creates an empty private schema, dropped at cleanup.
+func NewUnmigrated(t testing.TB) *Schema {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ensureDatabase(ctx, t)
+
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "t_" + hex.EncodeToString(b[:])
+
+	admin, err := pgx.Connect(ctx, URL())
+	if err != nil {
+		t.Fatalf("pgtest: connect %s: %v (is Postgres running? bash .ci/run starts one)", URL(), err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
+		t.Fatalf("pgtest: create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c, err := pgx.Connect(ctx, URL())
+		if err != nil {
+			t.Errorf("pgtest: cleanup connect: %v", err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP SCHEMA "+name+" CASCADE"); err != nil {
+			t.Errorf("pgtest: drop schema %s: %v", name, err)
+		}
+	})
+
+	cfg, err := pgxpool.ParseConfig(URL())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = name
+	cfg.MaxConns = 20
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgtest: pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return &Schema{Name: name, URL: withSearchPath(URL(), name), Pool: pool}
+}
+
+func withSearchPath(url, schema string) string {
+	if strings.Contains(url, "?") {
+		return url + "&search_path=" + schema
+	}
+	return url + "?search_path=" + schema
+}
+
+// ensureDatabase creates the test database when the server lacks it.
+func ensureDatabase(ctx context.Context, t testing.TB) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(URL())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		c.Close(ctx)
+		return
+	}
+	dbName := cfg.Database
+	cfg.Database = "postgres"
+	c, err2 := pgx.ConnectConfig(ctx, cfg)
+	if err2 != nil {
+		t.Fatalf("pgtest: connect to %s: %v (is Postgres running? bash .ci/run starts one)", URL(), err)
+	}
+	defer c.Close(ctx)
+	_, err = c.Exec(ctx, fmt.Sprintf("CREATE DATABASE %q", dbName))
+	if err != nil && !isDuplicateDatabase(err) {
+		t.Fatalf("pgtest: create database %s: %v", dbName, err)
+	}
+}
+
+func isDuplicateDatabase(err error) bool {
+	var pg *pgconn.PgError
+	// 42P04: duplicate_database; 23505: a concurrent CREATE DATABASE won the race.
+	return errors.As(err, &pg) && (pg.Code == "42P04" || pg.Code == "23505")
+}

@@ -1,0 +1,324 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/contractd/contractd/domain"
+	"github.com/jackc/pgx/v5"
+)
+
+// contractColumns lists the contracts table's columns in the order of
+// domain.Contract's fields; pgx.RowToStructByName matches them by name.
+const contractColumns = `id, sub_mchid, out_contract_code, product, channel, plan_id, service_id,
+	state, version, session_id, session_expires_at, launch, params, params_hash, contract_id,
+	openid, user_display_name, contract_display_account, signed_at, terminated_at,
+	termination_mode, expired_at, last_operate_time, last_error, claim_token, claim_expires_at,
+	created_at, updated_at`
+
+// querier is what both the pool and a transaction offer.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func collectContracts(ctx context.Context, q querier, sql string, args ...any) ([]domain.Contract, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	cs, err := pgx.CollectRows(rows, pgx.RowToStructByName[domain.Contract])
+	return cs, mapErr(err)
+}
+
+func oneContract(ctx context.Context, q querier, sql string, args ...any) (domain.Contract, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return domain.Contract{}, mapErr(err)
+	}
+	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[domain.Contract])
+	return c, mapErr(err)
+}
+
+// Get returns the contract with key.
+func (s *Store) Get(ctx context.Context, key domain.Key) (domain.Contract, error) {
+	return oneContract(ctx, s.pool, `SELECT `+contractColumns+` FROM contracts
+		WHERE sub_mchid = $1 AND out_contract_code = $2`, key.SubMchID, key.OutContractCode)
+}
+
+// GetByContractID returns the contract WeChat knows by contractID.
+func (s *Store) GetByContractID(ctx context.Context, contractID string) (domain.Contract, error) {
+	return oneContract(ctx, s.pool, `SELECT `+contractColumns+` FROM contracts WHERE contract_id = $1 AND contract_id <> ''`, contractID)
+}
+
+// Create stores a new contract and returns it as stored. A contract with the
+// same key already there is CONTRACT_EXISTED.
+func (s *Store) Create(ctx context.Context, c domain.Contract) (domain.Contract, error) {
+	var out domain.Contract
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		out, err = tx.Insert(ctx, c)
+		return err
+	})
+	return out, err
+}
+
+// Transition applies one event to the contract with key in its own
+// transaction: the row is locked, the domain decides, and the new state and
+// its single history row are written together. A repeat writes nothing.
+func (s *Store) Transition(ctx context.Context, key domain.Key, ch domain.Change) (domain.Contract, domain.Decision, error) {
+	var (
+		c domain.Contract
+		d domain.Decision
+	)
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		if c, err = tx.Lock(ctx, key); err != nil {
+			return err
+		}
+		d, err = tx.Apply(ctx, &c, ch)
+		return err
+	})
+	return c, d, err
+}
+
+// Lock reads the contract with key and holds its row lock until the
+// transaction ends.
+func (tx *Tx) Lock(ctx context.Context, key domain.Key) (domain.Contract, error) {
+	return oneContract(ctx, tx.tx, `SELECT `+contractColumns+` FROM contracts
+		WHERE sub_mchid = $1 AND out_contract_code = $2 FOR UPDATE`, key.SubMchID, key.OutContractCode)
+}
+
+// Insert stores a new contract. It is CONTRACT_EXISTED when the key (or
+// WeChat's contract id) is taken.
+func (tx *Tx) Insert(ctx context.Context, c domain.Contract) (domain.Contract, error) {
+	if c.Version == 0 {
+		c.Version = 1
+	}
+	return oneContract(ctx, tx.tx, `INSERT INTO contracts (sub_mchid, out_contract_code, product, channel,
+		plan_id, service_id, state, version, session_id, session_expires_at, launch, params, params_hash,
+		contract_id, openid, user_display_name, contract_display_account, signed_at, terminated_at,
+		termination_mode, expired_at, last_operate_time, last_error, claim_token, claim_expires_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25)
+		RETURNING `+contractColumns,
+		c.SubMchID, c.OutContractCode, c.Product, c.Channel, c.PlanID, c.ServiceID, c.State, c.Version,
+		c.SessionID, c.SessionExpiresAt, nullJSON(c.Launch), nullJSON(c.Params), c.ParamsHash, c.ContractID,
+		c.OpenID, c.UserDisplayName, c.ContractDisplayAccount, c.SignedAt, c.TerminatedAt,
+		c.TerminationMode, c.ExpiredAt, c.LastOperateTime, c.LastError, c.ClaimToken, c.ClaimExpiresAt)
+}
+
+// Save writes every mutable field of a contract read in this transaction.
+// The version it was read at must still be current.
+func (tx *Tx) Save(ctx context.Context, c *domain.Contract, readVersion int64) error {
+	saved, err := oneContract(ctx, tx.tx, `UPDATE contracts SET product=$3, channel=$4, plan_id=$5,
+		service_id=$6, state=$7, version=$8, session_id=$9, session_expires_at=$10, launch=$11, params=$12,
+		params_hash=$13, contract_id=$14, openid=$15, user_display_name=$16, contract_display_account=$17,
+		signed_at=$18, terminated_at=$19, termination_mode=$20, expired_at=$21, last_operate_time=$22,
+		last_error=$23, claim_token=$24, claim_expires_at=$25, updated_at=now()
+		WHERE id=$1 AND version=$2 RETURNING `+contractColumns,
+		c.ID, readVersion, c.Product, c.Channel, c.PlanID, c.ServiceID, c.State, c.Version, c.SessionID,
+		c.SessionExpiresAt, nullJSON(c.Launch), nullJSON(c.Params), c.ParamsHash, c.ContractID, c.OpenID,
+		c.UserDisplayName, c.ContractDisplayAccount, c.SignedAt, c.TerminatedAt, c.TerminationMode,
+		c.ExpiredAt, c.LastOperateTime, c.LastError, c.ClaimToken, c.ClaimExpiresAt)
+	if domain.IsCode(err, domain.CodeNotFound) {
+		return fmt.Errorf("store: contract %s changed under its lock (version %d): %w", c.Key(), readVersion, err)
+	}
+	if err != nil {
+		return err
+	}
+	*c = saved
+	return nil
+}
+
+// Apply lets the domain rule on ch for c, a contract locked in this
+// transaction, and persists the verdict: for OutcomeApply the contract and
+// one history row, for OutcomeIgnore one history row marked ignored, for
+// OutcomeRepeat nothing. A refused event writes nothing and returns the
+// domain's INVALID_STATE error.
+func (tx *Tx) Apply(ctx context.Context, c *domain.Contract, ch domain.Change) (domain.Decision, error) {
+	if ch.OccurredAt.IsZero() {
+		ch.OccurredAt = time.Now()
+	}
+	readVersion := c.Version
+	d, err := c.Apply(ctx, ch)
+	if err != nil {
+		return d, err
+	}
+	switch d.Outcome {
+	case domain.OutcomeApply:
+		if err := tx.Save(ctx, c, readVersion); err != nil {
+			return d, err
+		}
+		return d, tx.insertEvent(ctx, c, d, ch)
+	case domain.OutcomeIgnore:
+		return d, tx.insertEvent(ctx, c, d, ch)
+	}
+	return d, nil
+}
+
+// CreateIn inserts c in the state ch leads to, for a contract WeChat reports
+// that we never stored, and records the event as its first history row with
+// an empty from-state.
+func (tx *Tx) CreateIn(ctx context.Context, c domain.Contract, ch domain.Change) (domain.Contract, domain.Decision, error) {
+	if ch.OccurredAt.IsZero() {
+		ch.OccurredAt = time.Now()
+	}
+	d, err := domain.Decide(ctx, domain.StateCreated, ch.Event)
+	if err != nil {
+		return c, d, err
+	}
+	c.State = domain.StateCreated
+	if _, err := c.Apply(ctx, ch); err != nil {
+		return c, d, err
+	}
+	d.From = ""
+	saved, err := tx.Insert(ctx, c)
+	if err != nil {
+		return c, d, err
+	}
+	return saved, d, tx.insertEvent(ctx, &saved, d, ch)
+}
+
+func (tx *Tx) insertEvent(ctx context.Context, c *domain.Contract, d domain.Decision, ch domain.Change) error {
+	details := ch.Details
+	if details == nil {
+		details = map[string]any{}
+	}
+	// History ids double as the feed's cursor, so they must become visible
+	// in id order: a reader that has seen id n must never later find a
+	// smaller one committed. Taking this transaction-scoped lock right
+	// before the insert makes every history-writing transaction assign its
+	// ids and commit one after another. It is taken last, after every row
+	// lock the transaction needs, so it cannot close a lock cycle.
+	if _, err := tx.tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, feedLockKey); err != nil {
+		return mapErr(err)
+	}
+	_, err := tx.tx.Exec(ctx, `INSERT INTO contract_events (contract_pk, sub_mchid, out_contract_code,
+		from_state, to_state, event, source, ignored, details, occurred_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
+		c.ID, c.SubMchID, c.OutContractCode, d.From, d.To, ch.Event, ch.Source,
+		d.Outcome == domain.OutcomeIgnore, details, ch.OccurredAt)
+	return mapErr(err)
+}
+
+// feedLockKey is the advisory lock that orders history inserts.
+const feedLockKey int64 = 0x636f6e7472616374 // "contract"
+
+func nullJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// ListFilter narrows a contract listing. Zero fields do not filter.
+type ListFilter struct {
+	State       domain.State
+	Channel     domain.Channel
+	PlanID      *int64
+	ServiceID   *int64
+	SubMchID    *string
+	CreatedFrom *time.Time
+	CreatedTo   *time.Time
+	Limit       int
+	Cursor      string
+}
+
+// MaxListLimit is the most contracts one page holds.
+const MaxListLimit = 500
+
+// List returns one page of contracts, oldest first by (created_at, id), and
+// the opaque cursor of the next page ("" on the last page).
+func (s *Store) List(ctx context.Context, f ListFilter) ([]domain.Contract, string, error) {
+	var (
+		conds []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, fmt.Sprintf(cond, len(args)))
+	}
+	if f.State != "" {
+		add("state = $%d", f.State)
+	}
+	if f.Channel != "" {
+		add("channel = $%d", f.Channel)
+	}
+	if f.PlanID != nil {
+		add("plan_id = $%d", *f.PlanID)
+	}
+	if f.ServiceID != nil {
+		add("service_id = $%d", *f.ServiceID)
+	}
+	if f.SubMchID != nil {
+		add("sub_mchid = $%d", *f.SubMchID)
+	}
+	if f.CreatedFrom != nil {
+		add("created_at >= $%d", *f.CreatedFrom)
+	}
+	if f.CreatedTo != nil {
+		add("created_at < $%d", *f.CreatedTo)
+	}
+	if f.Cursor != "" {
+		at, id, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		args = append(args, at, id)
+		conds = append(conds, fmt.Sprintf("(created_at, id) > ($%d, $%d)", len(args)-1, len(args)))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	if limit > MaxListLimit {
+		limit = MaxListLimit
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = "WHERE " + strings.Join(conds, " AND ")
+	}
+	args = append(args, limit+1)
+	cs, err := collectContracts(ctx, s.pool, fmt.Sprintf(`SELECT %s FROM contracts %s
+		ORDER BY created_at, id LIMIT $%d`, contractColumns, where, len(args)), args...)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(cs) > limit {
+		cs = cs[:limit]
+		last := cs[limit-1]
+		next = encodeCursor(last.CreatedAt, last.ID)
+	}
+	return cs, next, nil
+}
+
+func encodeCursor(at time.Time, id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + strconv.FormatInt(id, 10)))
+}
+
+func decodeCursor(s string) (time.Time, int64, error) {
+	bad := &domain.Error{Code: domain.CodeParamError, Message: "cursor is not one this service issued",
+		Fields: []domain.FieldError{{Field: "cursor", Reason: "is not a cursor this service issued"}}}
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return time.Time{}, 0, bad
+	}
+	at, idText, ok := strings.Cut(string(raw), "|")
+	if !ok {
+		return time.Time{}, 0, bad
+	}
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		return time.Time{}, 0, bad
+	}
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil {
+		return time.Time{}, 0, bad
+	}
+	return t, id, nil
+}

@@ -1,0 +1,120 @@
+// Package store keeps contracts, their history and WeChat's notification
+// inbox in Postgres through pgx.
+//
+// The store runs transactions; the domain decides. Every state change goes
+// through Tx.Apply, which locks the contract's row, lets domain.Contract.Apply
+// rule on the event, and writes the new state and exactly one history row in
+// the same transaction (or nothing at all for a repeat). Postgres errors are
+// mapped to domain errors in one place, mapErr, so callers only ever see
+// domain codes: CONTRACT_NOT_EXIST, CONTRACT_EXISTED, UNAVAILABLE.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/contractd/contractd/domain"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store is contractd's Postgres persistence.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New wraps an open pool.
+func New(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool}
+}
+
+// Connect opens a pool on url and checks that the database answers within
+// ctx. The error names the cause without the connection string's secrets.
+func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL is not a valid Postgres connection string: %w", errors.New(redact(err)))
+	}
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres at %s:%d is unreachable: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return pool, nil
+}
+
+// redact keeps pgx's parse error message but never the string that failed.
+func redact(err error) string {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) {
+		return pe.Unwrap().Error()
+	}
+	return "cannot parse"
+}
+
+// Pool returns the underlying pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return mapErr(s.pool.Ping(ctx))
+}
+
+// Tx is one database transaction of the store.
+type Tx struct {
+	tx pgx.Tx
+}
+
+// InTx runs fn in one transaction, committing when fn returns nil and
+// rolling back otherwise: an error anywhere leaves the database as it was.
+func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return fn(&Tx{tx: tx})
+	})
+	return mapErr(err)
+}
+
+// mapErr turns Postgres and pgx errors into domain errors: the one place
+// where they are mapped. Domain errors pass through unchanged.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *domain.Error
+	if errors.As(err, &de) {
+		return err
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return &domain.Error{Code: domain.CodeNotFound, Message: "no such contract", Err: err}
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch {
+		case pg.Code == "23505":
+			return &domain.Error{Code: domain.CodeExists, Message: "the contract already exists", Err: err}
+		case len(pg.Code) >= 2 && (pg.Code[:2] == "08" || pg.Code[:2] == "57" || pg.Code[:2] == "53"):
+			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is unavailable", Err: err}
+		}
+		return fmt.Errorf("postgres: %w", err)
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	if errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
+		return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is unavailable", Err: err}
+	}
+	return fmt.Errorf("postgres: %w", err)
+}

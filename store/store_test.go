@@ -1,0 +1,364 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/internal/pgtest"
+	"github.com/contractd/contractd/store"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+func newStore(t *testing.T) (*store.Store, *pgtest.Schema) {
+	t.Helper()
+	s := pgtest.New(t)
+	return store.New(s.Pool), s
+}
+
+func i64(v int64) *int64 { return &v }
+
+// contractIn returns a papay contract standing in state st.
+func contractIn(code string, st domain.State) domain.Contract {
+	c := domain.Contract{OutContractCode: code, Product: domain.ProductPapay, Channel: domain.ChannelApp,
+		PlanID: i64(123), UserDisplayName: "Zhang San", State: st}
+	if st == domain.StateSessionIssued {
+		exp := time.Now().Add(time.Hour)
+		c.SessionID, c.SessionExpiresAt = "sess-"+code, &exp
+	}
+	return c
+}
+
+func countRows(t *testing.T, s *pgtest.Schema, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("count %q: %v", sql, err)
+	}
+	return n
+}
+
+func TestCreateGetAndNotFound(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := newStore(t)
+	in := contractIn("c-1", domain.StateCreated)
+	got, err := st.Create(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID == 0 || got.Version != 1 || got.State != domain.StateCreated || *got.PlanID != 123 || got.CreatedAt.IsZero() {
+		t.Fatalf("created %+v", got)
+	}
+	again, err := st.Get(ctx, domain.Key{OutContractCode: "c-1"})
+	if err != nil || again.ID != got.ID {
+		t.Fatalf("get: %+v %v", again, err)
+	}
+	if _, err := st.Get(ctx, domain.Key{OutContractCode: "nope"}); !domain.IsCode(err, domain.CodeNotFound) {
+		t.Fatalf("missing contract: %v", err)
+	}
+	if _, err := st.Get(ctx, domain.Key{SubMchID: "1000", OutContractCode: "c-1"}); !domain.IsCode(err, domain.CodeNotFound) {
+		t.Fatalf("same code, other sub-merchant: %v", err)
+	}
+}
+
+func TestConcurrentCreateSameKeyStoresOneRow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, sch := newStore(t)
+	const n = 64
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		created int
+		exists  int
+		other   []error
+	)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, err := st.Create(ctx, contractIn("same", domain.StateCreated))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				created++
+			case domain.IsCode(err, domain.CodeExists):
+				exists++
+			default:
+				other = append(other, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if created != 1 || exists != n-1 || len(other) != 0 {
+		t.Fatalf("created %d, exists %d, other %v", created, exists, other)
+	}
+	if got := countRows(t, sch, `SELECT count(*) FROM contracts WHERE out_contract_code = 'same'`); got != 1 {
+		t.Fatalf("%d rows", got)
+	}
+}
+
+func TestConcurrentSignAppliesOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, sch := newStore(t)
+	if _, err := st.Create(ctx, contractIn("race", domain.StateSessionIssued)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		applied int
+		repeats int
+	)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			_, d, err := st.Transition(ctx, domain.Key{OutContractCode: "race"}, domain.Change{
+				Event: domain.EventSign, Source: domain.SourceNotification, ContractID: "wx-race", OpenID: fmt.Sprint("o-", i)})
+			if err != nil {
+				t.Errorf("sign %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch d.Outcome {
+			case domain.OutcomeApply:
+				applied++
+			case domain.OutcomeRepeat:
+				repeats++
+			}
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	if applied != 1 || repeats != n-1 {
+		t.Fatalf("applied %d, repeats %d", applied, repeats)
+	}
+	c, err := st.Get(ctx, domain.Key{OutContractCode: "race"})
+	if err != nil || c.State != domain.StateSigned || c.ContractID != "wx-race" || c.Version != 2 {
+		t.Fatalf("after race: %+v %v", c, err)
+	}
+	if got := countRows(t, sch, `SELECT count(*) FROM contract_events`); got != 1 {
+		t.Fatalf("%d history rows, want 1", got)
+	}
+}
+
+func TestTerminatedIsFinalAndStaleSignIsRecordedIgnored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, sch := newStore(t)
+	key := domain.Key{OutContractCode: "t-1"}
+	if _, err := st.Create(ctx, contractIn("t-1", domain.StateSigned)); err != nil {
+		t.Fatal(err)
+	}
+	if _, d, err := st.Transition(ctx, key, domain.Change{Event: domain.EventTerminate, Source: domain.SourceNotification, TerminationMode: "USER"}); err != nil || d.Outcome != domain.OutcomeApply {
+		t.Fatalf("terminate: %+v %v", d, err)
+	}
+	c, d, err := st.Transition(ctx, key, domain.Change{Event: domain.EventSign, Source: domain.SourceNotification,
+		Details: map[string]any{"notification_id": "n-stale"}})
+	if err != nil || d.Outcome != domain.OutcomeIgnore || c.State != domain.StateTerminated {
+		t.Fatalf("stale sign: %+v %+v %v", c, d, err)
+	}
+	hist, err := st.History(ctx, key)
+	if err != nil || len(hist) != 2 {
+		t.Fatalf("history %+v %v", hist, err)
+	}
+	last := hist[1]
+	if !last.Ignored || last.Event != domain.EventSign || last.FromState != domain.StateTerminated || last.ToState != domain.StateTerminated {
+		t.Fatalf("ignored row %+v", last)
+	}
+	// A repeated terminate records nothing.
+	if _, d, err := st.Transition(ctx, key, domain.Change{Event: domain.EventTerminate, Source: domain.SourceOps}); err != nil || d.Outcome != domain.OutcomeRepeat {
+		t.Fatalf("repeat terminate: %+v %v", d, err)
+	}
+	if got := countRows(t, sch, `SELECT count(*) FROM contract_events`); got != 2 {
+		t.Fatalf("%d history rows", got)
+	}
+}
+
+// edges lists api.md's lifecycle table by hand: every (from, event) pair it allows.
+var edges = map[domain.State][]domain.Event{
+	domain.StateCreated:       {domain.EventIssueSession, domain.EventSign, domain.EventTerminate},
+	domain.StateSessionIssued: {domain.EventSign, domain.EventExpire, domain.EventTerminate},
+	domain.StateSigned:        {domain.EventTerminate},
+	domain.StateExpired:       {domain.EventIssueSession, domain.EventSign, domain.EventTerminate},
+	domain.StateTerminated:    {},
+}
+
+var targets = map[domain.Event]domain.State{
+	domain.EventIssueSession: domain.StateSessionIssued, domain.EventSign: domain.StateSigned,
+	domain.EventExpire: domain.StateExpired, domain.EventTerminate: domain.StateTerminated,
+}
+
+func TestEveryPairInTheStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, sch := newStore(t)
+	for _, from := range domain.States {
+		for _, ev := range domain.Events {
+			code := fmt.Sprintf("%s-%s", from, ev)
+			t.Run(code, func(t *testing.T) {
+				in, err := st.Create(ctx, contractIn(code, from))
+				if err != nil {
+					t.Fatal(err)
+				}
+				key := in.Key()
+				ch := domain.Change{Event: ev, Source: domain.SourceOps}
+				if ev == domain.EventIssueSession {
+					ch.Session = &domain.Session{ID: "s-new", ExpiresAt: time.Now().Add(time.Hour), Launch: []byte(`{"type":"app_sdk"}`)}
+				}
+				c, d, err := st.Transition(ctx, key, ch)
+				rows := countRows(t, sch, `SELECT count(*) FROM contract_events WHERE out_contract_code = $1`, code)
+				allowed := false
+				for _, e := range edges[from] {
+					allowed = allowed || e == ev
+				}
+				repeat := targets[ev] == from && ev != domain.EventIssueSession
+				ignored := from == domain.StateTerminated && ev == domain.EventSign
+				after, _ := st.Get(ctx, key)
+				switch {
+				case allowed:
+					if err != nil || d.Outcome != domain.OutcomeApply || c.State != targets[ev] || after.State != targets[ev] || rows != 1 || after.Version != in.Version+1 {
+						t.Fatalf("edge %s: %+v %v rows=%d", code, d, err, rows)
+					}
+				case repeat:
+					if err != nil || d.Outcome != domain.OutcomeRepeat || after.State != from || rows != 0 || after.Version != in.Version {
+						t.Fatalf("repeat %s: %+v %v rows=%d", code, d, err, rows)
+					}
+				case ignored:
+					if err != nil || d.Outcome != domain.OutcomeIgnore || after.State != from || rows != 1 {
+						t.Fatalf("ignored %s: %+v %v rows=%d", code, d, err, rows)
+					}
+				default:
+					if !domain.IsCode(err, domain.CodeInvalidState) || after.State != from || rows != 0 || after.Version != in.Version {
+						t.Fatalf("refused pair %s: %+v %v rows=%d state=%s", code, d, err, rows, after.State)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestTransitionUnknownContract(t *testing.T) {
+	t.Parallel()
+	st, _ := newStore(t)
+	_, _, err := st.Transition(context.Background(), domain.Key{OutContractCode: "ghost"}, domain.Change{Event: domain.EventSign})
+	if !domain.IsCode(err, domain.CodeNotFound) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestHistoryIsAppendOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, sch := newStore(t)
+	if _, err := st.Create(ctx, contractIn("h", domain.StateSessionIssued)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Transition(ctx, domain.Key{OutContractCode: "h"}, domain.Change{Event: domain.EventExpire, Source: domain.SourceSweeper}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sch.Pool.Exec(ctx, `UPDATE contract_events SET event = 'sign'`); err == nil {
+		t.Fatal("history row was updated")
+	}
+	if _, err := sch.Pool.Exec(ctx, `DELETE FROM contract_events`); err == nil {
+		t.Fatal("history row was deleted")
+	}
+}
+
+func TestListPagesAndFilters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := newStore(t)
+	for i := 0; i < 7; i++ {
+		st8 := domain.StateCreated
+		if i%2 == 0 {
+			st8 = domain.StateSigned
+		}
+		if _, err := st.Create(ctx, contractIn(fmt.Sprint("l-", i), st8)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seen []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("cursor never ends")
+		}
+		cs, next, err := st.List(ctx, store.ListFilter{Limit: 3, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			seen = append(seen, c.OutContractCode)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(seen) != 7 || seen[0] != "l-0" || seen[6] != "l-6" {
+		t.Fatalf("pages gave %v", seen)
+	}
+	signed, _, err := st.List(ctx, store.ListFilter{State: domain.StateSigned})
+	if err != nil || len(signed) != 4 {
+		t.Fatalf("signed filter: %d %v", len(signed), err)
+	}
+	if _, _, err := st.List(ctx, store.ListFilter{Cursor: "garbage!"}); !domain.IsCode(err, domain.CodeParamError) {
+		t.Fatalf("bad cursor: %v", err)
+	}
+}
+
+func TestFeedFollowsEveryContract(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := newStore(t)
+	for _, code := range []string{"f-1", "f-2", "f-3"} {
+		if _, err := st.Create(ctx, contractIn(code, domain.StateSessionIssued)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := st.Transition(ctx, domain.Key{OutContractCode: code}, domain.Change{Event: domain.EventSign, Source: domain.SourceNotification}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := st.Feed(ctx, 0, 2)
+	if err != nil || len(first) != 2 || first[0].OutContractCode != "f-1" {
+		t.Fatalf("feed page 1: %+v %v", first, err)
+	}
+	rest, err := st.Feed(ctx, first[1].ID, 10)
+	if err != nil || len(rest) != 1 || rest[0].OutContractCode != "f-3" || rest[0].ID <= first[1].ID {
+		t.Fatalf("feed page 2: %+v %v", rest, err)
+	}
+}
+
+func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Nothing listens on port 1 of the loopback address.
+	pool, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	_, err = store.New(pool).Get(ctx, domain.Key{OutContractCode: "x"})
+	if !domain.IsCode(err, domain.CodeUnavailable) {
+		t.Fatalf("got %v, want UNAVAILABLE", err)
+	}
+	if _, err := store.Connect(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable"); err == nil {
+		t.Fatal("Connect to nothing succeeded")
+	}
+}
