@@ -57,9 +57,10 @@ func (k Key) String() string {
 
 // CallError describes the last failed call to WeChat made for a contract.
 type CallError struct {
-	Code    string    `json:"code"`
-	Message string    `json:"message"`
-	At      time.Time `json:"at"`
+	Code      string    `json:"code"`
+	Message   string    `json:"message"`
+	At        time.Time `json:"at"`
+	Retryable bool      `json:"retryable"`
 }
 
 // Contract is one auto-debit contract as contractd keeps it. Field names
@@ -92,6 +93,8 @@ type Contract struct {
 	LastError              *CallError      `json:"last_error,omitempty"`
 	ClaimToken             string          `json:"-"`
 	ClaimExpiresAt         *time.Time      `json:"-"`
+	NextCheckAt            *time.Time      `json:"-"`
+	CheckCount             int             `json:"-"`
 	CreatedAt              time.Time       `json:"created_at"`
 	UpdatedAt              time.Time       `json:"updated_at"`
 }

@@ -4,7 +4,8 @@ CREATE TABLE contracts (
     sub_mchid                text        NOT NULL DEFAULT '',
     out_contract_code        text        NOT NULL,
     product                  text        NOT NULL CHECK (product IN ('papay', 'password_exempt')),
-    channel                  text        NOT NULL CHECK (channel IN ('app', 'mini_program', 'h5', 'jsapi', 'web')),
+    -- '' only for a contract first learned of from WeChat, which does not say where it was signed.
+    channel                  text        NOT NULL CHECK (channel IN ('', 'app', 'mini_program', 'h5', 'jsapi', 'web')),
     plan_id                  bigint,
     service_id               bigint,
     state                    text        NOT NULL CHECK (state IN ('created', 'session_issued', 'signed', 'expired', 'terminated')),
@@ -24,8 +25,12 @@ CREATE TABLE contracts (
     expired_at               timestamptz,
     last_operate_time        timestamptz,
     last_error               jsonb,
+    -- A pre-sign call to WeChat under way holds the claim; concurrent callers wait for it.
     claim_token              text        NOT NULL DEFAULT '',
     claim_expires_at         timestamptz,
+    -- When reconciliation should next ask WeChat about this contract, and how often it has.
+    next_check_at            timestamptz,
+    check_count              integer     NOT NULL DEFAULT 0,
     created_at               timestamptz NOT NULL DEFAULT now(),
     updated_at               timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT contracts_key UNIQUE (sub_mchid, out_contract_code),
@@ -37,6 +42,8 @@ CREATE UNIQUE INDEX contracts_contract_id ON contracts (contract_id) WHERE contr
 -- The expiry sweep reads only open sessions, so its cost follows the number of due rows.
 CREATE INDEX contracts_session_expiry ON contracts (session_expires_at) WHERE state = 'session_issued';
 -- Listing, newest pages by (created_at, id), with and without a state filter.
+-- Reconciliation reads only open and recently expired sessions.
+CREATE INDEX contracts_reconcile ON contracts (state, next_check_at) WHERE state IN ('session_issued', 'expired');
 CREATE INDEX contracts_created ON contracts (created_at, id);
 CREATE INDEX contracts_state_created ON contracts (state, created_at, id);
 

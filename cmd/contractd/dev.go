@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/wechatpaysim"
+	"github.com/jackc/pgx/v5"
+)
+
+// Development-mode defaults.
+const (
+	devAddr      = "127.0.0.1:8080"
+	devSimAddr   = "127.0.0.1:8090"
+	devPublicURL = "https://contractd.localhost"
+	devAppToken  = "dev-app-token"
+	devOpsToken  = "dev-ops-token"
+)
+
+// devCmd runs `contractd dev`: a fresh key set, the WeChat Pay simulator on
+// loopback, the database created and migrated, and the service, wired
+// together; then it opens a demo signing session and prints where to click.
+func devCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		return fail(2, "dev takes no arguments")
+	}
+	dir, err := os.MkdirTemp("", "contractd-dev-")
+	if err != nil {
+		return fail(1, "dev: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	keys, err := wechatpaysim.GenerateKeys()
+	if err != nil {
+		return fail(1, "dev: keys: %v", err)
+	}
+	if err := keys.WriteDir(dir); err != nil {
+		return fail(1, "dev: keys: %v", err)
+	}
+
+	dbURL := databaseURL(getenv)
+	if err := ensureDatabase(ctx, dbURL); err != nil {
+		return fail(1, "dev: %v (start Postgres with: bash scripts/postgres)", err)
+	}
+
+	addr := envOr(getenv, "CONTRACTD_HTTP_ADDR", devAddr)
+	simAddr := envOr(getenv, "SIM_ADDR", devSimAddr)
+	simLn, err := net.Listen("tcp", simAddr)
+	if err != nil {
+		return fail(1, "dev: simulator listen on %s: %v", simAddr, err)
+	}
+	simCfg := keys.SimConfig()
+	simCfg.TerminateNotifyURL = devPublicURL + config.NotifyPath
+	simCfg.NotifyTarget = localURL(addr)
+	log := newLogger(envOr(getenv, "CONTRACTD_LOG_LEVEL", "info"), stderr)
+	simCfg.Logger = log.With("component", "wechatpay-sim")
+	sim, err := wechatpaysim.New(simCfg)
+	if err != nil {
+		return fail(1, "dev: simulator: %v", err)
+	}
+	defer sim.Close()
+	simSrv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = simSrv.Serve(simLn) }()
+	defer simSrv.Close()
+	simURL := "http://" + simLn.Addr().String()
+
+	env := map[string]string{
+		"DATABASE_URL":                  dbURL,
+		"CONTRACTD_HTTP_ADDR":           addr,
+		"CONTRACTD_PUBLIC_URL":          devPublicURL,
+		"CONTRACTD_API_TOKENS":          "app:" + devAppToken + ",ops:" + devOpsToken,
+		"WECHATPAY_MCHID":               keys.MchID,
+		"WECHATPAY_APPID":               keys.AppID,
+		"WECHATPAY_MERCHANT_SERIAL":     keys.MerchantSerial,
+		"WECHATPAY_PRIVATE_KEY_FILE":    filepath.Join(dir, wechatpaysim.FileMerchantPrivateKey),
+		"WECHATPAY_APIV3_KEY":           keys.APIv3Key,
+		"WECHATPAY_PLATFORM_CERT_FILES": filepath.Join(dir, wechatpaysim.FilePlatformCert),
+		"WECHATPAY_PUBLIC_KEY_ID":       keys.PublicKeyID,
+		"WECHATPAY_PUBLIC_KEY_FILE":     filepath.Join(dir, wechatpaysim.FilePlatformPublicKey),
+		"WECHATPAY_BASE_URL":            simURL,
+		"WECHATPAY_DOMESTIC_BASE_URL":   simURL,
+		"CONTRACTD_LOG_LEVEL":           envOr(getenv, "CONTRACTD_LOG_LEVEL", "info"),
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		return fail(1, "dev: configuration: %v", err)
+	}
+	listening := make(chan string, 1)
+	go func() {
+		select {
+		case a := <-listening:
+			printDevBanner(ctx, stdout, localURL(a), simURL)
+		case <-ctx.Done():
+		}
+	}()
+	return serve(ctx, cfg, true, log, listening)
+}
+
+func envOr(getenv func(string) string, k, def string) string {
+	if v := getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// ensureDatabase creates the database named in url when the server lacks it.
+func ensureDatabase(ctx context.Context, url string) error {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return errors.New("DATABASE_URL is not a valid Postgres connection string")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if c, err := pgx.ConnectConfig(cctx, cfg); err == nil {
+		return c.Close(cctx)
+	}
+	name := cfg.Database
+	cfg.Database = "postgres"
+	c, err := pgx.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return fmt.Errorf("postgres at %s:%d is unreachable", cfg.Host, cfg.Port)
+	}
+	defer c.Close(cctx)
+	_, err = c.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
+}
+
+// printDevBanner opens a demo signing session through the API and prints
+// where to click.
+func printDevBanner(ctx context.Context, w io.Writer, base, simURL string) {
+	code := fmt.Sprintf("demo-%d", time.Now().Unix())
+	body := fmt.Sprintf(`{"product":"papay","channel":"h5","out_contract_code":%q,"plan_id":123,"user_display_name":"Zhang San"}`, code)
+	link := "(the demo pre-sign failed; see the log)"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/contracts/pre-sign", bytes.NewBufferString(body))
+	if err == nil {
+		req.Header.Set("Authorization", "Bearer "+devAppToken)
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req); err == nil {
+			var out struct {
+				Launch struct {
+					URL string `json:"url"`
+				} `json:"launch"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if out.Launch.URL != "" {
+				link = out.Launch.URL
+			}
+		}
+	}
+	fmt.Fprintf(w, `
+contractd dev is running.
+  API:        %[1]s   (tokens: app %[4]q, ops %[5]q)
+  Simulator:  %[2]s   (WeChat Pay on loopback)
+
+A demo contract %[3]q has a signing session. Click to sign it as the WeChat user:
+  %[6]s
+
+Then look at it:
+  curl -s -H 'Authorization: Bearer %[5]s' %[1]s/v1/contracts/%[3]s
+  curl -s -H 'Authorization: Bearer %[5]s' %[1]s/v1/contracts/%[3]s/events
+Start your own:
+  curl -s -H 'Authorization: Bearer %[4]s' -d '{"channel":"h5","out_contract_code":"mine-1","plan_id":123,"user_display_name":"Li Si"}' %[1]s/v1/contracts/pre-sign
+Health: %[1]s/readyz   Metrics: %[1]s/metrics   Deliveries: %[2]s/sim/deliveries
+Stop with Ctrl-C.
+`, base, simURL, code, devAppToken, devOpsToken, strings.TrimSpace(link))
+}

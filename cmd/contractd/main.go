@@ -1,0 +1,131 @@
+// Command contractd runs WeChat Pay auto-debit contract signing for
+// merchants: the HTTP API, the notification endpoint, the expiry sweeper and
+// reconciliation, on one Postgres database.
+//
+//	contractd serve              run the service (configuration from the environment)
+//	contractd migrate up|down|status
+//	contractd fsm                print the lifecycle as a Mermaid state diagram
+//	contractd dev                run Postgres checks, the WeChat Pay simulator and the service together
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/contractd/contractd/domain"
+)
+
+const usage = `contractd: WeChat Pay auto-debit contract signing for merchants.
+
+Usage:
+  contractd serve [--migrate]      run the HTTP API, notification endpoint, expiry sweeper and
+                                   reconciliation; --migrate applies pending migrations first
+  contractd migrate up|down|status apply all pending migrations, roll back the newest one, or
+                                   list them (safe to run from several processes at once)
+  contractd fsm                    print the contract lifecycle as a Mermaid state diagram
+  contractd dev                    development mode: generates keys, starts the WeChat Pay
+                                   simulator on 127.0.0.1:8090, migrates the database and serves
+                                   on 127.0.0.1:8080, printing where to click
+  contractd help                   this text
+
+Configuration (environment):
+  DATABASE_URL                   Postgres connection string
+                                 (default postgres://postgres@127.0.0.1:5432/contractd?sslmode=disable)
+  CONTRACTD_HTTP_ADDR            listen address (default :8080)
+  CONTRACTD_PUBLIC_URL           public https base; WeChat posts to it + /v1/notifications/wechatpay
+  CONTRACTD_API_TOKENS           comma-separated scope:token pairs, scopes app and ops
+  WECHATPAY_MODE                 common (default) or institutional
+  WECHATPAY_MCHID                merchant (or service provider) id
+  WECHATPAY_APPID                app id (common mode)
+  WECHATPAY_SP_APPID             service provider app id (institutional mode)
+  WECHATPAY_MERCHANT_SERIAL      merchant API certificate serial
+  WECHATPAY_PRIVATE_KEY_FILE     merchant private key, PEM (PKCS#1 or PKCS#8)
+  WECHATPAY_APIV3_KEY            32-byte APIv3 key
+  WECHATPAY_PLATFORM_CERT_FILES  comma-separated platform certificates, PEM
+  WECHATPAY_PUBLIC_KEY_ID        WeChat Pay public key id (PUB_KEY_ID_...), with
+  WECHATPAY_PUBLIC_KEY_FILE      the public key, PEM; may be set together with certificates
+  WECHATPAY_BASE_URL             global papay host (default https://apihk.mch.weixin.qq.com)
+  WECHATPAY_DOMESTIC_BASE_URL    domestic host (default https://api.mch.weixin.qq.com)
+  WECHATPAY_PASSWORD_EXEMPT_VARIANT normal (default) or ecommerce, for common mode
+  WECHATPAY_TIMEOUT              timeout of one call to WeChat (default 10s)
+  CONTRACTD_SWEEP_INTERVAL       expiry sweep period (default 5s)
+  CONTRACTD_RECONCILE_INTERVAL   reconciliation period (default 30s)
+  CONTRACTD_SHUTDOWN_TIMEOUT     how long SIGTERM waits for requests in flight (default 20s)
+  CONTRACTD_LOG_LEVEL            debug, info (default), warn or error
+
+A missing or invalid setting stops start-up with one line naming it.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// exitError carries the process's exit status with a one-line message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func fail(code int, format string, args ...any) error {
+	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// run executes one command line and returns the exit status. Errors are
+// printed as one line on stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	err := dispatch(ctx, args, getenv, stdout, stderr)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		fmt.Fprintln(stderr, "contractd: "+ee.msg)
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "contractd: "+err.Error())
+	return 1
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fail(2, "a command is required")
+	}
+	switch args[0] {
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "fsm":
+		fmt.Fprint(stdout, domain.Mermaid())
+		return nil
+	case "migrate":
+		return migrateCmd(ctx, args[1:], getenv, stdout)
+	case "serve":
+		migrate := false
+		for _, a := range args[1:] {
+			switch a {
+			case "--migrate":
+				migrate = true
+			case "-h", "--help":
+				fmt.Fprint(stdout, usage)
+				return nil
+			default:
+				return fail(2, "serve: unknown flag %q", a)
+			}
+		}
+		return serveCmd(ctx, getenv, migrate, stderr)
+	case "dev":
+		return devCmd(ctx, args[1:], getenv, stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return fail(2, "unknown command %q", args[0])
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/migrations"
+	"github.com/contractd/contractd/store"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+func databaseURL(getenv func(string) string) string {
+	if u := getenv("DATABASE_URL"); u != "" {
+		return u
+	}
+	return config.DefaultDatabaseURL
+}
+
+// migrateCmd runs `contractd migrate up|down|status`.
+func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) != 1 || (args[0] != "up" && args[0] != "down" && args[0] != "status") {
+		return fail(2, "usage: contractd migrate up|down|status")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pool, err := store.Connect(cctx, databaseURL(getenv))
+	cancel()
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	defer pool.Close()
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	p, err := migrations.NewProvider(ctx, db)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	switch args[0] {
+	case "up":
+		res, err := p.Up(ctx)
+		if err != nil {
+			return fail(1, "migrate up: %v", err)
+		}
+		if len(res) == 0 {
+			fmt.Fprintln(stdout, "migrate up: already current")
+		}
+		for _, r := range res {
+			fmt.Fprintf(stdout, "migrate up: applied %d %s (%s)\n", r.Source.Version, r.Source.Path, r.Duration.Round(time.Millisecond))
+		}
+	case "down":
+		r, err := p.Down(ctx)
+		if err != nil {
+			return fail(1, "migrate down: %v", err)
+		}
+		fmt.Fprintf(stdout, "migrate down: rolled back %d %s\n", r.Source.Version, r.Source.Path)
+	case "status":
+		st, err := p.Status(ctx)
+		if err != nil {
+			return fail(1, "migrate status: %v", err)
+		}
+		for _, s := range st {
+			applied := "pending"
+			if !s.AppliedAt.IsZero() {
+				applied = "applied " + s.AppliedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%d %s %s\n", s.Source.Version, s.Source.Path, applied)
+		}
+	}
+	return nil
+}

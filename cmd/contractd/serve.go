@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/httpapi"
+	"github.com/contractd/contractd/lifecycle"
+	"github.com/contractd/contractd/migrations"
+	"github.com/contractd/contractd/store"
+	"github.com/contractd/contractd/wechatpay"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// serveCmd runs `contractd serve`.
+func serveCmd(ctx context.Context, getenv func(string) string, migrate bool, stderr io.Writer) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fail(2, "configuration: %v", err)
+	}
+	return serve(ctx, cfg, migrate, newLogger(cfg.LogLevel, stderr), nil)
+}
+
+// serve runs the service until ctx ends, then shuts down gracefully: the
+// listener closes, requests in flight finish (up to ShutdownTimeout), the
+// workers stop, and the pool closes. When listening is non-nil it receives
+// the bound address once the server accepts connections.
+func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logger, listening chan<- string) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pool, err := store.Connect(cctx, cfg.DatabaseURL)
+	cancel()
+	if err != nil {
+		return fail(1, "%v", err)
+	}
+	defer pool.Close()
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	if migrate {
+		if err := migrations.Up(ctx, db); err != nil {
+			return fail(1, "%v", err)
+		}
+	}
+
+	wx, err := wechatpay.NewClient(cfg.WeChat)
+	if err != nil {
+		return fail(2, "configuration: WECHATPAY_*: %v", err)
+	}
+	parser, err := wechatpay.NewNotificationParser(cfg.WeChat.APIv3Key, wx.Verifier())
+	if err != nil {
+		return fail(2, "configuration: WECHATPAY_APIV3_KEY: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st := store.New(pool)
+	svc := lifecycle.New(st, wx, parser, lifecycle.Options{
+		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
+		PasswordExemptVariant: cfg.PasswordExemptVariant, CallTimeout: cfg.WeChat.Timeout,
+		Logger: log, Registry: reg,
+	})
+	api := httpapi.New(httpapi.Deps{
+		Logger: log, Registry: reg, API: &httpapi.API{Service: svc, Tokens: cfg.Tokens},
+		Ready: func(ctx context.Context) error {
+			if err := st.Ping(ctx); err != nil {
+				return errors.New("database unreachable")
+			}
+			current, err := migrations.Current(ctx, db)
+			if err != nil {
+				return errors.New("database unreachable")
+			}
+			if !current {
+				return errors.New("schema is not current: run contractd migrate up")
+			}
+			return nil
+		},
+	})
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fail(1, "listen on %s (CONTRACTD_HTTP_ADDR): %v", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		// A pre-sign may wait for WeChat through every retry.
+		WriteTimeout: time.Duration(4)*(cfg.WeChat.Timeout+2*time.Second) + 15*time.Second,
+		IdleTimeout:  60 * time.Second,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	workersDone := make(chan struct{})
+	go func() {
+		svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval)
+		close(workersDone)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("contractd serving", "addr", ln.Addr().String(), "mode", string(cfg.Mode),
+		"notify_url", cfg.NotifyURL(), "tokens", cfg.Tokens.Len())
+	if listening != nil {
+		listening <- ln.Addr().String()
+	}
+
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		err = srv.Shutdown(sctx)
+		cancel()
+	}
+	stopWork()
+	<-workersDone
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fail(1, "server: %v", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// localURL turns a listen address into a URL a browser on this machine can open.
+func localURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return fmt.Sprintf("http://%s:%s", host, port)
+}

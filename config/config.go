@@ -1,0 +1,260 @@
+// Package config reads contractd's configuration from the environment, as
+// api.md's configuration table lists it. Every setting is checked at start-up:
+// a missing, unreadable or invalid one is reported as one error that names the
+// variable, and secrets never appear in that message.
+package config
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/wechatpay"
+)
+
+// NotifyPath is where WeChat posts notifications, under CONTRACTD_PUBLIC_URL.
+const NotifyPath = "/v1/notifications/wechatpay"
+
+// DefaultDatabaseURL is used when DATABASE_URL is unset.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/contractd?sslmode=disable"
+
+// Scope is what a bearer token may do.
+type Scope string
+
+// The two token scopes.
+const (
+	ScopeApp Scope = "app"
+	ScopeOps Scope = "ops"
+)
+
+// Tokens maps bearer tokens to their scopes.
+type Tokens struct {
+	entries []tokenEntry
+}
+
+type tokenEntry struct {
+	token []byte
+	scope Scope
+}
+
+// Lookup returns the scope of token. Every configured token is compared in
+// constant time, so the answer's timing says nothing about how much of a
+// token matched or which entry did.
+func (t Tokens) Lookup(token string) (Scope, bool) {
+	var found Scope
+	ok := 0
+	for _, e := range t.entries {
+		if subtle.ConstantTimeCompare(e.token, []byte(token)) == 1 {
+			found = e.scope
+			ok = 1
+		}
+	}
+	return found, ok == 1
+}
+
+// Len is the number of configured tokens.
+func (t Tokens) Len() int { return len(t.entries) }
+
+// ParseTokens reads a comma-separated list of scope:token pairs.
+func ParseTokens(s string) (Tokens, error) {
+	var t Tokens
+	for _, pair := range strings.Split(s, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		scope, token, ok := strings.Cut(pair, ":")
+		if !ok || token == "" {
+			return Tokens{}, fmt.Errorf("each entry must be scope:token")
+		}
+		if Scope(scope) != ScopeApp && Scope(scope) != ScopeOps {
+			return Tokens{}, fmt.Errorf("scope %q is neither app nor ops", scope)
+		}
+		t.entries = append(t.entries, tokenEntry{token: []byte(token), scope: Scope(scope)})
+	}
+	return t, nil
+}
+
+// Config is contractd's whole configuration.
+type Config struct {
+	DatabaseURL string
+	HTTPAddr    string
+	// PublicURL is the https base WeChat reaches us at; NotifyURL derives
+	// from it.
+	PublicURL string
+	Tokens    Tokens
+	Mode      domain.Mode
+	MchID     string
+	AppID     string // common mode
+	SpAppID   string // institutional mode
+	// PasswordExemptVariant picks the domestic pre-sign endpoint in common
+	// mode: normal (default) or ecommerce. Institutional mode always uses
+	// service-provider.
+	PasswordExemptVariant wechatpay.DomesticMode
+	WeChat                wechatpay.Config
+	// SweepInterval is how often the expiry sweeper runs;
+	// ReconcileInterval how often reconciliation asks WeChat.
+	SweepInterval     time.Duration
+	ReconcileInterval time.Duration
+	ShutdownTimeout   time.Duration
+	LogLevel          string
+}
+
+// NotifyURL is the success_notify_url sent to WeChat.
+func (c Config) NotifyURL() string {
+	return strings.TrimRight(c.PublicURL, "/") + NotifyPath
+}
+
+// settingError names the variable at fault.
+type settingError struct {
+	name string
+	msg  string
+}
+
+func (e *settingError) Error() string { return e.name + ": " + e.msg }
+
+func bad(name, format string, args ...any) error {
+	return &settingError{name: name, msg: fmt.Sprintf(format, args...)}
+}
+
+// Load reads the configuration through getenv (os.Getenv in production).
+// The first problem found is returned, naming its variable.
+func Load(getenv func(string) string) (Config, error) {
+	get := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{
+		DatabaseURL: get("DATABASE_URL", DefaultDatabaseURL),
+		HTTPAddr:    get("CONTRACTD_HTTP_ADDR", ":8080"),
+		PublicURL:   get("CONTRACTD_PUBLIC_URL", ""),
+		Mode:        domain.Mode(get("WECHATPAY_MODE", string(domain.ModeCommon))),
+		MchID:       get("WECHATPAY_MCHID", ""),
+		AppID:       get("WECHATPAY_APPID", ""),
+		SpAppID:     get("WECHATPAY_SP_APPID", ""),
+		LogLevel:    get("CONTRACTD_LOG_LEVEL", "info"),
+	}
+	var err error
+	if c.PublicURL == "" {
+		return c, bad("CONTRACTD_PUBLIC_URL", "is required: the https base URL WeChat posts notifications to")
+	}
+	if why := domain.ValidNotifyURL(c.NotifyURL()); why != "" {
+		return c, bad("CONTRACTD_PUBLIC_URL", "%s (WeChat's rule for %s)", why, c.NotifyURL())
+	}
+	if c.Tokens, err = ParseTokens(getenv("CONTRACTD_API_TOKENS")); err != nil {
+		return c, bad("CONTRACTD_API_TOKENS", "%v", err)
+	}
+	switch c.Mode {
+	case domain.ModeCommon:
+		if c.AppID == "" {
+			return c, bad("WECHATPAY_APPID", "is required in common mode")
+		}
+	case domain.ModeInstitutional:
+		if c.SpAppID == "" {
+			return c, bad("WECHATPAY_SP_APPID", "is required in institutional mode")
+		}
+	default:
+		return c, bad("WECHATPAY_MODE", "must be common or institutional, not %q", c.Mode)
+	}
+	c.PasswordExemptVariant = wechatpay.DomesticMode(get("WECHATPAY_PASSWORD_EXEMPT_VARIANT", string(wechatpay.DomesticNormal)))
+	if c.Mode == domain.ModeInstitutional {
+		c.PasswordExemptVariant = wechatpay.DomesticServiceProvider
+	} else if c.PasswordExemptVariant != wechatpay.DomesticNormal && c.PasswordExemptVariant != wechatpay.DomesticEcommerce {
+		return c, bad("WECHATPAY_PASSWORD_EXEMPT_VARIANT", "must be normal or ecommerce")
+	}
+	if c.MchID == "" {
+		return c, bad("WECHATPAY_MCHID", "is required")
+	}
+	durations := []struct {
+		name string
+		def  time.Duration
+		dst  *time.Duration
+	}{
+		{"CONTRACTD_SWEEP_INTERVAL", 5 * time.Second, &c.SweepInterval},
+		{"CONTRACTD_RECONCILE_INTERVAL", 30 * time.Second, &c.ReconcileInterval},
+		{"CONTRACTD_SHUTDOWN_TIMEOUT", 20 * time.Second, &c.ShutdownTimeout},
+		{"WECHATPAY_TIMEOUT", wechatpay.DefaultTimeout, &c.WeChat.Timeout},
+	}
+	for _, d := range durations {
+		v := get(d.name, "")
+		if v == "" {
+			*d.dst = d.def
+			continue
+		}
+		if *d.dst, err = time.ParseDuration(v); err != nil || *d.dst <= 0 {
+			return c, bad(d.name, "must be a positive duration such as 5s")
+		}
+	}
+	return c, loadWeChat(&c, get)
+}
+
+func loadWeChat(c *Config, get func(string, string) string) error {
+	w := &c.WeChat
+	w.MchID = c.MchID
+	if w.MerchantSerial = get("WECHATPAY_MERCHANT_SERIAL", ""); w.MerchantSerial == "" {
+		return bad("WECHATPAY_MERCHANT_SERIAL", "is required")
+	}
+	path := get("WECHATPAY_PRIVATE_KEY_FILE", "")
+	if path == "" {
+		return bad("WECHATPAY_PRIVATE_KEY_FILE", "is required")
+	}
+	var err error
+	if w.MerchantPrivateKey, err = wechatpay.LoadPrivateKeyFile(path); err != nil {
+		return bad("WECHATPAY_PRIVATE_KEY_FILE", "%v", err)
+	}
+	w.APIv3Key = get("WECHATPAY_APIV3_KEY", "")
+	if len(w.APIv3Key) != wechatpay.APIv3KeyLength {
+		return bad("WECHATPAY_APIV3_KEY", "must be %d bytes, got %d", wechatpay.APIv3KeyLength, len(w.APIv3Key))
+	}
+	if certs := get("WECHATPAY_PLATFORM_CERT_FILES", ""); certs != "" {
+		var paths []string
+		for _, p := range strings.Split(certs, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				paths = append(paths, p)
+			}
+		}
+		if w.PlatformCerts, err = wechatpay.LoadCertificateFiles(paths...); err != nil {
+			return bad("WECHATPAY_PLATFORM_CERT_FILES", "%v", err)
+		}
+	}
+	w.PublicKeyID = get("WECHATPAY_PUBLIC_KEY_ID", "")
+	pubFile := get("WECHATPAY_PUBLIC_KEY_FILE", "")
+	switch {
+	case w.PublicKeyID != "" && pubFile == "":
+		return bad("WECHATPAY_PUBLIC_KEY_FILE", "is required with WECHATPAY_PUBLIC_KEY_ID")
+	case w.PublicKeyID == "" && pubFile != "":
+		return bad("WECHATPAY_PUBLIC_KEY_ID", "is required with WECHATPAY_PUBLIC_KEY_FILE")
+	case pubFile != "":
+		if !strings.HasPrefix(w.PublicKeyID, wechatpay.PublicKeyIDPrefix) {
+			return bad("WECHATPAY_PUBLIC_KEY_ID", "must start with %s", wechatpay.PublicKeyIDPrefix)
+		}
+		if w.PublicKey, err = wechatpay.LoadPublicKeyFile(pubFile); err != nil {
+			return bad("WECHATPAY_PUBLIC_KEY_FILE", "%v", err)
+		}
+	}
+	if len(w.PlatformCerts) == 0 && w.PublicKey == nil {
+		return bad("WECHATPAY_PLATFORM_CERT_FILES", "or WECHATPAY_PUBLIC_KEY_ID with WECHATPAY_PUBLIC_KEY_FILE is required to verify WeChat's signatures")
+	}
+	for _, u := range []struct {
+		name string
+		dst  *string
+		def  string
+	}{
+		{"WECHATPAY_BASE_URL", &w.GlobalBaseURL, wechatpay.DefaultGlobalBaseURL},
+		{"WECHATPAY_DOMESTIC_BASE_URL", &w.DomesticBaseURL, wechatpay.DefaultDomesticBaseURL},
+	} {
+		*u.dst = get(u.name, u.def)
+		if p, err := url.Parse(*u.dst); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			return bad(u.name, "must be an absolute http(s) URL")
+		}
+	}
+	if err := w.Validate(); err != nil {
+		return bad("WECHATPAY_*", "%v", err)
+	}
+	return nil
+}

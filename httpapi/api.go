@@ -1,0 +1,279 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/lifecycle"
+	"github.com/contractd/contractd/store"
+	"github.com/labstack/echo/v5"
+)
+
+// API holds the contract routes' dependencies.
+type API struct {
+	Service *lifecycle.Service
+	Tokens  config.Tokens
+	log     *slog.Logger
+}
+
+func (a *API) register(s *Server) {
+	a.log = s.log
+	app := a.auth(config.ScopeApp, config.ScopeOps)
+	ops := a.auth(config.ScopeOps)
+	s.echo.POST("/v1/contracts/pre-sign", a.preSign, a.auth(config.ScopeApp))
+	s.echo.GET("/v1/contracts/:code", a.getContract, app)
+	s.echo.GET("/v1/contracts", a.listContracts, ops)
+	s.echo.GET("/v1/contracts/:code/events", a.history, ops)
+	s.echo.POST("/v1/contracts/:code/terminate", a.terminate, ops)
+	s.echo.POST("/v1/contracts/:code/sync", a.sync, ops)
+	s.echo.GET("/v1/events", a.feed, ops)
+	s.echo.POST(config.NotifyPath, a.notification)
+}
+
+// auth admits requests whose bearer token has one of the scopes: 401 for a
+// missing or unknown token, 403 for a token without the scope.
+func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c *echo.Context) error {
+			h := c.Request().Header.Get("Authorization")
+			token, ok := strings.CutPrefix(h, "Bearer ")
+			if !ok || token == "" {
+				return domain.Errorf(domain.CodeUnauthorized, "a bearer token is required")
+			}
+			scope, known := a.Tokens.Lookup(token)
+			if !known {
+				return domain.Errorf(domain.CodeUnauthorized, "unknown token")
+			}
+			for _, s := range scopes {
+				if s == scope {
+					return next(c)
+				}
+			}
+			return domain.Errorf(domain.CodeForbidden, "this route needs scope %s", scopes[0])
+		}
+	}
+}
+
+// readBody reads at most MaxBodyBytes of the body, refusing more with
+// PAYLOAD_TOO_LARGE.
+func readBody(c *echo.Context) ([]byte, error) {
+	r := http.MaxBytesReader(c.Response(), c.Request().Body, MaxBodyBytes)
+	b, err := io.ReadAll(r)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, domain.Errorf(domain.CodePayloadTooLarge, "the body is over %d bytes", MaxBodyBytes)
+	}
+	if err != nil {
+		return nil, domain.Errorf(domain.CodeParamError, "cannot read the body: %v", err)
+	}
+	return b, nil
+}
+
+// decodeStrict decodes one JSON object, refusing unknown fields, trailing
+// data and wrong types with a PARAM_ERROR that names the field.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON object")
+	}
+	if err == nil {
+		return nil
+	}
+	de := &domain.Error{Code: domain.CodeParamError, Message: "malformed JSON body: " + err.Error()}
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te):
+		de.Fields = []domain.FieldError{{Field: te.Field, Reason: "must be a JSON " + te.Type.String()}}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		de.Message = "unknown field " + f
+		de.Fields = []domain.FieldError{{Field: f, Reason: "is not a known field"}}
+	}
+	return de
+}
+
+func keyOf(c *echo.Context) domain.Key {
+	return domain.Key{SubMchID: c.QueryParam("sub_mchid"), OutContractCode: c.Param("code")}
+}
+
+func (a *API) preSign(c *echo.Context) error {
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req domain.PreSignRequest
+	if err := decodeStrict(b, &req); err != nil {
+		return err
+	}
+	res, err := a.Service.PreSign(c.Request().Context(), req)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if res.Created {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, map[string]any{"contract": res.Contract, "launch": res.Launch})
+}
+
+func (a *API) getContract(c *echo.Context) error {
+	ct, err := a.Service.Get(c.Request().Context(), keyOf(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ct)
+}
+
+func (a *API) listContracts(c *echo.Context) error {
+	f := store.ListFilter{State: domain.State(c.QueryParam("state")), Channel: domain.Channel(c.QueryParam("channel")), Cursor: c.QueryParam("cursor")}
+	var fields []domain.FieldError
+	if f.State != "" && !f.State.Valid() {
+		fields = append(fields, domain.FieldError{Field: "state", Reason: "is not a lifecycle state"})
+	}
+	intParam := func(name string) *int64 {
+		v := c.QueryParam(name)
+		if v == "" {
+			return nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			fields = append(fields, domain.FieldError{Field: name, Reason: "must be an integer"})
+			return nil
+		}
+		return &n
+	}
+	timeParam := func(name string) *time.Time {
+		v := c.QueryParam(name)
+		if v == "" {
+			return nil
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			fields = append(fields, domain.FieldError{Field: name, Reason: "must be an RFC3339 time"})
+			return nil
+		}
+		return &t
+	}
+	f.PlanID, f.ServiceID = intParam("plan_id"), intParam("service_id")
+	f.CreatedFrom, f.CreatedTo = timeParam("created_from"), timeParam("created_to")
+	if c.Request().URL.Query().Has("sub_mchid") {
+		v := c.QueryParam("sub_mchid")
+		f.SubMchID = &v
+	}
+	if l := intParam("limit"); l != nil {
+		if *l < 1 || *l > store.MaxListLimit {
+			fields = append(fields, domain.FieldError{Field: "limit", Reason: "must be between 1 and 500"})
+		} else {
+			f.Limit = int(*l)
+		}
+	}
+	if len(fields) > 0 {
+		return &domain.Error{Code: domain.CodeParamError, Message: "bad query parameters", Fields: fields}
+	}
+	items, next, err := a.Service.List(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	if items == nil {
+		items = []domain.Contract{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": items, "next_cursor": next})
+}
+
+func (a *API) history(c *echo.Context) error {
+	h, err := a.Service.History(c.Request().Context(), keyOf(c))
+	if err != nil {
+		return err
+	}
+	if h == nil {
+		h = []domain.HistoryEntry{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": h})
+}
+
+func (a *API) feed(c *echo.Context) error {
+	var after int64
+	limit := 100
+	var fields []domain.FieldError
+	if v := c.QueryParam("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			fields = append(fields, domain.FieldError{Field: "after", Reason: "must be a cursor from next_cursor"})
+		}
+		after = n
+	}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > store.MaxListLimit {
+			fields = append(fields, domain.FieldError{Field: "limit", Reason: "must be between 1 and 500"})
+		}
+		limit = n
+	}
+	if len(fields) > 0 {
+		return &domain.Error{Code: domain.CodeParamError, Message: "bad query parameters", Fields: fields}
+	}
+	items, err := a.Service.Feed(c.Request().Context(), after, limit)
+	if err != nil {
+		return err
+	}
+	next := strconv.FormatInt(after, 10)
+	if len(items) > 0 {
+		next = strconv.FormatInt(items[len(items)-1].ID, 10)
+	} else {
+		items = []domain.HistoryEntry{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"items": items, "next_cursor": next})
+}
+
+func (a *API) terminate(c *echo.Context) error {
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Note string `json:"note"`
+	}
+	if err := decodeStrict(b, &req); err != nil {
+		return err
+	}
+	ct, err := a.Service.Terminate(c.Request().Context(), keyOf(c), req.Note)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ct)
+}
+
+func (a *API) sync(c *echo.Context) error {
+	ct, err := a.Service.Sync(c.Request().Context(), keyOf(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, ct)
+}
+
+// notification takes WeChat's posts. It answers 204 on success (duplicates
+// included) and {"code":"FAIL","message":...} with a 4xx or 5xx otherwise,
+// so that WeChat retries. The body is read once and verified as received.
+func (a *API) notification(c *echo.Context) error {
+	b, err := readBody(c)
+	if err == nil {
+		_, err = a.Service.HandleNotification(c.Request().Context(), c.Request().Header, b)
+	}
+	if err == nil {
+		return c.NoContent(http.StatusNoContent)
+	}
+	status, body := toErrorBody(err)
+	a.log.Warn("notification refused", "request_id", requestID(c), "status", status, "code", body.Code, "error", err.Error())
+	return c.JSON(status, map[string]string{"code": "FAIL", "message": string(body.Code) + ": " + body.Message})
+}

@@ -1,0 +1,93 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/contractd/contractd/domain"
+	"github.com/labstack/echo/v5"
+)
+
+// statusOf maps each domain error code to its HTTP status: the one place
+// where that mapping lives.
+var statusOf = map[domain.Code]int{
+	domain.CodeParamError:       http.StatusBadRequest,
+	domain.CodeUnknownEventType: http.StatusBadRequest,
+	domain.CodeUnauthorized:     http.StatusUnauthorized,
+	domain.CodeSignError:        http.StatusUnauthorized,
+	domain.CodeForbidden:        http.StatusForbidden,
+	domain.CodeNotFound:         http.StatusNotFound,
+	domain.CodeExists:           http.StatusConflict,
+	domain.CodeInvalidState:     http.StatusConflict,
+	domain.CodePayloadTooLarge:  http.StatusRequestEntityTooLarge,
+	domain.CodeUpstream:         http.StatusBadGateway,
+	domain.CodeUnavailable:      http.StatusServiceUnavailable,
+	domain.CodeInternal:         http.StatusInternalServerError,
+}
+
+// ErrorBody is the JSON every error answers with.
+type ErrorBody struct {
+	Code    domain.Code    `json:"code"`
+	Message string         `json:"message"`
+	Detail  map[string]any `json:"detail,omitempty"`
+}
+
+// toErrorBody turns any error into its status and body. Domain errors keep
+// their code; echo's own routing errors become their nearest code; anything
+// else is an internal error whose cause is logged, not shown.
+func toErrorBody(err error) (int, ErrorBody) {
+	var de *domain.Error
+	if errors.As(err, &de) {
+		body := ErrorBody{Code: de.Code, Message: de.Message}
+		if len(de.Fields) > 0 || len(de.Detail) > 0 {
+			body.Detail = map[string]any{}
+			for k, v := range de.Detail {
+				body.Detail[k] = v
+			}
+			if len(de.Fields) > 0 {
+				body.Detail["fields"] = de.Fields
+			}
+		}
+		status, ok := statusOf[de.Code]
+		if !ok {
+			status = http.StatusInternalServerError
+		}
+		return status, body
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusServiceUnavailable, ErrorBody{Code: domain.CodeUnavailable, Message: "the request timed out"}
+	}
+	var sc echo.HTTPStatusCoder
+	if errors.As(err, &sc) {
+		switch s := sc.StatusCode(); s {
+		case http.StatusNotFound:
+			return s, ErrorBody{Code: "NOT_FOUND", Message: "no such route"}
+		case http.StatusMethodNotAllowed:
+			return s, ErrorBody{Code: "METHOD_NOT_ALLOWED", Message: "method not allowed on this route"}
+		case http.StatusRequestEntityTooLarge:
+			return s, ErrorBody{Code: domain.CodePayloadTooLarge, Message: "the body is over the limit"}
+		}
+	}
+	return http.StatusInternalServerError, ErrorBody{Code: domain.CodeInternal, Message: "internal error"}
+}
+
+// errorHandler writes every error a handler returns.
+func (s *Server) errorHandler(c *echo.Context, err error) {
+	if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Committed {
+		return
+	}
+	status, body := toErrorBody(err)
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	s.log.Log(c.Request().Context(), level, "request failed", "request_id", requestID(c),
+		"method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "code", body.Code, "error", err.Error())
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, body)
+}

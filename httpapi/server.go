@@ -1,0 +1,150 @@
+// Package httpapi turns HTTP into calls of contractd's flows and answers
+// back. It holds no business rules: it authenticates, decodes, calls
+// package lifecycle, and maps domain errors to statuses in one place
+// (errors.go).
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// MaxBodyBytes is the largest request body any route accepts.
+const MaxBodyBytes = 64 << 10
+
+// Readiness tells whether the service can take traffic: the database answers
+// and its schema is current.
+type Readiness func(ctx context.Context) error
+
+// Server is contractd's HTTP API.
+type Server struct {
+	echo    *echo.Echo
+	log     *slog.Logger
+	deps    Deps
+	metrics *httpMetrics
+}
+
+// Deps are what the API needs.
+type Deps struct {
+	Logger   *slog.Logger
+	Ready    Readiness
+	Registry *prometheus.Registry
+	// Routes registers further routes on the server; see lifecycle routes.
+	API *API
+}
+
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New builds the API's handler.
+func New(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Registry == nil {
+		d.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{echo: echo.New(), log: d.Logger, deps: d}
+	s.metrics = &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "contractd_http_requests_total",
+			Help: "HTTP requests by route, method and status."}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "contractd_http_request_duration_seconds",
+			Help: "HTTP request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route", "method"}),
+	}
+	d.Registry.MustRegister(s.metrics.requests, s.metrics.duration)
+	s.echo.Logger = d.Logger
+	s.echo.HTTPErrorHandler = s.errorHandler
+	s.echo.Use(s.requestIDAndLog, s.recoverPanics)
+
+	s.echo.GET("/healthz", func(c *echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.echo.GET("/readyz", s.readyz)
+	s.echo.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
+	if d.API != nil {
+		d.API.register(s)
+	}
+	return s
+}
+
+// Handler returns the http.Handler serving the API.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+func (s *Server) readyz(c *echo.Context) error {
+	if s.deps.Ready == nil {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.deps.Ready(ctx); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+const requestIDKey = "request_id"
+
+func requestID(c *echo.Context) string {
+	id, _ := c.Get(requestIDKey).(string)
+	return id
+}
+
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// requestIDAndLog gives every request an id (the caller's X-Request-Id when
+// it is sane), echoes it on the answer, and logs one line per request.
+func (s *Server) requestIDAndLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		start := time.Now()
+		id := c.Request().Header.Get("X-Request-Id")
+		if id == "" || len(id) > 64 {
+			id = newRequestID()
+		}
+		c.Set(requestIDKey, id)
+		c.Response().Header().Set("X-Request-Id", id)
+		err := next(c)
+		if err != nil {
+			s.errorHandler(c, err)
+		}
+		_, status := echo.ResolveResponseStatus(c.Response(), nil)
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		s.metrics.requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
+		s.metrics.duration.WithLabelValues(route, c.Request().Method).Observe(time.Since(start).Seconds())
+		if route != "/healthz" && route != "/readyz" && route != "/metrics" {
+			s.log.Info("request", "request_id", id, "method", c.Request().Method, "route", route,
+				"status", status, "duration_ms", time.Since(start).Milliseconds())
+		}
+		return nil
+	}
+}
+
+// recoverPanics turns a handler's panic into a 500 and a log line.
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return next(c)
+	}
+}

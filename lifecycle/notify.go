@@ -1,0 +1,201 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/store"
+	"github.com/contractd/contractd/wechatpay"
+)
+
+// NotificationResult says what a notification came to.
+type NotificationResult struct {
+	NotificationID string
+	EventType      string
+	Key            domain.Key
+	// Duplicate is true when the inbox already held this notification id:
+	// it was counted and acknowledged, not applied again.
+	Duplicate bool
+	Outcome   string
+}
+
+// HandleNotification verifies and decrypts one notification exactly as
+// received, then in ONE transaction records it in the inbox and applies its
+// event. A duplicate (same notification id) is counted and acknowledged
+// without being applied. A contract we never stored is created in the state
+// WeChat reports. Errors: SIGN_ERROR for a bad signature, serial, clock or a
+// probe; PARAM_ERROR for a malformed body or a notification for another
+// merchant; UNKNOWN_EVENT_TYPE; UNAVAILABLE when the database cannot take
+// it, in which case nothing was written and WeChat will retry.
+func (s *Service) HandleNotification(ctx context.Context, header http.Header, body []byte) (NotificationResult, error) {
+	n, err := s.parser.Parse(ctx, header, body)
+	if err != nil {
+		s.metrics.notifications.WithLabelValues(rejection(err)).Inc()
+		return NotificationResult{}, notificationError(err)
+	}
+	ev := n.Contract
+	key, err := s.route(ev)
+	if err != nil {
+		s.metrics.notifications.WithLabelValues("foreign").Inc()
+		return NotificationResult{}, err
+	}
+	res := NotificationResult{NotificationID: n.ID, EventType: n.EventType, Key: key}
+	ch := changeFromEvent(ev, domain.SourceNotification)
+	ch.Details["notification_id"] = n.ID
+	ch.Details["event_type"] = n.EventType
+
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+		// The inbox row comes first: concurrent deliveries of one id queue
+		// on it before any of them touches the contract.
+		first, err := tx.RecordNotification(ctx, store.Notification{NotificationID: n.ID, EventType: n.EventType,
+			SubMchID: key.SubMchID, OutContractCode: key.OutContractCode, CreateTime: n.CreateTime, Resource: n.Plaintext})
+		if err != nil {
+			return err
+		}
+		if !first {
+			res.Duplicate, res.Outcome = true, "duplicate"
+			return nil
+		}
+		d, created, err := s.applyEvent(ctx, tx, key, ev, ch)
+		if err != nil {
+			return err
+		}
+		res.Outcome = d.Outcome.String()
+		if created {
+			res.Outcome = "created"
+		}
+		return tx.SetNotificationOutcome(ctx, n.ID, res.Outcome)
+	})
+	if err != nil {
+		s.metrics.notifications.WithLabelValues("failed").Inc()
+		return res, err
+	}
+	s.metrics.notifications.WithLabelValues(res.Outcome).Inc()
+	return res, nil
+}
+
+// applyEvent applies WeChat's word about a contract inside tx: to the stored
+// contract when there is one, or by creating it in the reported state.
+func (s *Service) applyEvent(ctx context.Context, tx *store.Tx, key domain.Key, ev wechatpay.ContractEvent, ch domain.Change) (domain.Decision, bool, error) {
+	c, err := tx.Lock(ctx, key)
+	if domain.IsCode(err, domain.CodeNotFound) {
+		_, d, err := tx.CreateIn(ctx, contractFromEvent(key, ev), ch)
+		if err == nil {
+			s.metrics.decided(ch, d)
+		}
+		return d, true, err
+	}
+	if err != nil {
+		return domain.Decision{}, false, err
+	}
+	d, err := tx.Apply(ctx, &c, ch)
+	if err == nil {
+		s.metrics.decided(ch, d)
+	}
+	return d, false, err
+}
+
+// route finds the key of the contract a notification is about, and refuses
+// one addressed to another merchant.
+func (s *Service) route(ev wechatpay.ContractEvent) (domain.Key, error) {
+	key := domain.Key{OutContractCode: ev.OutContractCode}
+	merchant := ev.MchID
+	if s.opt.Mode == domain.ModeInstitutional {
+		key.SubMchID = ev.SubMchID
+		if key.SubMchID == "" {
+			return key, domain.Errorf(domain.CodeParamError, "institutional notification without sub_mchid")
+		}
+		if ev.SpMchID != "" {
+			merchant = ev.SpMchID
+		}
+	}
+	if merchant != "" && merchant != s.opt.MchID {
+		return key, domain.Errorf(domain.CodeParamError, "notification for merchant %s, not this one", merchant)
+	}
+	return key, nil
+}
+
+// changeFromEvent turns WeChat's report into a lifecycle change.
+func changeFromEvent(ev wechatpay.ContractEvent, src domain.Source) domain.Change {
+	ch := domain.Change{Source: src, OccurredAt: ev.OperateTime, ContractID: ev.ContractID,
+		OpenID: firstOf(ev.OpenID, ev.SpOpenID, ev.SubOpenID), TerminationMode: ev.TerminationMode,
+		Details: map[string]any{"contract_id": ev.ContractID}}
+	if !ev.OperateTime.IsZero() {
+		ch.Details["operate_time"] = ev.OperateTime.UTC().Format(time.RFC3339)
+	}
+	ch.Event = domain.EventSign
+	if ev.Kind == wechatpay.EventTerminate {
+		ch.Event = domain.EventTerminate
+		ch.Details["termination_mode"] = ev.TerminationMode
+		if ev.TerminationNote != "" {
+			ch.Details["termination_note"] = ev.TerminationNote
+		}
+	}
+	if ev.ContractState != "" {
+		ch.Details["contract_state"] = ev.ContractState
+	}
+	return ch
+}
+
+// contractFromEvent is the contract WeChat reports that we never stored.
+func contractFromEvent(key domain.Key, ev wechatpay.ContractEvent) domain.Contract {
+	c := domain.Contract{SubMchID: key.SubMchID, OutContractCode: key.OutContractCode, State: domain.StateCreated}
+	if ev.Family == wechatpay.FamilyDomestic {
+		c.Product, c.Channel = domain.ProductPasswordExempt, domain.ChannelMiniProgram
+		if ev.ServiceID != 0 {
+			id := ev.ServiceID
+			c.ServiceID = &id
+		}
+	} else {
+		c.Product = domain.ProductPapay
+		if ev.PlanID != 0 {
+			id := ev.PlanID
+			c.PlanID = &id
+		}
+	}
+	return c
+}
+
+func firstOf(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// notificationError maps the parser's sentinels to domain codes.
+func notificationError(err error) error {
+	code := domain.CodeParamError
+	switch {
+	case errors.Is(err, wechatpay.ErrProbeSignature), errors.Is(err, wechatpay.ErrStaleTimestamp),
+		errors.Is(err, wechatpay.ErrUnknownSerial), errors.Is(err, wechatpay.ErrBadSignature),
+		errors.Is(err, wechatpay.ErrMissingHeaders):
+		code = domain.CodeSignError
+	case errors.Is(err, wechatpay.ErrUnknownEventType):
+		code = domain.CodeUnknownEventType
+	}
+	return &domain.Error{Code: code, Message: err.Error(), Err: err}
+}
+
+// rejection labels a parse failure for metrics.
+func rejection(err error) string {
+	for _, e := range []struct {
+		err   error
+		label string
+	}{
+		{wechatpay.ErrProbeSignature, "probe"}, {wechatpay.ErrStaleTimestamp, "stale"},
+		{wechatpay.ErrUnknownSerial, "unknown_serial"}, {wechatpay.ErrBadSignature, "bad_signature"},
+		{wechatpay.ErrMissingHeaders, "missing_headers"}, {wechatpay.ErrDecrypt, "decrypt"},
+		{wechatpay.ErrUnknownEventType, "unknown_event"}, {wechatpay.ErrMalformed, "malformed"},
+	} {
+		if errors.Is(err, e.err) {
+			return e.label
+		}
+	}
+	return "other"
+}

@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/contractd/contractd/domain"
+)
+
+// InsertOrLock stores c when its key is free, or else locks and returns the
+// contract already stored under that key. inserted says which happened.
+// Concurrent callers with one key are serialised by Postgres: exactly one
+// inserts, the others wait for its commit and then lock its row.
+func (tx *Tx) InsertOrLock(ctx context.Context, c domain.Contract) (domain.Contract, bool, error) {
+	got, err := tx.Insert(ctx, c)
+	if err == nil {
+		return got, true, nil
+	}
+	if !domain.IsCode(err, domain.CodeExists) {
+		return got, false, err
+	}
+	got, err = tx.Lock(ctx, c.Key())
+	return got, false, err
+}
+
+// DueSessionsSQL selects, and locks, open sessions whose expiry has passed.
+// SKIP LOCKED lets any number of sweepers share the work without waiting on
+// each other; the predicate matches the partial index
+// contracts_session_expiry, so the cost follows the number of due rows and
+// not the size of the table.
+const DueSessionsSQL = `SELECT ` + contractColumns + ` FROM contracts
+	WHERE state = 'session_issued' AND session_expires_at <= $1
+	ORDER BY session_expires_at
+	LIMIT $2
+	FOR UPDATE SKIP LOCKED`
+
+// LockDueSessions claims up to limit open sessions that expired by now.
+func (tx *Tx) LockDueSessions(ctx context.Context, now time.Time, limit int) ([]domain.Contract, error) {
+	return collectContracts(ctx, tx.tx, DueSessionsSQL, now, limit)
+}
+
+// reconcileDueSQL selects contracts whose fate WeChat may know and we may
+// have missed: open sessions issued at least $2 ago, and sessions that expired
+// within $3, whose next check is due.
+const reconcileDueSQL = `SELECT ` + contractColumns + ` FROM contracts
+	WHERE state IN ('session_issued', 'expired')
+	  AND COALESCE(next_check_at, updated_at + $2::interval) <= $1
+	  AND (state = 'session_issued' OR expired_at > $1 - $3::interval)
+	ORDER BY COALESCE(next_check_at, updated_at)
+	LIMIT $4
+	FOR UPDATE SKIP LOCKED`
+
+// ClaimReconcileDue locks up to limit contracts due for a reconciliation
+// check and pushes each one's next check out with a doubling back-off
+// (first, then twice as long, ...), so that one contract is asked about a
+// bounded number of times and replicas never ask about the same one at once.
+func (tx *Tx) ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error) {
+	cs, err := collectContracts(ctx, tx.tx, reconcileDueSQL, now, minAge, lookBack, limit)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cs {
+		c := &cs[i]
+		gap := firstGap << min(c.CheckCount, 10)
+		next := now.Add(gap)
+		if _, err := tx.tx.Exec(ctx, `UPDATE contracts SET next_check_at = $2, check_count = check_count + 1 WHERE id = $1`, c.ID, next); err != nil {
+			return nil, mapErr(err)
+		}
+		c.NextCheckAt, c.CheckCount = &next, c.CheckCount+1
+	}
+	return cs, nil
+}
+
+// Notification is one verified WeChat notification for the inbox.
+type Notification struct {
+	NotificationID  string
+	EventType       string
+	SubMchID        string
+	OutContractCode string
+	CreateTime      time.Time
+	Resource        json.RawMessage
+}
+
+// RecordNotification puts n in the inbox. The first delivery of an id is
+// inserted (first true); a repeated one only counts its delivery and
+// returns first false, so it is acknowledged without being applied again.
+// Concurrent deliveries of one id wait for the first one's transaction.
+func (tx *Tx) RecordNotification(ctx context.Context, n Notification) (first bool, err error) {
+	var ct *time.Time
+	if !n.CreateTime.IsZero() {
+		ct = &n.CreateTime
+	}
+	err = tx.tx.QueryRow(ctx, `INSERT INTO wechat_notifications (notification_id, event_type, sub_mchid,
+		out_contract_code, create_time, resource, outcome)
+		VALUES ($1, $2, $3, $4, $5, $6, 'received')
+		ON CONFLICT (notification_id) DO UPDATE
+		SET delivery_count = wechat_notifications.delivery_count + 1, last_received_at = now()
+		RETURNING xmax = 0`, n.NotificationID, n.EventType, n.SubMchID, n.OutContractCode, ct, n.Resource).Scan(&first)
+	return first, mapErr(err)
+}
+
+// SetNotificationOutcome records what applying a notification came to.
+func (tx *Tx) SetNotificationOutcome(ctx context.Context, notificationID, outcome string) error {
+	_, err := tx.tx.Exec(ctx, `UPDATE wechat_notifications SET outcome = $2 WHERE notification_id = $1`, notificationID, outcome)
+	return mapErr(err)
+}

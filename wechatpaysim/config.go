@@ -1,0 +1,79 @@
+package wechatpaysim
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+)
+
+// EnvHelp describes the environment LoadConfigFromEnv reads.
+const EnvHelp = `  SIM_ADDR                       listen address (default ` + DefaultAddr + `)
+  SIM_MCHID                      merchant (or service provider) id accepted in Authorization
+  SIM_MERCHANT_SERIAL            merchant API certificate serial accepted in Authorization
+  SIM_MERCHANT_PUBLIC_KEY_FILE   merchant public key (PEM public key or certificate)
+  SIM_PLATFORM_PRIVATE_KEY_FILE  platform private key (PEM, PKCS#8 or PKCS#1)
+  SIM_PLATFORM_SERIAL            Wechatpay-Serial sent: certificate serial or PUB_KEY_ID_... id
+  SIM_APIV3_KEY                  32-byte APIv3 key that encrypts notification resources
+  SIM_TERMINATE_NOTIFY_URL       where termination notifications go
+  SIM_NOTIFY_TARGET              optional base URL deliveries are redirected to (scheme and host)
+  SIM_TIME_SCALE                 optional factor on the retry schedule (default 1; 0.001 = ms)
+`
+
+// LoadConfigFromEnv builds a Config from SIM_* environment variables read with getenv. A
+// missing or unreadable setting is an error naming it.
+func LoadConfigFromEnv(getenv func(string) string) (Config, error) {
+	cfg := Config{Addr: getenv("SIM_ADDR")}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	required := []struct {
+		name string
+		dst  *string
+	}{
+		{"SIM_MCHID", &cfg.MchID},
+		{"SIM_MERCHANT_SERIAL", &cfg.MerchantSerial},
+		{"SIM_PLATFORM_SERIAL", &cfg.PlatformSerial},
+		{"SIM_APIV3_KEY", &cfg.APIv3Key},
+		{"SIM_TERMINATE_NOTIFY_URL", &cfg.TerminateNotifyURL},
+	}
+	for _, r := range required {
+		if *r.dst = getenv(r.name); *r.dst == "" {
+			return Config{}, fmt.Errorf("%s is not set", r.name)
+		}
+	}
+	if len(cfg.APIv3Key) != 32 {
+		return Config{}, fmt.Errorf("SIM_APIV3_KEY must be 32 bytes, got %d", len(cfg.APIv3Key))
+	}
+	if u, err := url.Parse(cfg.TerminateNotifyURL); err != nil || u.Scheme == "" || u.Host == "" {
+		return Config{}, fmt.Errorf("SIM_TERMINATE_NOTIFY_URL %q is not an absolute URL", cfg.TerminateNotifyURL)
+	}
+	var err error
+	name := "SIM_MERCHANT_PUBLIC_KEY_FILE"
+	if getenv(name) == "" {
+		return Config{}, fmt.Errorf("%s is not set", name)
+	}
+	if cfg.MerchantPublicKey, err = LoadPublicKeyFile(getenv(name)); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	name = "SIM_PLATFORM_PRIVATE_KEY_FILE"
+	if getenv(name) == "" {
+		return Config{}, fmt.Errorf("%s is not set", name)
+	}
+	if cfg.PlatformPrivateKey, err = LoadPrivateKeyFile(getenv(name)); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if v := getenv("SIM_NOTIFY_TARGET"); v != "" {
+		if u, err := url.Parse(v); err != nil || u.Scheme == "" || u.Host == "" {
+			return Config{}, fmt.Errorf("SIM_NOTIFY_TARGET %q is not an absolute URL", v)
+		}
+		cfg.NotifyTarget = v
+	}
+	if v := getenv("SIM_TIME_SCALE"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return Config{}, fmt.Errorf("SIM_TIME_SCALE %q must be a positive number", v)
+		}
+		cfg.TimeScale = f
+	}
+	return cfg, nil
+}
