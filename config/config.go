@@ -99,8 +99,12 @@ type Config struct {
 	// ReconcileInterval how often reconciliation asks WeChat.
 	SweepInterval     time.Duration
 	ReconcileInterval time.Duration
-	ShutdownTimeout   time.Duration
-	LogLevel          string
+	// ReconcileAfter is how old a session without a notification must be
+	// before reconciliation first asks WeChat about it; the pause between
+	// two checks of one contract starts there too and doubles.
+	ReconcileAfter  time.Duration
+	ShutdownTimeout time.Duration
+	LogLevel        string
 }
 
 // NotifyURL is the success_notify_url sent to WeChat.
@@ -177,6 +181,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}{
 		{"CONTRACTD_SWEEP_INTERVAL", 5 * time.Second, &c.SweepInterval},
 		{"CONTRACTD_RECONCILE_INTERVAL", 30 * time.Second, &c.ReconcileInterval},
+		{"CONTRACTD_RECONCILE_AFTER", time.Minute, &c.ReconcileAfter},
 		{"CONTRACTD_SHUTDOWN_TIMEOUT", 20 * time.Second, &c.ShutdownTimeout},
 		{"WECHATPAY_TIMEOUT", wechatpay.DefaultTimeout, &c.WeChat.Timeout},
 	}

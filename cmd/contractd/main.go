@@ -55,6 +55,8 @@ Configuration (environment):
   WECHATPAY_TIMEOUT              timeout of one call to WeChat (default 10s)
   CONTRACTD_SWEEP_INTERVAL       expiry sweep period (default 5s)
   CONTRACTD_RECONCILE_INTERVAL   reconciliation period (default 30s)
+  CONTRACTD_RECONCILE_AFTER      age of a session without a notification before WeChat is asked
+                                 about it; also the first pause between two checks (default 1m)
   CONTRACTD_SHUTDOWN_TIMEOUT     how long SIGTERM waits for requests in flight (default 20s)
   CONTRACTD_LOG_LEVEL            debug, info (default), warn or error
 

@@ -73,6 +73,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	svc := lifecycle.New(st, wx, parser, lifecycle.Options{
 		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
 		PasswordExemptVariant: cfg.PasswordExemptVariant, CallTimeout: cfg.WeChat.Timeout,
+		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter,
 		Logger: log, Registry: reg,
 	})
 	api := httpapi.New(httpapi.Deps{
@@ -149,4 +150,9 @@ func localURL(addr string) string {
 		host = "[" + host + "]"
 	}
 	return fmt.Sprintf("http://%s:%s", host, port)
+}
+
+// newLoopbackListener opens a listener on a free loopback port.
+func newLoopbackListener() (net.Listener, error) {
+	return net.Listen("tcp", "127.0.0.1:0")
 }

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/internal/pgtest"
+	"github.com/contractd/contractd/wechatpaysim"
+)
+
+// Test tokens configured on every stack.
+const (
+	appToken = "test-app-token"
+	opsToken = "test-ops-token"
+)
+
+// stack is a whole contractd deployment for one test: a private Postgres
+// schema, the WeChat Pay simulator on loopback, and the real server (the
+// same serve function the binary runs) on a loopback port.
+type stack struct {
+	t      *testing.T
+	URL    string // contractd base URL
+	SimURL string
+	Sim    *wechatpaysim.Simulator
+	Keys   *wechatpaysim.KeySet
+	DB     *pgtest.Schema
+	Env    map[string]string // the environment contractd was configured from
+	stop   context.CancelFunc
+	done   chan error
+}
+
+// stackOptions adjust a stack.
+type stackOptions struct {
+	Mode string // "common" (default) or "institutional"
+	// Env overrides or adds contractd environment variables.
+	Env map[string]string
+	// SimTimeScale scales the simulator's retry schedule (default 0.001).
+	SimTimeScale float64
+}
+
+// startStack starts a stack and stops it when the test ends.
+func startStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	db := pgtest.New(t)
+	keys, err := wechatpaysim.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := keys.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	// The server's address must be known before the simulator can target it.
+	ln, err := newLoopbackListener()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	simCfg := keys.SimConfig()
+	simCfg.TerminateNotifyURL = devPublicURL + config.NotifyPath
+	simCfg.NotifyTarget = "http://" + addr
+	simCfg.TimeScale = o.SimTimeScale
+	if simCfg.TimeScale == 0 {
+		simCfg.TimeScale = 0.001
+	}
+	simCfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	sim, err := wechatpaysim.New(simCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	simSrv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() { simSrv.Close(); sim.Close() })
+
+	env := map[string]string{
+		"DATABASE_URL":                  db.URL,
+		"CONTRACTD_HTTP_ADDR":           addr,
+		"CONTRACTD_PUBLIC_URL":          devPublicURL,
+		"CONTRACTD_API_TOKENS":          "app:" + appToken + ",ops:" + opsToken,
+		"WECHATPAY_MODE":                "common",
+		"WECHATPAY_MCHID":               keys.MchID,
+		"WECHATPAY_APPID":               keys.AppID,
+		"WECHATPAY_SP_APPID":            "wxsp" + keys.AppID[2:],
+		"WECHATPAY_MERCHANT_SERIAL":     keys.MerchantSerial,
+		"WECHATPAY_PRIVATE_KEY_FILE":    filepath.Join(dir, wechatpaysim.FileMerchantPrivateKey),
+		"WECHATPAY_APIV3_KEY":           keys.APIv3Key,
+		"WECHATPAY_PLATFORM_CERT_FILES": filepath.Join(dir, wechatpaysim.FilePlatformCert),
+		"WECHATPAY_PUBLIC_KEY_ID":       keys.PublicKeyID,
+		"WECHATPAY_PUBLIC_KEY_FILE":     filepath.Join(dir, wechatpaysim.FilePlatformPublicKey),
+		"WECHATPAY_BASE_URL":            simSrv.URL,
+		"WECHATPAY_DOMESTIC_BASE_URL":   simSrv.URL,
+		"WECHATPAY_TIMEOUT":             "2s",
+		"CONTRACTD_SWEEP_INTERVAL":      "1h",
+		"CONTRACTD_RECONCILE_INTERVAL":  "1h",
+		"CONTRACTD_LOG_LEVEL":           "error",
+	}
+	if o.Mode != "" {
+		env["WECHATPAY_MODE"] = o.Mode
+	}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan string, 1)
+	done := make(chan error, 1)
+	var logOut io.Writer = io.Discard
+	if os.Getenv("CONTRACTD_TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	go func() { done <- serve(ctx, cfg, false, newLogger(cfg.LogLevel, logOut), listening) }()
+	select {
+	case a := <-listening:
+		addr = a
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("server did not start")
+	}
+	s := &stack{t: t, URL: "http://" + addr, SimURL: simSrv.URL, Sim: sim, Keys: keys, DB: db, Env: env, stop: cancel, done: done}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop shuts the server down gracefully (idempotent).
+func (s *stack) Stop() {
+	if s.stop == nil {
+		return
+	}
+	s.stop()
+	s.stop = nil
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Errorf("serve returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		s.t.Error("server did not stop")
+	}
+}
+
+// response is a decoded answer.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v, failing the test on error.
+func (r response) JSON(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+// Map decodes the body as a JSON object.
+func (r response) Map(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	r.JSON(t, &m)
+	return m
+}
+
+// do sends a request to contractd with a bearer token ("" for none) and a
+// body (nil, []byte, string, or anything JSON-encodable).
+func (s *stack) do(method, path, token string, body any) response {
+	s.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = bytes.NewBufferString(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, s.URL+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// count runs a count(*) query in the stack's schema.
+func (s *stack) count(sql string, args ...any) int {
+	s.t.Helper()
+	var n int
+	if err := s.DB.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		s.t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// eventually polls cond every 10ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
