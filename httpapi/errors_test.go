@@ -1,0 +1,45 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/contractd/contractd/domain"
+)
+
+func TestEveryDomainCodeHasOneStatus(t *testing.T) {
+	cases := []struct {
+		code   domain.Code
+		status int
+	}{
+		{domain.CodeParamError, 400}, {domain.CodeUnauthorized, 401}, {domain.CodeSignError, 401},
+		{domain.CodeForbidden, 403}, {domain.CodeNotFound, 404}, {domain.CodeExists, 409},
+		{domain.CodeInvalidState, 409}, {domain.CodePayloadTooLarge, 413}, {domain.CodeUpstream, 502},
+		{domain.CodeUnavailable, 503}, {domain.CodeUnknownEventType, 400}, {domain.CodeInternal, 500},
+	}
+	for _, tc := range cases {
+		err := fmt.Errorf("wrapped: %w", domain.Errorf(tc.code, "x"))
+		status, body := toErrorBody(err)
+		if status != tc.status || body.Code != tc.code {
+			t.Errorf("%s: got %d %s, want %d", tc.code, status, body.Code, tc.status)
+		}
+	}
+	if len(statusOf) != len(cases) {
+		t.Errorf("statusOf has %d codes, the test %d", len(statusOf), len(cases))
+	}
+}
+
+func TestErrorBodyCarriesFieldsAndHidesInternals(t *testing.T) {
+	_, body := toErrorBody(&domain.Error{Code: domain.CodeParamError, Message: "bad",
+		Fields: []domain.FieldError{{Field: "plan_id", Reason: "is required"}}})
+	fields, ok := body.Detail["fields"].([]domain.FieldError)
+	if !ok || len(fields) != 1 || fields[0].Field != "plan_id" {
+		t.Fatalf("detail %+v", body.Detail)
+	}
+	status, body := toErrorBody(errors.New("pq: password=secret leaked"))
+	if status != http.StatusInternalServerError || body.Message != "internal error" || body.Detail != nil {
+		t.Fatalf("internal error shown: %d %+v", status, body)
+	}
+}
