@@ -104,10 +104,11 @@ func (s *Simulator) api(fn apiFunc) http.Handler {
 			rec.ErrorCode = ae.code
 		}
 		rec.Status = status
-		s.writeSigned(w, status, answer)
+		// Record before answering, so that a caller holding the answer finds the record.
 		s.mu.Lock()
 		s.requests = append(s.requests, rec)
 		s.mu.Unlock()
+		s.writeSigned(w, status, answer)
 		s.log.Info("wechatpaysim: merchant request", "method", r.Method, "path", r.URL.Path,
 			"status", status, "code", rec.ErrorCode)
 	})

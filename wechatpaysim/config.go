@@ -22,7 +22,7 @@ const EnvHelp = `  SIM_ADDR                       listen address (default ` + De
 // LoadConfigFromEnv builds a Config from SIM_* environment variables read with getenv. A
 // missing or unreadable setting is an error naming it.
 func LoadConfigFromEnv(getenv func(string) string) (Config, error) {
-	cfg := Config{Addr: getenv("SIM_ADDR")}
+	cfg := Config{Addr: getenv("SIM_ADDR"), TimeScale: 1}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
 	}

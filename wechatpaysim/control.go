@@ -235,7 +235,8 @@ border-radius:.3rem;padding:.7rem 2rem;font-size:1rem;cursor:pointer} .err{color
 {{if .Error}}<p class="err" id="error">{{.Error}}</p>
 {{else if .Contract}}<p class="ok" id="result">Signed. Contract {{.Contract.ContractID}} is {{.Contract.State}}.</p>
 {{else if .Expired}}<p class="err" id="error">This signing session has expired.</p>
-{{else}}<form method="post"><button type="submit" id="agree">Agree and sign</button></form>
+{{else}}<form method="post">{{if not .Session.OpenID}}<p><label>Your openid (optional) <input name="openid" maxlength="128"></label></p>{{end}}
+<button type="submit" id="agree">Agree and sign</button></form>
 {{end}}
 </body></html>
 `

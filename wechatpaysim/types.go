@@ -17,49 +17,78 @@ type Session struct {
 	// Channel is app, mini_program, h5, jsapi or web (global) or mini_program (domestic).
 	Channel string `json:"channel"`
 	// Mode is common or institutional (global), or normal, service-provider or ecommerce (domestic).
-	Mode            string    `json:"mode"`
-	MchID           string    `json:"mchid"`
-	AppID           string    `json:"appid,omitempty"`
-	SPAppID         string    `json:"sp_appid,omitempty"`
-	SubMchID        string    `json:"sub_mchid,omitempty"`
-	SubAppID        string    `json:"sub_appid,omitempty"`
-	PlanID          int64     `json:"plan_id,omitempty"`
-	ServiceID       int64     `json:"service_id,omitempty"`
-	OutContractCode string    `json:"out_contract_code"`
-	DisplayName     string    `json:"display_name"` // user_display_name or contract_display_account
-	NotifyURL       string    `json:"notify_url"`   // success_notify_url or notify_url
-	OpenID          string    `json:"openid,omitempty"`
-	SubOpenID       string    `json:"sub_openid,omitempty"`
-	UserClientIP    string    `json:"user_client_ip,omitempty"`
-	ReturnURL       string    `json:"return_url,omitempty"`
-	ReturnAppID     string    `json:"return_appid,omitempty"`
-	CreatedAt       time.Time `json:"created_at"`
-	ExpiresAt       time.Time `json:"expires_at"`
+	Mode string `json:"mode"`
+	// MchID is the merchant (or service provider) that opened the session.
+	MchID string `json:"mchid"`
+	// AppID is the merchant's appid (common and domestic normal/ecommerce modes).
+	AppID string `json:"appid,omitempty"`
+	// SPAppID is the service provider's appid (institutional and service-provider modes).
+	SPAppID string `json:"sp_appid,omitempty"`
+	// SubMchID is the sub-merchant (institutional and service-provider modes).
+	SubMchID string `json:"sub_mchid,omitempty"`
+	// SubAppID is the sub-merchant's appid, when given.
+	SubAppID string `json:"sub_appid,omitempty"`
+	// PlanID is the global contract template id.
+	PlanID int64 `json:"plan_id,omitempty"`
+	// ServiceID is the domestic password-exempt service id.
+	ServiceID int64 `json:"service_id,omitempty"`
+	// OutContractCode is the merchant's contract code.
+	OutContractCode string `json:"out_contract_code"`
+	// DisplayName is user_display_name (global) or contract_display_account (domestic).
+	DisplayName string `json:"display_name"`
+	// NotifyURL is success_notify_url (global) or notify_url (domestic).
+	NotifyURL string `json:"notify_url"`
+	// OpenID is the user's openid (sp_openid in service-provider mode), when given.
+	OpenID string `json:"openid,omitempty"`
+	// SubOpenID is the user's openid under SubAppID, when given.
+	SubOpenID string `json:"sub_openid,omitempty"`
+	// UserClientIP, ReturnURL and ReturnAppID are the optional global pre-sign fields.
+	UserClientIP string `json:"user_client_ip,omitempty"`
+	ReturnURL    string `json:"return_url,omitempty"`
+	ReturnAppID  string `json:"return_appid,omitempty"`
+	// CreatedAt is when the pre-sign call was answered.
+	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is when the session stops accepting a signature.
+	ExpiresAt time.Time `json:"expires_at"`
 	// ContractID is set once the session has been used to sign.
 	ContractID string `json:"contract_id,omitempty"`
 }
 
-// Contract is a contract the simulated user signed.
+// Contract is a contract the simulated user signed. Its identity fields are copied from the
+// session it was signed in (see Session).
 type Contract struct {
-	ContractID      string    `json:"contract_id"`
-	Family          string    `json:"family"`
-	Channel         string    `json:"channel"`
-	Mode            string    `json:"mode"`
-	MchID           string    `json:"mchid"`
-	AppID           string    `json:"appid,omitempty"`
-	SPAppID         string    `json:"sp_appid,omitempty"`
-	SubMchID        string    `json:"sub_mchid,omitempty"`
-	SubAppID        string    `json:"sub_appid,omitempty"`
-	PlanID          int64     `json:"plan_id,omitempty"`
-	ServiceID       int64     `json:"service_id,omitempty"`
-	OutContractCode string    `json:"out_contract_code"`
-	DisplayName     string    `json:"display_name"`
-	OpenID          string    `json:"openid"`
-	SubOpenID       string    `json:"sub_openid,omitempty"`
-	SessionID       string    `json:"session_id"`
-	State           string    `json:"state"`
-	SignedTime      time.Time `json:"signed_time"`
-	ExpiredTime     time.Time `json:"expired_time"` // the contract's own expiry (contract_expired_time)
+	// ContractID is WeChat's contract id (20 digits).
+	ContractID string `json:"contract_id"`
+	// Family, Channel and Mode are those of the session.
+	Family  string `json:"family"`
+	Channel string `json:"channel"`
+	Mode    string `json:"mode"`
+	// MchID, AppID, SPAppID, SubMchID and SubAppID identify the merchant as in the session.
+	MchID    string `json:"mchid"`
+	AppID    string `json:"appid,omitempty"`
+	SPAppID  string `json:"sp_appid,omitempty"`
+	SubMchID string `json:"sub_mchid,omitempty"`
+	SubAppID string `json:"sub_appid,omitempty"`
+	// PlanID (global) or ServiceID (domestic) names the contract template.
+	PlanID    int64 `json:"plan_id,omitempty"`
+	ServiceID int64 `json:"service_id,omitempty"`
+	// OutContractCode is the merchant's contract code.
+	OutContractCode string `json:"out_contract_code"`
+	// DisplayName is the account name shown to the user.
+	DisplayName string `json:"display_name"`
+	// OpenID is the signing user; SubOpenID the same user under SubAppID.
+	OpenID    string `json:"openid"`
+	SubOpenID string `json:"sub_openid,omitempty"`
+	// SessionID is the session the contract was signed in.
+	SessionID string `json:"session_id"`
+	// State is StateSigned or StateTerminated.
+	State string `json:"state"`
+	// SignedTime is when the user signed.
+	SignedTime time.Time `json:"signed_time"`
+	// ExpiredTime is the contract's own expiry (contract_expired_time).
+	ExpiredTime time.Time `json:"expired_time"`
+	// TerminatedTime, TerminationMode (USER or MERCHANT) and TerminationNote describe the
+	// termination, once there is one.
 	TerminatedTime  time.Time `json:"terminated_time,omitzero"`
 	TerminationMode string    `json:"termination_mode,omitempty"`
 	TerminationNote string    `json:"termination_note,omitempty"`
@@ -69,7 +98,10 @@ type Contract struct {
 // or a domestic pre_entrustweb_id), or by OutContractCode (and SubMchID in institutional
 // mode), which picks the latest unused session for that code.
 type SignRequest struct {
-	SessionID       string `json:"session_id,omitempty"`
+	// SessionID is a global session_id or a domestic pre_entrustweb_id.
+	SessionID string `json:"session_id,omitempty"`
+	// OutContractCode, with SubMchID, selects the latest unused session for the code when
+	// SessionID is empty.
 	OutContractCode string `json:"out_contract_code,omitempty"`
 	SubMchID        string `json:"sub_mchid,omitempty"`
 	// OpenID is the signing user's openid when the session did not name one; a generated
@@ -79,18 +111,22 @@ type SignRequest struct {
 
 // RecordedRequest is one merchant API request as the simulator received and answered it.
 type RecordedRequest struct {
-	Method   string      `json:"method"`
-	Path     string      `json:"path"`
-	RawQuery string      `json:"raw_query"`
-	Body     []byte      `json:"-"` // rendered as a string in JSON
-	Header   http.Header `json:"header"`
+	// Method, Path and RawQuery are the request line's parts.
+	Method   string `json:"method"`
+	Path     string `json:"path"`
+	RawQuery string `json:"raw_query"`
+	// Body is the raw body as received (rendered as a string in JSON).
+	Body []byte `json:"-"`
+	// Header holds the request headers.
+	Header http.Header `json:"header"`
 	// Verified reports whether the Authorization signature, mchid, serial and clock checked out.
 	Verified bool `json:"verified"`
 	// Status is the HTTP status of the answer.
 	Status int `json:"status"`
 	// ErrorCode is the answer's error code, empty on success.
-	ErrorCode string    `json:"error_code,omitempty"`
-	At        time.Time `json:"at"`
+	ErrorCode string `json:"error_code,omitempty"`
+	// At is when the request arrived, by the simulator's clock.
+	At time.Time `json:"at"`
 }
 
 // MarshalJSON renders the request with its body as a string.
@@ -107,16 +143,21 @@ func (r RecordedRequest) MarshalJSON() ([]byte, error) {
 // sharing the notification's ID.
 type Delivery struct {
 	// ID is the notification id (the envelope's "id").
-	ID              string `json:"id"`
-	EventType       string `json:"event_type"`
-	URL             string `json:"url"`        // where the notification is posted
-	NotifyURL       string `json:"notify_url"` // the URL WeChat knows (differs from URL behind NotifyTarget)
+	ID string `json:"id"`
+	// EventType is PAPAY.SIGN, PAPAY.TERMINATE, ENTRUST.SIGN or ENTRUST.TERMINATE.
+	EventType string `json:"event_type"`
+	// URL is where the notification is posted; NotifyURL the URL WeChat was given (they
+	// differ behind Config.NotifyTarget).
+	URL       string `json:"url"`
+	NotifyURL string `json:"notify_url"`
+	// Family, OutContractCode, SubMchID and ContractID name the contract notified about.
 	Family          string `json:"family"`
 	OutContractCode string `json:"out_contract_code"`
 	SubMchID        string `json:"sub_mchid,omitempty"`
 	ContractID      string `json:"contract_id"`
 	// Copy is 0 for the original and 1..N for injected duplicates.
-	Copy     int       `json:"copy"`
+	Copy int `json:"copy"`
+	// Attempts lists every POST made, oldest first.
 	Attempts []Attempt `json:"attempts"`
 	// Done reports that a receiver acknowledged with a 2xx status.
 	Done bool `json:"done"`
@@ -136,9 +177,12 @@ type Delivery struct {
 
 // Attempt is one POST of a delivery.
 type Attempt struct {
-	At     time.Time `json:"at"`
-	Status int       `json:"status,omitempty"`
-	Err    string    `json:"err,omitempty"`
+	// At is when the POST started, by the simulator's clock.
+	At time.Time `json:"at"`
+	// Status is the receiver's HTTP status, 0 when no answer came.
+	Status int `json:"status,omitempty"`
+	// Err describes a transport failure.
+	Err string `json:"err,omitempty"`
 }
 
 // Faults injects failures into the simulator's answers and deliveries.
