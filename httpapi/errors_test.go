@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/contractd/contractd/domain"
@@ -41,5 +43,17 @@ func TestErrorBodyCarriesFieldsAndHidesInternals(t *testing.T) {
 	status, body := toErrorBody(errors.New("pq: password=secret leaked"))
 	if status != http.StatusInternalServerError || body.Message != "internal error" || body.Detail != nil {
 		t.Fatalf("internal error shown: %d %+v", status, body)
+	}
+}
+
+func TestOpenAPIIsServed(t *testing.T) {
+	s := New(Deps{})
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi.yaml", nil))
+	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Body.String(), "openapi: 3.0.3") {
+		t.Fatalf("%d %.40q", rec.Code, rec.Body.String())
+	}
+	if rec.Header().Get("X-Request-Id") == "" {
+		t.Fatal("no request id")
 	}
 }

@@ -7,6 +7,7 @@ package httpapi
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+//go:embed openapi.yaml
+var openAPI []byte
 
 // MaxBodyBytes is the largest request body any route accepts.
 const MaxBodyBytes = 64 << 10
@@ -72,6 +76,9 @@ func New(d Deps) *Server {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.echo.GET("/readyz", s.readyz)
+	s.echo.GET("/openapi.yaml", func(c *echo.Context) error {
+		return c.Blob(http.StatusOK, "application/yaml", openAPI)
+	})
 	s.echo.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
 	if d.API != nil {
 		d.API.register(s)
