@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/migrations"
 	"github.com/contractd/contractd/store"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -24,14 +26,11 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	if len(args) != 1 || (args[0] != "up" && args[0] != "down" && args[0] != "status") {
 		return fail(2, "usage: contractd migrate up|down|status")
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	pool, err := store.Connect(cctx, databaseURL(getenv))
-	cancel()
+	pool, db, err := openDatabase(ctx, databaseURL(getenv))
 	if err != nil {
-		return fail(1, "%v", err)
+		return err
 	}
 	defer pool.Close()
-	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	p, err := migrations.NewProvider(ctx, db)
 	if err != nil {
@@ -69,4 +68,16 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 		}
 	}
 	return nil
+}
+
+// openDatabase connects to url within 10 seconds and returns the pool and a
+// database/sql handle on it (for goose). The error is one line for the user.
+func openDatabase(ctx context.Context, url string) (*pgxpool.Pool, *sql.DB, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	pool, err := store.Connect(cctx, url)
+	if err != nil {
+		return nil, nil, fail(1, "%v", err)
+	}
+	return pool, stdlib.OpenDBFromPool(pool), nil
 }

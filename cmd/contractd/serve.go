@@ -17,7 +17,6 @@ import (
 	"github.com/contractd/contractd/migrations"
 	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpay"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -44,14 +43,11 @@ func serveCmd(ctx context.Context, getenv func(string) string, migrate bool, std
 // workers stop, and the pool closes. When listening is non-nil it receives
 // the bound address once the server accepts connections.
 func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logger, listening chan<- string) error {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	pool, err := store.Connect(cctx, cfg.DatabaseURL)
-	cancel()
+	pool, db, err := openDatabase(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return fail(1, "%v", err)
+		return err
 	}
 	defer pool.Close()
-	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	if migrate {
 		if err := migrations.Up(ctx, db); err != nil {
