@@ -7,9 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/domain"
@@ -81,6 +83,11 @@ func readBody(c *echo.Context) ([]byte, error) {
 // decodeStrict decodes one JSON object, refusing unknown fields, trailing
 // data and wrong types with a PARAM_ERROR that names the field.
 func decodeStrict(b []byte, v any) error {
+	if !utf8.Valid(b) {
+		// encoding/json would silently turn invalid bytes into U+FFFD and
+		// send a garbled name to WeChat: refuse, naming the field.
+		return invalidUTF8(b)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -100,6 +107,22 @@ func decodeStrict(b []byte, v any) error {
 		de.Message = "unknown field " + f
 		de.Fields = []domain.FieldError{{Field: f, Reason: "is not a known field"}}
 	}
+	return de
+}
+
+// invalidUTF8 names the top-level fields of a body whose raw values are not
+// valid UTF-8.
+func invalidUTF8(b []byte) error {
+	de := &domain.Error{Code: domain.CodeParamError, Message: "the body is not valid UTF-8"}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(b, &raw) == nil {
+		for k, v := range raw {
+			if !utf8.Valid(v) {
+				de.Fields = append(de.Fields, domain.FieldError{Field: k, Reason: "must be valid UTF-8"})
+			}
+		}
+	}
+	sort.Slice(de.Fields, func(i, j int) bool { return de.Fields[i].Field < de.Fields[j].Field })
 	return de
 }
 
