@@ -33,6 +33,31 @@ type Change struct {
 	TerminationMode string
 }
 
+// Attribute returns ch as it should be recorded: a terminate that arrives
+// while an operator's termination is under way at WeChat is the operator's,
+// whoever reports it first (WeChat's notification often overtakes the
+// answer to the terminate call), so unless WeChat says another party ended
+// it (termination mode USER or PLATFORM), it is recorded with source ops and the
+// operator's note; the notification's own facts stay in the details.
+func (c *Contract) Attribute(ch Change) Change {
+	ot := c.OpsTermination
+	byMerchant := ch.TerminationMode == "" || ch.TerminationMode == "MERCHANT"
+	if ch.Event != EventTerminate || ot == nil || !byMerchant || ch.OccurredAt.Sub(ot.RequestedAt) > OpsTerminationTTL {
+		return ch
+	}
+	details := map[string]any{}
+	for k, v := range ch.Details {
+		details[k] = v
+	}
+	details["note"] = ot.Note
+	if ch.Source != SourceOps {
+		details["reported_by"] = string(ch.Source)
+	}
+	ch.Details = details
+	ch.Source = SourceOps
+	return ch
+}
+
 // Apply decides ch against the contract's current state and, when the event
 // applies, moves the contract and records the facts that came with it. The
 // returned decision tells the caller what to persist: the contract and one
@@ -63,6 +88,7 @@ func (c *Contract) Apply(ctx context.Context, ch Change) (Decision, error) {
 		c.ExpiredAt = &at
 	case EventTerminate:
 		c.TerminatedAt = &at
+		c.OpsTermination = nil
 		if ch.TerminationMode != "" {
 			c.TerminationMode = ch.TerminationMode
 		}

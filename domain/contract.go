@@ -63,6 +63,18 @@ type CallError struct {
 	Retryable bool      `json:"retryable"`
 }
 
+// OpsTermination is an operator's termination of a contract that is under
+// way at WeChat.
+type OpsTermination struct {
+	Note        string    `json:"note"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// OpsTerminationTTL is how long an operator's termination claims the
+// terminate event that follows it; an older marker (its process died
+// mid-call) claims nothing.
+const OpsTerminationTTL = 10 * time.Minute
+
 // Contract is one auto-debit contract as contractd keeps it. Field names
 // follow the column names of the contracts table so that the store can scan
 // rows straight into it.
@@ -93,6 +105,7 @@ type Contract struct {
 	LastError              *CallError      `json:"last_error,omitempty"`
 	ClaimToken             string          `json:"-"`
 	ClaimExpiresAt         *time.Time      `json:"-"`
+	OpsTermination         *OpsTermination `json:"-"`
 	NextCheckAt            *time.Time      `json:"-"`
 	CheckCount             int             `json:"-"`
 	CreatedAt              time.Time       `json:"created_at"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // expected is written out by hand from api.md's lifecycle table, so that the
@@ -111,5 +112,35 @@ func TestApplyRecordsFacts(t *testing.T) {
 	}
 	if _, err := (&Contract{State: StateCreated}).Apply(ctx, Change{Event: EventIssueSession}); !IsCode(err, CodeInvalidState) {
 		t.Fatalf("issue_session without a session: %v", err)
+	}
+}
+
+func TestAttributeGivesAPendingOperatorTerminationItsTerminate(t *testing.T) {
+	req := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	pending := &Contract{State: StateSigned, OpsTermination: &OpsTermination{Note: "customer asked", RequestedAt: req}}
+	cases := []struct {
+		name   string
+		c      *Contract
+		ch     Change
+		source Source
+	}{
+		{"merchant terminate reported by WeChat", pending, Change{Event: EventTerminate, Source: SourceNotification, TerminationMode: "MERCHANT", OccurredAt: req.Add(time.Second)}, SourceOps},
+		{"user terminate stays WeChat's", pending, Change{Event: EventTerminate, Source: SourceNotification, TerminationMode: "USER", OccurredAt: req.Add(time.Second)}, SourceNotification},
+		{"stale marker claims nothing", pending, Change{Event: EventTerminate, Source: SourceNotification, OccurredAt: req.Add(OpsTerminationTTL + time.Second)}, SourceNotification},
+		{"sign is not a termination", pending, Change{Event: EventSign, Source: SourceNotification, OccurredAt: req}, SourceNotification},
+		{"no marker", &Contract{State: StateSigned}, Change{Event: EventTerminate, Source: SourceReconcile, OccurredAt: req}, SourceReconcile},
+	}
+	for _, tc := range cases {
+		got := tc.c.Attribute(tc.ch)
+		if got.Source != tc.source {
+			t.Errorf("%s: source %s, want %s", tc.name, got.Source, tc.source)
+		}
+		if tc.source == SourceOps && (got.Details["note"] != "customer asked" || got.Details["reported_by"] != "notification") {
+			t.Errorf("%s: details %v", tc.name, got.Details)
+		}
+	}
+	c := *pending
+	if _, err := c.Apply(context.Background(), Change{Event: EventTerminate, Source: SourceOps, OccurredAt: req}); err != nil || c.OpsTermination != nil {
+		t.Fatalf("terminate left the marker: %v %+v", err, c.OpsTermination)
 	}
 }

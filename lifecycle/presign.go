@@ -206,8 +206,9 @@ func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, 
 	return res, err
 }
 
-// release gives the claim back after a failed call and records the failure
-// as the contract's last_error; the state stays as it was.
+// release records a failed call to WeChat as the contract's last_error and
+// gives back what the call held: the pre-sign claim named by token, or
+// (token "") an operator's pending termination. The state stays as it was.
 func (s *Service) release(ctx context.Context, key domain.Key, token string, callErr error) error {
 	return s.store.InTx(ctx, func(tx *store.Tx) error {
 		cur, err := tx.Lock(ctx, key)
@@ -216,6 +217,9 @@ func (s *Service) release(ctx context.Context, key domain.Key, token string, cal
 		}
 		if cur.ClaimToken != token {
 			return nil
+		}
+		if token == "" {
+			cur.OpsTermination = nil
 		}
 		ce := &domain.CallError{Code: "UNKNOWN", Message: callErr.Error(), At: s.opt.Now(), Retryable: wechatpay.IsRetryable(callErr)}
 		var ae *wechatpay.APIError

@@ -217,16 +217,30 @@ func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (d
 	if err != nil {
 		return c, err
 	}
-	if c.State != domain.StateSigned {
-		return c, domain.Errorf(domain.CodeInvalidState, "only signed contracts can be terminated; %s is %s", key, c.State)
-	}
-	if c.Product == domain.ProductPapay && c.ContractID == "" {
+	if c.State == domain.StateSigned && c.Product == domain.ProductPapay && c.ContractID == "" {
 		if c, err = s.syncContract(ctx, c, domain.SourceReconcile); err != nil {
 			return c, err
 		}
 		if c.ContractID == "" {
 			return c, domain.Errorf(domain.CodeInvalidState, "WeChat's contract id for %s is unknown", key)
 		}
+	}
+	// Mark the termination as the operator's before asking WeChat: WeChat's
+	// PAPAY.TERMINATE notification may land before its answer does.
+	err = s.store.InTx(ctx, func(tx *store.Tx) error {
+		cur, err := tx.Lock(ctx, key)
+		if err != nil {
+			return err
+		}
+		if cur.State != domain.StateSigned {
+			return domain.Errorf(domain.CodeInvalidState, "only signed contracts can be terminated; %s is %s", key, cur.State)
+		}
+		cur.OpsTermination = &domain.OpsTermination{Note: note, RequestedAt: s.opt.Now()}
+		c = cur
+		return tx.Save(ctx, &cur, cur.Version)
+	})
+	if err != nil {
+		return c, err
 	}
 	err = s.withRetry(ctx, "terminate", func() error {
 		var err error
@@ -247,6 +261,9 @@ func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (d
 		return err
 	})
 	if err != nil {
+		if ferr := s.release(context.WithoutCancel(ctx), key, "", err); ferr != nil {
+			return c, ferr
+		}
 		return c, upstreamError(err)
 	}
 	ch := domain.Change{Event: domain.EventTerminate, Source: domain.SourceOps, OccurredAt: s.opt.Now(),

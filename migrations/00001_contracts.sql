@@ -28,6 +28,8 @@ CREATE TABLE contracts (
     -- A pre-sign call to WeChat under way holds the claim; concurrent callers wait for it.
     claim_token              text        NOT NULL DEFAULT '',
     claim_expires_at         timestamptz,
+    -- An operator's termination under way at WeChat: {note, requested_at}.
+    ops_termination          jsonb,
     -- When reconciliation should next ask WeChat about this contract, and how often it has.
     next_check_at            timestamptz,
     check_count              integer     NOT NULL DEFAULT 0,

@@ -19,7 +19,7 @@ const contractColumns = `id, sub_mchid, out_contract_code, product, channel, pla
 	state, version, session_id, session_expires_at, launch, params, params_hash, contract_id,
 	openid, user_display_name, contract_display_account, signed_at, terminated_at,
 	termination_mode, expired_at, last_operate_time, last_error, claim_token, claim_expires_at,
-	next_check_at, check_count, created_at, updated_at`
+	ops_termination, next_check_at, check_count, created_at, updated_at`
 
 // querier is what both the pool and a transaction offer.
 type querier interface {
@@ -103,15 +103,15 @@ func (tx *Tx) Insert(ctx context.Context, c domain.Contract) (domain.Contract, e
 		plan_id, service_id, state, version, session_id, session_expires_at, launch, params, params_hash,
 		contract_id, openid, user_display_name, contract_display_account, signed_at, terminated_at,
 		termination_mode, expired_at, last_operate_time, last_error, claim_token, claim_expires_at,
-		next_check_at, check_count)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)
+		next_check_at, check_count, ops_termination)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)
 		ON CONFLICT DO NOTHING
 		RETURNING `+contractColumns,
 		c.SubMchID, c.OutContractCode, c.Product, c.Channel, c.PlanID, c.ServiceID, c.State, c.Version,
 		c.SessionID, c.SessionExpiresAt, nullJSON(c.Launch), nullJSON(c.Params), c.ParamsHash, c.ContractID,
 		c.OpenID, c.UserDisplayName, c.ContractDisplayAccount, c.SignedAt, c.TerminatedAt,
 		c.TerminationMode, c.ExpiredAt, c.LastOperateTime, c.LastError, c.ClaimToken, c.ClaimExpiresAt,
-		c.NextCheckAt, c.CheckCount)
+		c.NextCheckAt, c.CheckCount, c.OpsTermination)
 	if domain.IsCode(err, domain.CodeNotFound) {
 		// ON CONFLICT DO NOTHING returned no row: the key (or contract id) is taken.
 		return out, &domain.Error{Code: domain.CodeExists, Message: "contract " + c.Key().String() + " already exists"}
@@ -126,12 +126,13 @@ func (tx *Tx) Save(ctx context.Context, c *domain.Contract, readVersion int64) e
 		service_id=$6, state=$7, version=$8, session_id=$9, session_expires_at=$10, launch=$11, params=$12,
 		params_hash=$13, contract_id=$14, openid=$15, user_display_name=$16, contract_display_account=$17,
 		signed_at=$18, terminated_at=$19, termination_mode=$20, expired_at=$21, last_operate_time=$22,
-		last_error=$23, claim_token=$24, claim_expires_at=$25, next_check_at=$26, check_count=$27, updated_at=now()
+		last_error=$23, claim_token=$24, claim_expires_at=$25, next_check_at=$26, check_count=$27, ops_termination=$28, updated_at=now()
 		WHERE id=$1 AND version=$2 RETURNING `+contractColumns,
 		c.ID, readVersion, c.Product, c.Channel, c.PlanID, c.ServiceID, c.State, c.Version, c.SessionID,
 		c.SessionExpiresAt, nullJSON(c.Launch), nullJSON(c.Params), c.ParamsHash, c.ContractID, c.OpenID,
 		c.UserDisplayName, c.ContractDisplayAccount, c.SignedAt, c.TerminatedAt, c.TerminationMode,
-		c.ExpiredAt, c.LastOperateTime, c.LastError, c.ClaimToken, c.ClaimExpiresAt, c.NextCheckAt, c.CheckCount)
+		c.ExpiredAt, c.LastOperateTime, c.LastError, c.ClaimToken, c.ClaimExpiresAt, c.NextCheckAt, c.CheckCount,
+		c.OpsTermination)
 	if domain.IsCode(err, domain.CodeNotFound) {
 		return fmt.Errorf("store: contract %s changed under its lock (version %d): %w", c.Key(), readVersion, err)
 	}
@@ -152,6 +153,7 @@ func (tx *Tx) Apply(ctx context.Context, c *domain.Contract, ch domain.Change) (
 		ch.OccurredAt = time.Now()
 	}
 	readVersion := c.Version
+	ch = c.Attribute(ch)
 	d, err := c.Apply(ctx, ch)
 	if err != nil {
 		return d, err

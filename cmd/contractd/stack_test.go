@@ -46,6 +46,17 @@ type stackOptions struct {
 	Env map[string]string
 	// SimTimeScale scales the simulator's retry schedule (default 0.001).
 	SimTimeScale float64
+	// DatabaseURL, when set, rewrites the private schema's URL into the one
+	// the server connects with (for example through a TCP proxy). The
+	// stack's DB pool keeps connecting directly.
+	DatabaseURL func(schemaURL string) string
+	// NotifyTarget, when set, is the base URL the simulator delivers
+	// notifications to instead of the in-process server (for example a
+	// proxy in front of several contractd processes).
+	NotifyTarget string
+	// WrapSim, when set, wraps the simulator's HTTP handler (for example to
+	// delay its answers).
+	WrapSim func(http.Handler) http.Handler
 }
 
 // startStack starts a stack and stops it when the test ends.
@@ -71,6 +82,9 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	simCfg := keys.SimConfig()
 	simCfg.TerminateNotifyURL = devPublicURL + config.NotifyPath
 	simCfg.NotifyTarget = "http://" + addr
+	if o.NotifyTarget != "" {
+		simCfg.NotifyTarget = o.NotifyTarget
+	}
 	simCfg.TimeScale = o.SimTimeScale
 	if simCfg.TimeScale == 0 {
 		simCfg.TimeScale = 0.001
@@ -80,7 +94,11 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	simSrv := httptest.NewServer(sim.Handler())
+	var simHandler http.Handler = sim.Handler()
+	if o.WrapSim != nil {
+		simHandler = o.WrapSim(simHandler)
+	}
+	simSrv := httptest.NewServer(simHandler)
 	t.Cleanup(func() { simSrv.Close(); sim.Close() })
 
 	env := map[string]string{
@@ -107,6 +125,9 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	}
 	if o.Mode != "" {
 		env["WECHATPAY_MODE"] = o.Mode
+	}
+	if o.DatabaseURL != nil {
+		env["DATABASE_URL"] = o.DatabaseURL(db.URL)
 	}
 	for k, v := range o.Env {
 		env[k] = v

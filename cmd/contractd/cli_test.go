@@ -1,0 +1,383 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/contractd/contractd/internal/pgtest"
+	"github.com/contractd/contractd/wechatpaysim"
+)
+
+// cliBuild builds the contractd binary into a directory removed when t ends.
+func cliBuild(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go tool is not on PATH: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "contractd")
+	cmd := exec.Command(goTool, "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// cliResult is how a finished process ended.
+type cliResult struct {
+	Code   int
+	Stdout string
+	Stderr string
+}
+
+// cliEnviron turns an environment map into exec's form. Only PATH and HOME
+// come from the test's own environment, so nothing else leaks in.
+func cliEnviron(env map[string]string) []string {
+	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// cliRun runs the binary to completion (at most a minute).
+func cliRun(t *testing.T, bin string, env map[string]string, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = cliEnviron(env)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := cliResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("contractd %v: %v", args, err)
+		}
+		res.Code = ee.ExitCode()
+	}
+	return res
+}
+
+// cliLines splits output into its non-empty lines.
+func cliLines(s string) []string {
+	var out []string
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.TrimSpace(l) != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// cliServeEnv is a complete, valid serve configuration on dbURL, with fresh
+// keys; WeChat's hosts point at a port where nothing listens.
+func cliServeEnv(t *testing.T, dbURL string) map[string]string {
+	t.Helper()
+	keys, err := wechatpaysim.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := keys.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{
+		"DATABASE_URL":                  dbURL,
+		"CONTRACTD_HTTP_ADDR":           "127.0.0.1:0",
+		"CONTRACTD_PUBLIC_URL":          devPublicURL,
+		"CONTRACTD_API_TOKENS":          "app:" + appToken + ",ops:" + opsToken,
+		"WECHATPAY_MODE":                "common",
+		"WECHATPAY_MCHID":               keys.MchID,
+		"WECHATPAY_APPID":               keys.AppID,
+		"WECHATPAY_MERCHANT_SERIAL":     keys.MerchantSerial,
+		"WECHATPAY_PRIVATE_KEY_FILE":    filepath.Join(dir, wechatpaysim.FileMerchantPrivateKey),
+		"WECHATPAY_APIV3_KEY":           keys.APIv3Key,
+		"WECHATPAY_PLATFORM_CERT_FILES": filepath.Join(dir, wechatpaysim.FilePlatformCert),
+		"WECHATPAY_PUBLIC_KEY_ID":       keys.PublicKeyID,
+		"WECHATPAY_PUBLIC_KEY_FILE":     filepath.Join(dir, wechatpaysim.FilePlatformPublicKey),
+		"WECHATPAY_BASE_URL":            "http://127.0.0.1:1",
+		"WECHATPAY_DOMESTIC_BASE_URL":   "http://127.0.0.1:1",
+		"CONTRACTD_LOG_LEVEL":           "error",
+	}
+}
+
+// cliFreeAddr returns a loopback address nothing listens on (yet).
+func cliFreeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := newLoopbackListener()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// cliProcess is a contractd process serving in the background.
+type cliProcess struct {
+	URL    string
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer // written by exec's copier until exit
+	exited chan struct{}
+	err    error
+}
+
+// cliStartServe starts `contractd serve` on a free loopback port and waits
+// until /healthz answers; the process is killed when t ends if still running.
+func cliStartServe(t *testing.T, bin string, env map[string]string) *cliProcess {
+	t.Helper()
+	addr := cliFreeAddr(t)
+	env = maps.Clone(env)
+	env["CONTRACTD_HTTP_ADDR"] = addr
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = cliEnviron(env)
+	p := &cliProcess{URL: "http://" + addr, cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-p.exited:
+			t.Fatalf("contractd serve exited early: %v\n%s", p.err, p.stderr)
+		default:
+		}
+		resp, err := http.Get(p.URL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("contractd serve did not answer /healthz on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits for the exit; it returns the exit code.
+func (p *cliProcess) Stop(t *testing.T) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("contractd did not exit within 30s of SIGTERM")
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// cliSchemaShape describes a migrated schema: goose's applied versions in
+// order and the tables in the schema.
+func cliSchemaShape(t *testing.T, db *pgtest.Schema) (versions []int64, tables []string) {
+	t.Helper()
+	rows, err := db.Pool.Query(t.Context(), `SELECT version_id FROM goose_db_version WHERE is_applied ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		versions = append(versions, v)
+	}
+	rows.Close()
+	rows, err = db.Pool.Query(t.Context(), `SELECT table_name FROM information_schema.tables
+		WHERE table_schema = $1 ORDER BY table_name`, db.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, n)
+	}
+	rows.Close()
+	return versions, tables
+}
+
+// TestCLI runs the built binary as a process.
+func TestCLI(t *testing.T) {
+	t.Parallel()
+	bin := cliBuild(t)
+
+	t.Run("HelpExitsZeroAndListsDATABASE_URL", func(t *testing.T) {
+		t.Parallel()
+		r := cliRun(t, bin, nil, "--help")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "DATABASE_URL") {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and usage naming DATABASE_URL", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("MigrateUpTwiceIsANoOpTheSecondTime", func(t *testing.T) {
+		t.Parallel()
+		db := pgtest.NewUnmigrated(t)
+		env := map[string]string{"DATABASE_URL": db.URL}
+		r := cliRun(t, bin, env, "migrate", "up")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "applied 1") {
+			t.Fatalf("first up: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		v1, t1 := cliSchemaShape(t, db)
+		r = cliRun(t, bin, env, "migrate", "up")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "already current") || strings.Contains(r.Stdout, "applied") {
+			t.Fatalf("second up: exit %d, stdout %q, stderr %q; want 0 and \"already current\"", r.Code, r.Stdout, r.Stderr)
+		}
+		v2, t2 := cliSchemaShape(t, db)
+		if !slices.Equal(v1, v2) || !slices.Equal(t1, t2) {
+			t.Fatalf("the second up changed the schema: %v %v -> %v %v", v1, t1, v2, t2)
+		}
+	})
+
+	t.Run("MigrateDownToZeroThenUpAgain", func(t *testing.T) {
+		t.Parallel()
+		db := pgtest.NewUnmigrated(t)
+		env := map[string]string{"DATABASE_URL": db.URL}
+		if r := cliRun(t, bin, env, "migrate", "up"); r.Code != 0 {
+			t.Fatalf("up: exit %d: %s", r.Code, r.Stderr)
+		}
+		r := cliRun(t, bin, env, "migrate", "down")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "rolled back 1") {
+			t.Fatalf("down: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		r = cliRun(t, bin, env, "migrate", "status")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "pending") || strings.Contains(r.Stdout, "applied") {
+			t.Fatalf("status after down: exit %d, stdout %q, stderr %q; want the migration pending", r.Code, r.Stdout, r.Stderr)
+		}
+		if _, tables := cliSchemaShape(t, db); slices.Contains(tables, "contracts") {
+			t.Fatalf("tables after down: %v", tables)
+		}
+		r = cliRun(t, bin, env, "migrate", "up")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "applied 1") {
+			t.Fatalf("up again: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		r = cliRun(t, bin, env, "migrate", "status")
+		if r.Code != 0 || strings.Contains(r.Stdout, "pending") || !strings.Contains(r.Stdout, "applied") {
+			t.Fatalf("status after up again: exit %d, stdout %q", r.Code, r.Stdout)
+		}
+	})
+
+	t.Run("TwoProcessesMigratingAtOnceBothSucceedWithOneSchema", func(t *testing.T) {
+		t.Parallel()
+		db := pgtest.NewUnmigrated(t)
+		env := cliEnviron(map[string]string{"DATABASE_URL": db.URL})
+		type run struct {
+			cmd            *exec.Cmd
+			stdout, stderr bytes.Buffer
+		}
+		runs := []*run{{}, {}}
+		for _, r := range runs {
+			r.cmd = exec.Command(bin, "migrate", "up")
+			r.cmd.Env = env
+			r.cmd.Stdout, r.cmd.Stderr = &r.stdout, &r.stderr
+		}
+		for _, r := range runs {
+			if err := r.cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		applied := 0
+		for i, r := range runs {
+			if err := r.cmd.Wait(); err != nil {
+				t.Fatalf("process %d: %v\nstdout %s\nstderr %s", i, err, &r.stdout, &r.stderr)
+			}
+			if strings.Contains(r.stdout.String(), "applied 1") {
+				applied++
+			}
+		}
+		if applied != 1 {
+			t.Errorf("%d processes say they applied migration 1, want exactly 1", applied)
+		}
+		versions, tables := cliSchemaShape(t, db)
+		ref := pgtest.New(t)
+		refVersions, refTables := cliSchemaShape(t, ref)
+		if !slices.Equal(versions, refVersions) || !slices.Equal(tables, refTables) {
+			t.Fatalf("schema after concurrent migrations: versions %v tables %v; a single migration gives %v %v",
+				versions, tables, refVersions, refTables)
+		}
+	})
+
+	t.Run("ServeWithUnreachableDatabaseExitsWithOneLine", func(t *testing.T) {
+		t.Parallel()
+		env := cliServeEnv(t, "postgres://postgres@127.0.0.1:1/x?sslmode=disable")
+		r := cliRun(t, bin, env, "serve")
+		lines := cliLines(r.Stderr)
+		if r.Code == 0 || len(lines) != 1 {
+			t.Fatalf("exit %d, stderr %q; want non-zero and exactly one line", r.Code, r.Stderr)
+		}
+		if l := lines[0]; !strings.Contains(l, "127.0.0.1:1") || !strings.Contains(strings.ToLower(l), "unreachable") {
+			t.Fatalf("stderr %q does not name the unreachable database", l)
+		}
+	})
+
+	t.Run("ServeWithoutWECHATPAY_MCHIDExitsWithOneLineNamingIt", func(t *testing.T) {
+		t.Parallel()
+		env := cliServeEnv(t, "postgres://postgres@127.0.0.1:1/x?sslmode=disable")
+		delete(env, "WECHATPAY_MCHID")
+		r := cliRun(t, bin, env, "serve")
+		lines := cliLines(r.Stderr)
+		if r.Code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "WECHATPAY_MCHID") {
+			t.Fatalf("exit %d, stderr %q; want non-zero and one line naming WECHATPAY_MCHID", r.Code, r.Stderr)
+		}
+	})
+
+	t.Run("SIGTERMShutsServeDownWithExitZero", func(t *testing.T) {
+		t.Parallel()
+		db := pgtest.New(t)
+		p := cliStartServe(t, bin, cliServeEnv(t, db.URL))
+		if code := p.Stop(t); code != 0 {
+			t.Fatalf("exit %d after SIGTERM, want 0; stderr %s", code, p.stderr)
+		}
+	})
+}
+
+func TestCLIReadyzFollowsTheDatabase(t *testing.T) {
+	t.Parallel()
+	proxy := ntStartDBProxy(t)
+	s := startStack(t, stackOptions{DatabaseURL: proxy.URL})
+	ready := func() int { return s.do(http.MethodGet, "/readyz", "", nil).Status }
+	if st := ready(); st != http.StatusOK {
+		t.Fatalf("/readyz %d before the database went away, want 200", st)
+	}
+	proxy.Cut()
+	eventually(t, 10*time.Second, "/readyz 503 with the database away", func() bool {
+		return ready() == http.StatusServiceUnavailable
+	})
+	// It stays 503 while the database is away.
+	for range 3 {
+		if st := ready(); st != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz %d with the database away, want 503", st)
+		}
+	}
+	proxy.Restore(t)
+	eventually(t, 10*time.Second, "/readyz 200 once the database is back", func() bool {
+		return ready() == http.StatusOK
+	})
+}
