@@ -74,23 +74,11 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer simSrv.Close()
 	simURL := "http://" + simLn.Addr().String()
 
-	env := map[string]string{
-		"DATABASE_URL":                  dbURL,
-		"CONTRACTD_HTTP_ADDR":           addr,
-		"CONTRACTD_PUBLIC_URL":          devPublicURL,
-		"CONTRACTD_API_TOKENS":          "app:" + devAppToken + ",ops:" + devOpsToken,
-		"WECHATPAY_MCHID":               keys.MchID,
-		"WECHATPAY_APPID":               keys.AppID,
-		"WECHATPAY_MERCHANT_SERIAL":     keys.MerchantSerial,
-		"WECHATPAY_PRIVATE_KEY_FILE":    filepath.Join(dir, wechatpaysim.FileMerchantPrivateKey),
-		"WECHATPAY_APIV3_KEY":           keys.APIv3Key,
-		"WECHATPAY_PLATFORM_CERT_FILES": filepath.Join(dir, wechatpaysim.FilePlatformCert),
-		"WECHATPAY_PUBLIC_KEY_ID":       keys.PublicKeyID,
-		"WECHATPAY_PUBLIC_KEY_FILE":     filepath.Join(dir, wechatpaysim.FilePlatformPublicKey),
-		"WECHATPAY_BASE_URL":            simURL,
-		"WECHATPAY_DOMESTIC_BASE_URL":   simURL,
-		"CONTRACTD_LOG_LEVEL":           envOr(getenv, "CONTRACTD_LOG_LEVEL", "info"),
-	}
+	env := simulatedWeChatEnv(keys, dir, simURL)
+	env["DATABASE_URL"] = dbURL
+	env["CONTRACTD_HTTP_ADDR"] = addr
+	env["CONTRACTD_API_TOKENS"] = "app:" + devAppToken + ",ops:" + devOpsToken
+	env["CONTRACTD_LOG_LEVEL"] = envOr(getenv, "CONTRACTD_LOG_LEVEL", "info")
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		return fail(1, "dev: configuration: %v", err)
@@ -104,6 +92,25 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 		}
 	}()
 	return serve(ctx, cfg, true, log, listening)
+}
+
+// simulatedWeChatEnv is contractd's WeChat Pay configuration for a
+// simulator at simURL using keys written to dir: both key modes (platform
+// certificate and public key) at once, and the dev public URL.
+func simulatedWeChatEnv(keys *wechatpaysim.KeySet, dir, simURL string) map[string]string {
+	return map[string]string{
+		"CONTRACTD_PUBLIC_URL":          devPublicURL,
+		"WECHATPAY_MCHID":               keys.MchID,
+		"WECHATPAY_APPID":               keys.AppID,
+		"WECHATPAY_MERCHANT_SERIAL":     keys.MerchantSerial,
+		"WECHATPAY_PRIVATE_KEY_FILE":    filepath.Join(dir, wechatpaysim.FileMerchantPrivateKey),
+		"WECHATPAY_APIV3_KEY":           keys.APIv3Key,
+		"WECHATPAY_PLATFORM_CERT_FILES": filepath.Join(dir, wechatpaysim.FilePlatformCert),
+		"WECHATPAY_PUBLIC_KEY_ID":       keys.PublicKeyID,
+		"WECHATPAY_PUBLIC_KEY_FILE":     filepath.Join(dir, wechatpaysim.FilePlatformPublicKey),
+		"WECHATPAY_BASE_URL":            simURL,
+		"WECHATPAY_DOMESTIC_BASE_URL":   simURL,
+	}
 }
 
 func envOr(getenv func(string) string, k, def string) string {

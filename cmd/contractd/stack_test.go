@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -28,7 +28,7 @@ const (
 // schema, the WeChat Pay simulator on loopback, and the real server (the
 // same serve function the binary runs) on a loopback port.
 type stack struct {
-	t      *testing.T
+	t      testing.TB
 	URL    string // contractd base URL
 	SimURL string
 	Sim    *wechatpaysim.Simulator
@@ -60,7 +60,7 @@ type stackOptions struct {
 }
 
 // startStack starts a stack and stops it when the test ends.
-func startStack(t *testing.T, o stackOptions) *stack {
+func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	db := pgtest.New(t)
 	keys, err := wechatpaysim.GenerateKeys()
@@ -101,28 +101,18 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	simSrv := httptest.NewServer(simHandler)
 	t.Cleanup(func() { simSrv.Close(); sim.Close() })
 
-	env := map[string]string{
-		"DATABASE_URL":                  db.URL,
-		"CONTRACTD_HTTP_ADDR":           addr,
-		"CONTRACTD_PUBLIC_URL":          devPublicURL,
-		"CONTRACTD_API_TOKENS":          "app:" + appToken + ",ops:" + opsToken,
-		"WECHATPAY_MODE":                "common",
-		"WECHATPAY_MCHID":               keys.MchID,
-		"WECHATPAY_APPID":               keys.AppID,
-		"WECHATPAY_SP_APPID":            "wxsp" + keys.AppID[2:],
-		"WECHATPAY_MERCHANT_SERIAL":     keys.MerchantSerial,
-		"WECHATPAY_PRIVATE_KEY_FILE":    filepath.Join(dir, wechatpaysim.FileMerchantPrivateKey),
-		"WECHATPAY_APIV3_KEY":           keys.APIv3Key,
-		"WECHATPAY_PLATFORM_CERT_FILES": filepath.Join(dir, wechatpaysim.FilePlatformCert),
-		"WECHATPAY_PUBLIC_KEY_ID":       keys.PublicKeyID,
-		"WECHATPAY_PUBLIC_KEY_FILE":     filepath.Join(dir, wechatpaysim.FilePlatformPublicKey),
-		"WECHATPAY_BASE_URL":            simSrv.URL,
-		"WECHATPAY_DOMESTIC_BASE_URL":   simSrv.URL,
-		"WECHATPAY_TIMEOUT":             "2s",
-		"CONTRACTD_SWEEP_INTERVAL":      "1h",
-		"CONTRACTD_RECONCILE_INTERVAL":  "1h",
-		"CONTRACTD_LOG_LEVEL":           "error",
-	}
+	env := simulatedWeChatEnv(keys, dir, simSrv.URL)
+	maps.Copy(env, map[string]string{
+		"DATABASE_URL":                 db.URL,
+		"CONTRACTD_HTTP_ADDR":          addr,
+		"CONTRACTD_API_TOKENS":         "app:" + appToken + ",ops:" + opsToken,
+		"WECHATPAY_MODE":               "common",
+		"WECHATPAY_SP_APPID":           "wxsp" + keys.AppID[2:],
+		"WECHATPAY_TIMEOUT":            "2s",
+		"CONTRACTD_SWEEP_INTERVAL":     "1h",
+		"CONTRACTD_RECONCILE_INTERVAL": "1h",
+		"CONTRACTD_LOG_LEVEL":          "error",
+	})
 	if o.Mode != "" {
 		env["WECHATPAY_MODE"] = o.Mode
 	}
@@ -184,7 +174,7 @@ type response struct {
 }
 
 // JSON decodes the body into v, failing the test on error.
-func (r response) JSON(t *testing.T, v any) {
+func (r response) JSON(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.Body, err)
@@ -192,7 +182,7 @@ func (r response) JSON(t *testing.T, v any) {
 }
 
 // Map decodes the body as a JSON object.
-func (r response) Map(t *testing.T) map[string]any {
+func (r response) Map(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	r.JSON(t, &m)
@@ -247,7 +237,7 @@ func (s *stack) count(sql string, args ...any) int {
 }
 
 // eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
