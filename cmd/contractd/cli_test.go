@@ -94,24 +94,15 @@ func cliServeEnv(t *testing.T, dbURL string) map[string]string {
 	if err := keys.WriteDir(dir); err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{
-		"DATABASE_URL":                  dbURL,
-		"CONTRACTD_HTTP_ADDR":           "127.0.0.1:0",
-		"CONTRACTD_PUBLIC_URL":          devPublicURL,
-		"CONTRACTD_API_TOKENS":          "app:" + appToken + ",ops:" + opsToken,
-		"WECHATPAY_MODE":                "common",
-		"WECHATPAY_MCHID":               keys.MchID,
-		"WECHATPAY_APPID":               keys.AppID,
-		"WECHATPAY_MERCHANT_SERIAL":     keys.MerchantSerial,
-		"WECHATPAY_PRIVATE_KEY_FILE":    filepath.Join(dir, wechatpaysim.FileMerchantPrivateKey),
-		"WECHATPAY_APIV3_KEY":           keys.APIv3Key,
-		"WECHATPAY_PLATFORM_CERT_FILES": filepath.Join(dir, wechatpaysim.FilePlatformCert),
-		"WECHATPAY_PUBLIC_KEY_ID":       keys.PublicKeyID,
-		"WECHATPAY_PUBLIC_KEY_FILE":     filepath.Join(dir, wechatpaysim.FilePlatformPublicKey),
-		"WECHATPAY_BASE_URL":            "http://127.0.0.1:1",
-		"WECHATPAY_DOMESTIC_BASE_URL":   "http://127.0.0.1:1",
-		"CONTRACTD_LOG_LEVEL":           "error",
-	}
+	env := simulatedWeChatEnv(keys, dir, "http://127.0.0.1:1")
+	maps.Copy(env, map[string]string{
+		"DATABASE_URL":         dbURL,
+		"CONTRACTD_HTTP_ADDR":  "127.0.0.1:0",
+		"CONTRACTD_API_TOKENS": "app:" + appToken + ",ops:" + opsToken,
+		"WECHATPAY_MODE":       "common",
+		"CONTRACTD_LOG_LEVEL":  "error",
+	})
+	return env
 }
 
 // cliFreeAddr returns a loopback address nothing listens on (yet).
