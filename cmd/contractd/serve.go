@@ -112,6 +112,9 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("contractd serving", "addr", ln.Addr().String(), "mode", string(cfg.Mode),
 		"notify_url", cfg.NotifyURL(), "tokens", cfg.Tokens.Len())
+	if cfg.Tokens.Len() == 0 {
+		log.Warn("CONTRACTD_API_TOKENS is empty: every API route will answer 401")
+	}
 	if listening != nil {
 		listening <- ln.Addr().String()
 	}
