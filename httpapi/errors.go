@@ -83,8 +83,7 @@ func (s *Server) errorHandler(c *echo.Context, err error) {
 	if status >= 500 {
 		level = slog.LevelError
 	}
-	s.log.Log(c.Request().Context(), level, "request failed", "request_id", requestID(c),
-		"method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "code", body.Code, "error", err.Error())
+	s.log.Log(c.Request().Context(), level, "request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "code", body.Code, "error", err.Error())
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)
 		return

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/logging"
 )
 
 func TestEveryDomainCodeHasOneStatus(t *testing.T) {
@@ -55,5 +57,26 @@ func TestOpenAPIIsServed(t *testing.T) {
 	}
 	if rec.Header().Get("X-Request-Id") == "" {
 		t.Fatal("no request id")
+	}
+}
+
+func TestEveryLogLineOfARequestCarriesItsID(t *testing.T) {
+	var buf bytes.Buffer
+	s := New(Deps{Logger: logging.New(&buf, "info")})
+	req := httptest.NewRequest(http.MethodGet, "/no/such/route", nil)
+	req.Header.Set("X-Request-Id", "caller-chosen-id")
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusNotFound || rec.Header().Get("X-Request-Id") != "caller-chosen-id" {
+		t.Fatalf("%d %q", rec.Code, rec.Header().Get("X-Request-Id"))
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("want an error line and a request line, got %q", buf.String())
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, `"request_id":"caller-chosen-id"`) {
+			t.Errorf("log line without the request id: %s", l)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/contractd/contractd/logging"
 	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -101,13 +102,6 @@ func (s *Server) readyz(c *echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
-const requestIDKey = "request_id"
-
-func requestID(c *echo.Context) string {
-	id, _ := c.Get(requestIDKey).(string)
-	return id
-}
-
 func newRequestID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -123,7 +117,7 @@ func (s *Server) requestIDAndLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if id == "" || len(id) > 64 {
 			id = newRequestID()
 		}
-		c.Set(requestIDKey, id)
+		c.SetRequest(c.Request().WithContext(logging.WithRequestID(c.Request().Context(), id)))
 		c.Response().Header().Set("X-Request-Id", id)
 		err := next(c)
 		if err != nil {
@@ -137,7 +131,7 @@ func (s *Server) requestIDAndLog(next echo.HandlerFunc) echo.HandlerFunc {
 		s.metrics.requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
 		s.metrics.duration.WithLabelValues(route, c.Request().Method).Observe(time.Since(start).Seconds())
 		if route != "/healthz" && route != "/readyz" && route != "/metrics" {
-			s.log.Info("request", "request_id", id, "method", c.Request().Method, "route", route,
+			s.log.InfoContext(c.Request().Context(), "request", "method", c.Request().Method, "route", route,
 				"status", status, "duration_ms", time.Since(start).Milliseconds())
 		}
 		return nil

@@ -239,7 +239,7 @@ func (s *Service) contractExisted(ctx context.Context, c domain.Contract, token 
 		return err
 	}
 	if _, err := s.syncContract(ctx, c, domain.SourceReconcile); err != nil {
-		s.log.Warn("query after CONTRACT_EXISTED failed", "contract", c.Key().String(), "error", err.Error())
+		s.log.WarnContext(ctx, "query after CONTRACT_EXISTED failed", "contract", c.Key().String(), "error", err.Error())
 	}
 	return &domain.Error{Code: domain.CodeExists, Message: "WeChat Pay already has a signed contract " + c.OutContractCode + "; use a new out_contract_code",
 		Detail: map[string]any{"wechat_code": "CONTRACT_EXISTED"}, Err: callErr}

@@ -19,7 +19,7 @@ func (s *Service) withRetry(ctx context.Context, what string, call func() error)
 		if err == nil || !wechatpay.IsRetryable(err) || attempt >= s.opt.Attempts {
 			return err
 		}
-		s.log.Warn("retrying WeChat Pay call", "call", what, "attempt", attempt, "error", err.Error())
+		s.log.WarnContext(ctx, "retrying WeChat Pay call", "call", what, "attempt", attempt, "error", err.Error())
 		if serr := sleep(ctx, s.backoff(attempt)); serr != nil {
 			return err
 		}
@@ -196,7 +196,7 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 			return 0, ctx.Err()
 		}
 		if _, err := s.syncContract(ctx, c, domain.SourceReconcile); err != nil {
-			s.log.Warn("reconcile failed", "contract", c.Key().String(), "error", err.Error())
+			s.log.WarnContext(ctx, "reconcile failed", "contract", c.Key().String(), "error", err.Error())
 		}
 	}
 	return len(due), nil

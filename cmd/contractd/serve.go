@@ -14,6 +14,7 @@ import (
 	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/httpapi"
 	"github.com/contractd/contractd/lifecycle"
+	"github.com/contractd/contractd/logging"
 	"github.com/contractd/contractd/migrations"
 	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpay"
@@ -22,11 +23,7 @@ import (
 )
 
 func newLogger(level string, w io.Writer) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return logging.New(w, level)
 }
 
 // serveCmd runs `contractd serve`.
