@@ -80,22 +80,24 @@ func (s *Simulator) domesticPreSign(r *http.Request, body []byte) (int, any, err
 	}
 	now := s.now()
 	sess := &Session{
-		Family:          FamilyDomestic,
-		Channel:         "mini_program",
-		Mode:            mode,
-		MchID:           s.cfg.MchID,
-		AppID:           b.AppID,
-		SPAppID:         b.SPAppID,
-		SubMchID:        b.SubMchID,
-		SubAppID:        b.SubAppID,
-		ServiceID:       *b.ServiceID,
-		OutContractCode: b.OutContractCode,
-		DisplayName:     b.ContractDisplayAccount,
-		NotifyURL:       b.NotifyURL,
-		OpenID:          openID,
-		SubOpenID:       b.SubOpenID,
-		CreatedAt:       now,
-		ExpiresAt:       now.Add(domesticSessionLife),
+		Terms: Terms{
+			Family:          FamilyDomestic,
+			Channel:         "mini_program",
+			Mode:            mode,
+			MchID:           s.cfg.MchID,
+			AppID:           b.AppID,
+			SPAppID:         b.SPAppID,
+			SubMchID:        b.SubMchID,
+			SubAppID:        b.SubAppID,
+			ServiceID:       *b.ServiceID,
+			OutContractCode: b.OutContractCode,
+			DisplayName:     b.ContractDisplayAccount,
+		},
+		NotifyURL: b.NotifyURL,
+		OpenID:    openID,
+		SubOpenID: b.SubOpenID,
+		CreatedAt: now,
+		ExpiresAt: now.Add(domesticSessionLife),
 	}
 	if err := s.addSession(sess); err != nil {
 		return 0, nil, err

@@ -85,24 +85,13 @@ func (s *Simulator) Sign(ctx context.Context, req SignRequest) (*Contract, error
 		return nil, err
 	}
 	c := &Contract{
-		Family:          sess.Family,
-		Channel:         sess.Channel,
-		Mode:            sess.Mode,
-		MchID:           sess.MchID,
-		AppID:           sess.AppID,
-		SPAppID:         sess.SPAppID,
-		SubMchID:        sess.SubMchID,
-		SubAppID:        sess.SubAppID,
-		PlanID:          sess.PlanID,
-		ServiceID:       sess.ServiceID,
-		OutContractCode: sess.OutContractCode,
-		DisplayName:     sess.DisplayName,
-		OpenID:          firstNonEmpty(sess.OpenID, req.OpenID, "o"+randomString(27, alnum)),
-		SubOpenID:       sess.SubOpenID,
-		SessionID:       sess.ID,
-		State:           StateSigned,
-		SignedTime:      now,
-		ExpiredTime:     now.Add(contractLife),
+		Terms:       sess.Terms,
+		OpenID:      firstNonEmpty(sess.OpenID, req.OpenID, "o"+randomString(27, alnum)),
+		SubOpenID:   sess.SubOpenID,
+		SessionID:   sess.ID,
+		State:       StateSigned,
+		SignedTime:  now,
+		ExpiredTime: now.Add(contractLife),
 	}
 	if c.SubOpenID == "" && c.SubAppID != "" {
 		c.SubOpenID = derivedOpenID(c.SubAppID, c.OpenID)

@@ -8,10 +8,10 @@ import (
 	"time"
 )
 
-// Session is a signing session created by a successful pre-sign call.
-type Session struct {
-	// ID is the global session_id or the domestic pre_entrustweb_id.
-	ID string `json:"id"`
+// Terms are what a contract is about: the product family, channel and mode, the merchant,
+// the template and the merchant's code. A session carries them, and the contract signed in it
+// copies them.
+type Terms struct {
 	// Family is FamilyGlobal or FamilyDomestic.
 	Family string `json:"family"`
 	// Channel is app, mini_program, h5, jsapi or web (global) or mini_program (domestic).
@@ -36,6 +36,13 @@ type Session struct {
 	OutContractCode string `json:"out_contract_code"`
 	// DisplayName is user_display_name (global) or contract_display_account (domestic).
 	DisplayName string `json:"display_name"`
+}
+
+// Session is a signing session created by a successful pre-sign call.
+type Session struct {
+	// ID is the global session_id or the domestic pre_entrustweb_id.
+	ID string `json:"id"`
+	Terms
 	// NotifyURL is success_notify_url (global) or notify_url (domestic).
 	NotifyURL string `json:"notify_url"`
 	// OpenID is the user's openid (sp_openid in service-provider mode), when given.
@@ -59,23 +66,8 @@ type Session struct {
 type Contract struct {
 	// ContractID is WeChat's contract id (20 digits).
 	ContractID string `json:"contract_id"`
-	// Family, Channel and Mode are those of the session.
-	Family  string `json:"family"`
-	Channel string `json:"channel"`
-	Mode    string `json:"mode"`
-	// MchID, AppID, SPAppID, SubMchID and SubAppID identify the merchant as in the session.
-	MchID    string `json:"mchid"`
-	AppID    string `json:"appid,omitempty"`
-	SPAppID  string `json:"sp_appid,omitempty"`
-	SubMchID string `json:"sub_mchid,omitempty"`
-	SubAppID string `json:"sub_appid,omitempty"`
-	// PlanID (global) or ServiceID (domestic) names the contract template.
-	PlanID    int64 `json:"plan_id,omitempty"`
-	ServiceID int64 `json:"service_id,omitempty"`
-	// OutContractCode is the merchant's contract code.
-	OutContractCode string `json:"out_contract_code"`
-	// DisplayName is the account name shown to the user.
-	DisplayName string `json:"display_name"`
+	// Terms are those of the session the contract was signed in.
+	Terms
 	// OpenID is the signing user; SubOpenID the same user under SubAppID.
 	OpenID    string `json:"openid"`
 	SubOpenID string `json:"sub_openid,omitempty"`
