@@ -44,7 +44,7 @@ type Deps struct {
 	Logger   *slog.Logger
 	Ready    Readiness
 	Registry *prometheus.Registry
-	// Routes registers further routes on the server; see lifecycle routes.
+	// API, when set, adds the contract and notification routes.
 	API *API
 }
 

@@ -41,13 +41,9 @@ func (m *metrics) called(op string, err error) {
 	var ae *wechatpay.APIError
 	if err != nil {
 		result = "error"
-		if asAPIError(err, &ae) {
+		if errors.As(err, &ae) {
 			result = ae.Code
 		}
 	}
 	m.wechatCalls.WithLabelValues(op, result).Inc()
-}
-
-func asAPIError(err error, target **wechatpay.APIError) bool {
-	return errors.As(err, target)
 }

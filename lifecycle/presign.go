@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/contractd/contractd/domain"
@@ -169,7 +170,7 @@ func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, 
 	})
 	if err != nil {
 		var ae *wechatpay.APIError
-		if asAPIError(err, &ae) && ae.Code == "CONTRACT_EXISTED" {
+		if errors.As(err, &ae) && ae.Code == "CONTRACT_EXISTED" {
 			return PreSignResult{}, s.contractExisted(finishCtx, c, token, err)
 		}
 		if ferr := s.release(finishCtx, c.Key(), token, err); ferr != nil {
@@ -223,7 +224,7 @@ func (s *Service) release(ctx context.Context, key domain.Key, token string, cal
 		}
 		ce := &domain.CallError{Code: "UNKNOWN", Message: callErr.Error(), At: s.opt.Now(), Retryable: wechatpay.IsRetryable(callErr)}
 		var ae *wechatpay.APIError
-		if asAPIError(callErr, &ae) {
+		if errors.As(callErr, &ae) {
 			ce.Code, ce.Message = ae.Code, ae.Message
 		}
 		cur.ClaimToken, cur.ClaimExpiresAt, cur.LastError = "", nil, ce

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 	"unicode/utf8"
 
@@ -35,14 +36,9 @@ func storedRequest(c domain.Contract) domain.PreSignRequest {
 	return r
 }
 
-// remoteState is what WeChat says about a contract: an event to apply, or
-// none when WeChat knows no signed or terminated contract.
-type remoteState struct {
-	change *domain.Change
-}
-
-// queryWeChat asks WeChat for a contract's state.
-func (s *Service) queryWeChat(ctx context.Context, c domain.Contract, src domain.Source) (remoteState, error) {
+// queryWeChat asks WeChat for a contract's state and returns the event it
+// amounts to, or nil when WeChat knows no signed or terminated contract.
+func (s *Service) queryWeChat(ctx context.Context, c domain.Contract, src domain.Source) (*domain.Change, error) {
 	if c.Product == domain.ProductPasswordExempt {
 		return s.queryDomestic(ctx, c, src)
 	}
@@ -71,13 +67,13 @@ func (s *Service) queryWeChat(ctx context.Context, c domain.Contract, src domain
 			return err
 		})
 	default:
-		return remoteState{}, domain.Errorf(domain.CodeInvalidState, "contract %s has neither a contract id nor a plan id to query by", c.Key())
+		return nil, domain.Errorf(domain.CodeInvalidState, "contract %s has neither a contract id nor a plan id to query by", c.Key())
 	}
 	if notExist(err) {
-		return remoteState{}, nil
+		return nil, nil
 	}
 	if err != nil {
-		return remoteState{}, upstreamError(err)
+		return nil, upstreamError(err)
 	}
 	ev := wechatpay.ContractEvent{Family: wechatpay.FamilyGlobal, ContractID: gc.ContractID, OpenID: gc.OpenID,
 		PlanID: gc.PlanID, TerminationMode: gc.TerminationMode, TerminationNote: gc.TerminationNote}
@@ -87,16 +83,16 @@ func (s *Service) queryWeChat(ctx context.Context, c domain.Contract, src domain
 	case "TERMINATED":
 		ev.Kind, ev.OperateTime = wechatpay.EventTerminate, parseTime(gc.TerminatedTime)
 	default:
-		return remoteState{}, nil
+		return nil, nil
 	}
 	ch := changeFromEvent(ev, src)
 	ch.Details["wechat_state"] = gc.State
-	return remoteState{change: &ch}, nil
+	return &ch, nil
 }
 
-func (s *Service) queryDomestic(ctx context.Context, c domain.Contract, src domain.Source) (remoteState, error) {
+func (s *Service) queryDomestic(ctx context.Context, c domain.Contract, src domain.Source) (*domain.Change, error) {
 	if c.ServiceID == nil {
-		return remoteState{}, domain.Errorf(domain.CodeInvalidState, "contract %s has no service id to query by", c.Key())
+		return nil, domain.Errorf(domain.CodeInvalidState, "contract %s has no service id to query by", c.Key())
 	}
 	var (
 		dc  *wechatpay.DomesticContract
@@ -108,10 +104,10 @@ func (s *Service) queryDomestic(ctx context.Context, c domain.Contract, src doma
 		return err
 	})
 	if notExist(err) {
-		return remoteState{}, nil
+		return nil, nil
 	}
 	if err != nil {
-		return remoteState{}, upstreamError(err)
+		return nil, upstreamError(err)
 	}
 	ev := wechatpay.ContractEvent{Family: wechatpay.FamilyDomestic, ContractID: dc.ContractID, OpenID: dc.OpenID,
 		ServiceID: dc.ServiceID, ContractState: dc.ContractState}
@@ -124,15 +120,15 @@ func (s *Service) queryDomestic(ctx context.Context, c domain.Contract, src doma
 			ev.OperateTime, ev.TerminationMode, ev.TerminationNote = parseTime(info.ContractTerminatedTime), info.ContractTerminationMode, info.ContractTerminationRemark
 		}
 	default:
-		return remoteState{}, nil
+		return nil, nil
 	}
 	ch := changeFromEvent(ev, src)
-	return remoteState{change: &ch}, nil
+	return &ch, nil
 }
 
 func notExist(err error) bool {
 	var ae *wechatpay.APIError
-	return asAPIError(err, &ae) && (ae.Code == "CONTRACT_NOT_EXIST" || ae.Code == "RESOURCE_NOT_EXISTS" || ae.Code == "NOT_FOUND")
+	return errors.As(err, &ae) && (ae.Code == "CONTRACT_NOT_EXIST" || ae.Code == "RESOURCE_NOT_EXISTS" || ae.Code == "NOT_FOUND")
 }
 
 func parseTime(s string) time.Time {
@@ -147,14 +143,14 @@ func parseTime(s string) time.Time {
 // applies the answer in one transaction. WeChat is the source of truth for
 // signed and terminated; an answer that says neither changes nothing.
 func (s *Service) syncContract(ctx context.Context, c domain.Contract, src domain.Source) (domain.Contract, error) {
-	rs, err := s.queryWeChat(ctx, c, src)
-	if err != nil || rs.change == nil {
-		if err == nil {
-			return s.store.Get(ctx, c.Key())
-		}
+	remote, err := s.queryWeChat(ctx, c, src)
+	if err != nil {
 		return c, err
 	}
-	ch := *rs.change
+	if remote == nil {
+		return s.store.Get(ctx, c.Key())
+	}
+	ch := *remote
 	if ch.OccurredAt.IsZero() {
 		ch.OccurredAt = s.opt.Now()
 	}

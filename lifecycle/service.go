@@ -8,6 +8,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -165,7 +166,7 @@ func upstreamError(err error) *domain.Error {
 	detail := map[string]any{"retryable": wechatpay.IsRetryable(err)}
 	msg := "WeChat Pay call failed"
 	var ae *wechatpay.APIError
-	if asAPIError(err, &ae) {
+	if errors.As(err, &ae) {
 		detail["wechat_code"] = ae.Code
 		detail["wechat_message"] = ae.Message
 		if ae.StatusCode != 0 {

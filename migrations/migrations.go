@@ -51,17 +51,3 @@ func Up(ctx context.Context, db *sql.DB) error {
 	}
 	return nil
 }
-
-// Current reports whether the database's schema is at the newest migration
-// this binary carries.
-func Current(ctx context.Context, db *sql.DB) (bool, error) {
-	p, err := NewProvider(ctx, db)
-	if err != nil {
-		return false, err
-	}
-	pending, err := p.HasPending(ctx)
-	if err != nil {
-		return false, fmt.Errorf("migrations: status: %w", err)
-	}
-	return !pending, nil
-}

@@ -134,7 +134,9 @@ func (tx *Tx) Save(ctx context.Context, c *domain.Contract, readVersion int64) e
 		c.ExpiredAt, c.LastOperateTime, c.LastError, c.ClaimToken, c.ClaimExpiresAt, c.NextCheckAt, c.CheckCount,
 		c.OpsTermination)
 	if domain.IsCode(err, domain.CodeNotFound) {
-		return fmt.Errorf("store: contract %s changed under its lock (version %d): %w", c.Key(), readVersion, err)
+		// Not the caller's "no such contract": the row was read under a
+		// lock in this transaction, so this is a bug, reported as internal.
+		return fmt.Errorf("store: contract %s was not at version %d under its own lock", c.Key(), readVersion)
 	}
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/domain"
+	"github.com/jackc/pgx/v5"
 )
 
 // InsertOrLock stores c when its key is free, or else locks and returns the
@@ -57,17 +58,37 @@ const reconcileDueSQL = `SELECT ` + contractColumns + ` FROM contracts
 // bounded number of times and replicas never ask about the same one at once.
 func (tx *Tx) ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error) {
 	cs, err := collectContracts(ctx, tx.tx, reconcileDueSQL, now, minAge, lookBack, limit)
+	if err != nil || len(cs) == 0 {
+		return cs, err
+	}
+	ids := make([]int64, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	// Each contract's next check: firstGap doubled once per earlier check (at most 2^10 times).
+	rows, err := tx.tx.Query(ctx, `UPDATE contracts
+		SET next_check_at = $2::timestamptz + $3::interval * power(2, least(check_count, 10)),
+		    check_count = check_count + 1
+		WHERE id = ANY($1) RETURNING id, next_check_at, check_count`, ids, now, firstGap)
 	if err != nil {
-		return nil, err
+		return nil, mapErr(err)
+	}
+	type scheduled struct {
+		ID          int64
+		NextCheckAt time.Time
+		CheckCount  int
+	}
+	next, err := pgx.CollectRows(rows, pgx.RowToStructByName[scheduled])
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	byID := make(map[int64]scheduled, len(next))
+	for _, n := range next {
+		byID[n.ID] = n
 	}
 	for i := range cs {
-		c := &cs[i]
-		gap := firstGap << min(c.CheckCount, 10)
-		next := now.Add(gap)
-		if _, err := tx.tx.Exec(ctx, `UPDATE contracts SET next_check_at = $2, check_count = check_count + 1 WHERE id = $1`, c.ID, next); err != nil {
-			return nil, mapErr(err)
-		}
-		c.NextCheckAt, c.CheckCount = &next, c.CheckCount+1
+		n := byID[cs[i].ID]
+		cs[i].NextCheckAt, cs[i].CheckCount = &n.NextCheckAt, n.CheckCount
 	}
 	return cs, nil
 }

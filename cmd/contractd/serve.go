@@ -51,6 +51,11 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 			return fail(1, "%v", err)
 		}
 	}
+	// One provider serves every readiness check; each check is one query.
+	schema, err := migrations.NewProvider(ctx, db)
+	if err != nil {
+		return fail(1, "%v", err)
+	}
 
 	wx, err := wechatpay.NewClient(cfg.WeChat)
 	if err != nil {
@@ -75,11 +80,11 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 			if err := st.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
 			}
-			current, err := migrations.Current(ctx, db)
+			pending, err := schema.HasPending(ctx)
 			if err != nil {
 				return errors.New("database unreachable")
 			}
-			if !current {
+			if pending {
 				return errors.New("schema is not current: run contractd migrate up")
 			}
 			return nil
