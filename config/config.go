@@ -78,6 +78,14 @@ func ParseTokens(s string) (Tokens, error) {
 	return t, nil
 }
 
+// Defaults of the lease settings: a waiter answers IN_PROGRESS well within
+// an app server's usual 10 s timeout, and a dead lease holder is replaced
+// within a few seconds.
+const (
+	DefaultPresignWait = 3 * time.Second
+	DefaultLeaseTTL    = 5 * time.Second
+)
+
 // Config is contractd's whole configuration.
 type Config struct {
 	DatabaseURL string
@@ -102,7 +110,14 @@ type Config struct {
 	// ReconcileAfter is how old a session without a notification must be
 	// before reconciliation first asks WeChat about it; the pause between
 	// two checks of one contract starts there too and doubles.
-	ReconcileAfter  time.Duration
+	ReconcileAfter time.Duration
+	// PresignWait is how long a pre-sign or terminate waits for a
+	// concurrent one of the same contract before answering IN_PROGRESS.
+	PresignWait time.Duration
+	// LeaseTTL is how long a lease on a contract runs between renewals
+	// while its holder calls WeChat: a holder that dies loses it within
+	// this long.
+	LeaseTTL        time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        string
 }
@@ -182,6 +197,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CONTRACTD_SWEEP_INTERVAL", 5 * time.Second, &c.SweepInterval},
 		{"CONTRACTD_RECONCILE_INTERVAL", 30 * time.Second, &c.ReconcileInterval},
 		{"CONTRACTD_RECONCILE_AFTER", time.Minute, &c.ReconcileAfter},
+		{"CONTRACTD_PRESIGN_WAIT", DefaultPresignWait, &c.PresignWait},
+		{"CONTRACTD_LEASE_TTL", DefaultLeaseTTL, &c.LeaseTTL},
 		{"CONTRACTD_SHUTDOWN_TIMEOUT", 20 * time.Second, &c.ShutdownTimeout},
 		{"WECHATPAY_TIMEOUT", wechatpay.DefaultTimeout, &c.WeChat.Timeout},
 	}
@@ -194,6 +211,9 @@ func Load(getenv func(string) string) (Config, error) {
 		if *d.dst, err = time.ParseDuration(v); err != nil || *d.dst <= 0 {
 			return c, bad(d.name, "must be a positive duration such as 5s")
 		}
+	}
+	if c.LeaseTTL < 300*time.Millisecond {
+		return c, bad("CONTRACTD_LEASE_TTL", "must be at least 300ms: the lease is renewed every third of it")
 	}
 	return c, loadWeChat(&c, get)
 }

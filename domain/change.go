@@ -33,16 +33,15 @@ type Change struct {
 	TerminationMode string
 }
 
-// Attribute returns ch as it should be recorded: a terminate that arrives
+// attribute returns ch as it should be recorded: a terminate that arrives
 // while an operator's termination is under way at WeChat is the operator's,
 // whoever reports it first (WeChat's notification often overtakes the
 // answer to the terminate call), so unless WeChat says another party ended
-// it (termination mode USER or PLATFORM), it is recorded with source ops and the
-// operator's note; the notification's own facts stay in the details.
-func (c *Contract) Attribute(ch Change) Change {
+// it (termination mode USER or PLATFORM), it is recorded with source ops and
+// the operator's note; the notification's own facts stay in the details.
+func (c *Contract) attribute(ch Change) Change {
 	ot := c.OpsTermination
-	byMerchant := ch.TerminationMode == "" || ch.TerminationMode == "MERCHANT"
-	if ch.Event != EventTerminate || ot == nil || !byMerchant || ch.OccurredAt.Sub(ot.RequestedAt) > OpsTerminationTTL {
+	if ch.Event != EventTerminate || ot == nil || !ot.claims(ch) {
 		return ch
 	}
 	details := map[string]any{}
@@ -59,16 +58,25 @@ func (c *Contract) Attribute(ch Change) Change {
 }
 
 // Apply decides ch against the contract's current state and, when the event
-// applies, moves the contract and records the facts that came with it. The
-// returned decision tells the caller what to persist: the contract and one
-// history row for OutcomeApply, a history row only for OutcomeIgnore, nothing
-// for OutcomeRepeat.
-func (c *Contract) Apply(ctx context.Context, ch Change) (Decision, error) {
+// applies, moves the contract and records the facts that came with it. A
+// terminate is first attributed (see OpsTermination). Every decision is
+// added to Decided; the history row it calls for to Pending: one row for
+// OutcomeApply, one row marked ignored for OutcomeIgnore, nothing for
+// OutcomeRepeat. A contract
+// that is not stored yet (IsNew) records its first row with an empty
+// from-state: nothing stood before it. A change without OccurredAt happened
+// at now.
+func (c *Contract) Apply(ctx context.Context, ch Change, now time.Time) (Decision, error) {
+	if ch.OccurredAt.IsZero() {
+		ch.OccurredAt = now
+	}
+	ch = c.attribute(ch)
 	d, err := Decide(ctx, c.State, ch.Event)
 	if err != nil {
 		return d, err
 	}
 	if d.Outcome != OutcomeApply {
+		c.record(d, ch)
 		return d, nil
 	}
 	at := ch.OccurredAt
@@ -104,9 +112,21 @@ func (c *Contract) Apply(ctx context.Context, ch Change) (Decision, error) {
 			c.LastOperateTime = &at
 		}
 	}
+	if c.IsNew() {
+		d.From = ""
+	}
 	c.State = d.To
 	c.Version++
+	c.dirty = true
+	c.record(d, ch)
 	return d, nil
+}
+
+func (c *Contract) record(d Decision, ch Change) {
+	if ch.Details == nil {
+		ch.Details = map[string]any{}
+	}
+	c.decided = append(c.decided, Record{Decision: d, Change: ch})
 }
 
 // HistoryEntry is one row of a contract's append-only history.

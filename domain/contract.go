@@ -61,19 +61,9 @@ type CallError struct {
 	Message   string    `json:"message"`
 	At        time.Time `json:"at"`
 	Retryable bool      `json:"retryable"`
+	// Op names the call that failed: "presign" or "terminate".
+	Op string `json:"op,omitempty"`
 }
-
-// OpsTermination is an operator's termination of a contract that is under
-// way at WeChat.
-type OpsTermination struct {
-	Note        string    `json:"note"`
-	RequestedAt time.Time `json:"requested_at"`
-}
-
-// OpsTerminationTTL is how long an operator's termination claims the
-// terminate event that follows it; an older marker (its process died
-// mid-call) claims nothing.
-const OpsTerminationTTL = 10 * time.Minute
 
 // Contract is one auto-debit contract as contractd keeps it. Field names
 // follow the column names of the contracts table so that the store can scan
@@ -103,14 +93,50 @@ type Contract struct {
 	ExpiredAt              *time.Time      `json:"expired_at,omitempty"`
 	LastOperateTime        *time.Time      `json:"-"`
 	LastError              *CallError      `json:"last_error,omitempty"`
-	ClaimToken             string          `json:"-"`
-	ClaimExpiresAt         *time.Time      `json:"-"`
+	LeaseToken             string          `json:"-" db:"claim_token"`
+	LeaseExpiresAt         *time.Time      `json:"-" db:"claim_expires_at"`
 	OpsTermination         *OpsTermination `json:"-"`
 	NextCheckAt            *time.Time      `json:"-"`
 	CheckCount             int             `json:"-"`
 	CreatedAt              time.Time       `json:"created_at"`
 	UpdatedAt              time.Time       `json:"updated_at"`
+
+	// decided holds the decisions taken since the contract was read, for
+	// the store to write their history rows in the same transaction; dirty
+	// says whether any stored field changed. Both are unexported, so
+	// neither the store's row scanning nor JSON sees them.
+	decided []Record
+	dirty   bool
 }
+
+// Record is one history row the domain decided to write: the verdict on a
+// change and the change as it is to be recorded.
+type Record struct {
+	Decision Decision
+	Change   Change
+}
+
+// Decided returns every decision taken since the contract was read, repeats
+// included, in the order they were taken.
+func (c *Contract) Decided() []Record { return c.decided }
+
+// Pending returns the decisions since the contract was read that call for
+// a history row (applied and ignored events), in the order they were taken.
+func (c *Contract) Pending() []Record {
+	var out []Record
+	for _, r := range c.decided {
+		if r.Decision.Outcome != OutcomeRepeat {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Dirty reports whether any stored field changed since the contract was read.
+func (c *Contract) Dirty() bool { return c.dirty }
+
+// IsNew reports whether the contract has not been stored yet.
+func (c *Contract) IsNew() bool { return c.Version == 0 }
 
 // Key returns the contract's identifying key.
 func (c *Contract) Key() Key {
@@ -121,10 +147,4 @@ func (c *Contract) Key() Key {
 // not yet passed its expiry at now.
 func (c *Contract) SessionValid(now time.Time) bool {
 	return c.State == StateSessionIssued && c.SessionExpiresAt != nil && now.Before(*c.SessionExpiresAt)
-}
-
-// Claimed reports whether another pre-sign call holds the contract's claim
-// at now: a call to WeChat is under way and others must wait for it.
-func (c *Contract) Claimed(now time.Time) bool {
-	return c.ClaimToken != "" && c.ClaimExpiresAt != nil && now.Before(*c.ClaimExpiresAt)
 }

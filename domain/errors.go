@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code is a stable, machine-readable error code. The HTTP layer maps each
@@ -23,6 +24,12 @@ const (
 	CodeUnavailable      Code = "UNAVAILABLE"
 	CodeInternal         Code = "INTERNAL"
 	CodeUnknownEventType Code = "UNKNOWN_EVENT_TYPE"
+	// CodeInProgress: somebody else's call to WeChat for the same contract
+	// is still under way after the caller's wait bound.
+	CodeInProgress Code = "IN_PROGRESS"
+	// CodeLeaseLost: a lease holder's token no longer holds the lease. It
+	// never reaches a caller of the API: the flows act on it.
+	CodeLeaseLost Code = "LEASE_LOST"
 )
 
 // FieldError names one rejected field and why.
@@ -38,7 +45,10 @@ type Error struct {
 	Message string
 	Fields  []FieldError
 	Detail  map[string]any
-	Err     error
+	// RetryAfter, when positive, tells the caller when asking again makes
+	// sense (HTTP's Retry-After).
+	RetryAfter time.Duration
+	Err        error
 }
 
 // Error implements error.

@@ -99,18 +99,18 @@ func TestMermaidListsEveryEdge(t *testing.T) {
 func TestApplyRecordsFacts(t *testing.T) {
 	ctx := context.Background()
 	c := Contract{State: StateSessionIssued, Version: 3}
-	d, err := c.Apply(ctx, Change{Event: EventSign, Source: SourceNotification, ContractID: "wx-1", OpenID: "o-1"})
+	d, err := c.Apply(ctx, Change{Event: EventSign, Source: SourceNotification, ContractID: "wx-1", OpenID: "o-1"}, time.Now())
 	if err != nil || d.Outcome != OutcomeApply {
 		t.Fatalf("apply sign: %+v %v", d, err)
 	}
 	if c.State != StateSigned || c.ContractID != "wx-1" || c.OpenID != "o-1" || c.SignedAt == nil || c.Version != 4 {
 		t.Fatalf("contract after sign: %+v", c)
 	}
-	d, err = c.Apply(ctx, Change{Event: EventSign, ContractID: "wx-2"})
+	d, err = c.Apply(ctx, Change{Event: EventSign, ContractID: "wx-2"}, time.Now())
 	if err != nil || d.Outcome != OutcomeRepeat || c.ContractID != "wx-1" || c.Version != 4 {
 		t.Fatalf("repeat sign changed the contract: %+v %+v %v", c, d, err)
 	}
-	if _, err := (&Contract{State: StateCreated}).Apply(ctx, Change{Event: EventIssueSession}); !IsCode(err, CodeInvalidState) {
+	if _, err := (&Contract{State: StateCreated, Version: 1}).Apply(ctx, Change{Event: EventIssueSession}, time.Now()); !IsCode(err, CodeInvalidState) {
 		t.Fatalf("issue_session without a session: %v", err)
 	}
 }
@@ -131,7 +131,16 @@ func TestAttributeGivesAPendingOperatorTerminationItsTerminate(t *testing.T) {
 		{"no marker", &Contract{State: StateSigned}, Change{Event: EventTerminate, Source: SourceReconcile, OccurredAt: req}, SourceReconcile},
 	}
 	for _, tc := range cases {
-		got := tc.c.Attribute(tc.ch)
+		c := *tc.c
+		c.Version = 1
+		if _, err := c.Apply(context.Background(), tc.ch, req); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		rows := c.Decided()
+		if len(rows) != 1 {
+			t.Fatalf("%s: %d decisions, want 1", tc.name, len(rows))
+		}
+		got := rows[0].Change
 		if got.Source != tc.source {
 			t.Errorf("%s: source %s, want %s", tc.name, got.Source, tc.source)
 		}
@@ -140,7 +149,7 @@ func TestAttributeGivesAPendingOperatorTerminationItsTerminate(t *testing.T) {
 		}
 	}
 	c := *pending
-	if _, err := c.Apply(context.Background(), Change{Event: EventTerminate, Source: SourceOps, OccurredAt: req}); err != nil || c.OpsTermination != nil {
+	if _, err := c.Apply(context.Background(), Change{Event: EventTerminate, Source: SourceOps, OccurredAt: req}, req); err != nil || c.OpsTermination != nil {
 		t.Fatalf("terminate left the marker: %v %+v", err, c.OpsTermination)
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/lifecycle"
-	"github.com/contractd/contractd/store"
 	"github.com/labstack/echo/v5"
 )
 
@@ -159,7 +158,7 @@ func (a *API) getContract(c *echo.Context) error {
 }
 
 func (a *API) listContracts(c *echo.Context) error {
-	f := store.ListFilter{State: domain.State(c.QueryParam("state")), Channel: domain.Channel(c.QueryParam("channel")), Cursor: c.QueryParam("cursor")}
+	f := domain.ListFilter{State: domain.State(c.QueryParam("state")), Channel: domain.Channel(c.QueryParam("channel")), Cursor: c.QueryParam("cursor")}
 	var fields []domain.FieldError
 	if f.State != "" && !f.State.Valid() {
 		fields = append(fields, domain.FieldError{Field: "state", Reason: "is not a lifecycle state"})
@@ -195,7 +194,7 @@ func (a *API) listContracts(c *echo.Context) error {
 		f.SubMchID = &v
 	}
 	if l := intParam("limit"); l != nil {
-		if *l < 1 || *l > store.MaxListLimit {
+		if *l < 1 || *l > domain.MaxListLimit {
 			fields = append(fields, domain.FieldError{Field: "limit", Reason: "must be between 1 and 500"})
 		} else {
 			f.Limit = int(*l)
@@ -238,7 +237,7 @@ func (a *API) feed(c *echo.Context) error {
 	}
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > store.MaxListLimit {
+		if err != nil || n < 1 || n > domain.MaxListLimit {
 			fields = append(fields, domain.FieldError{Field: "limit", Reason: "must be between 1 and 500"})
 		}
 		limit = n

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/contractd/contractd/domain"
 	"github.com/labstack/echo/v5"
@@ -21,6 +23,7 @@ var statusOf = map[domain.Code]int{
 	domain.CodeNotFound:         http.StatusNotFound,
 	domain.CodeExists:           http.StatusConflict,
 	domain.CodeInvalidState:     http.StatusConflict,
+	domain.CodeInProgress:       http.StatusConflict,
 	domain.CodePayloadTooLarge:  http.StatusRequestEntityTooLarge,
 	domain.CodeUpstream:         http.StatusBadGateway,
 	domain.CodeUnavailable:      http.StatusServiceUnavailable,
@@ -79,6 +82,10 @@ func (s *Server) errorHandler(c *echo.Context, err error) {
 		return
 	}
 	status, body := toErrorBody(err)
+	var de *domain.Error
+	if errors.As(err, &de) && de.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(de.RetryAfter.Seconds()))))
+	}
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError

@@ -2,15 +2,22 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/lifecycle"
 	"github.com/contractd/contractd/logging"
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestEveryDomainCodeHasOneStatus(t *testing.T) {
@@ -22,6 +29,7 @@ func TestEveryDomainCodeHasOneStatus(t *testing.T) {
 		{domain.CodeForbidden, 403}, {domain.CodeNotFound, 404}, {domain.CodeExists, 409},
 		{domain.CodeInvalidState, 409}, {domain.CodePayloadTooLarge, 413}, {domain.CodeUpstream, 502},
 		{domain.CodeUnavailable, 503}, {domain.CodeUnknownEventType, 400}, {domain.CodeInternal, 500},
+		{domain.CodeInProgress, 409},
 	}
 	for _, tc := range cases {
 		err := fmt.Errorf("wrapped: %w", domain.Errorf(tc.code, "x"))
@@ -78,5 +86,61 @@ func TestEveryLogLineOfARequestCarriesItsID(t *testing.T) {
 		if !strings.Contains(l, `"request_id":"caller-chosen-id"`) {
 			t.Errorf("log line without the request id: %s", l)
 		}
+	}
+}
+
+func TestRetryAfterIsWholeSecondsRoundedUp(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"in progress, 1.2s of lease left", domain.InProgress("a pre-sign", domain.Key{OutContractCode: "c"}, 1200*time.Millisecond), "2"},
+		{"in progress, lease just lapsed", domain.InProgress("a terminate", domain.Key{OutContractCode: "c"}, 0), "1"},
+		{"unavailable with a hint", &domain.Error{Code: domain.CodeUnavailable, Message: "x", RetryAfter: 5 * time.Second}, "5"},
+		{"no hint", domain.Errorf(domain.CodeInvalidState, "x"), ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			s.echo.GET("/fail", func(*echo.Context) error { return tc.err })
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fail", nil))
+			if got := rec.Header().Get("Retry-After"); got != tc.want {
+				t.Fatalf("Retry-After %q, want %q (status %d, body %s)", got, tc.want, rec.Code, rec.Body)
+			}
+		})
+	}
+}
+
+func TestAPanicIsA500WithItsStackLoggedAndCounted(t *testing.T) {
+	var buf bytes.Buffer
+	panics := lifecycle.NewPanicCounter()
+	s := New(Deps{Logger: logging.New(&buf, "info"), Panics: panics})
+	s.echo.GET("/boom", func(*echo.Context) error {
+		var c *domain.Contract
+		return errors.New(c.OutContractCode) // a nil dereference, like the one issue 8 found
+	})
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/boom", nil))
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), `"code":"INTERNAL"`) {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if got := testutil.ToFloat64(panics.WithLabelValues("http")); got != 1 {
+		t.Fatalf("contractd_panics_total{where=http} = %v, want 1", got)
+	}
+	var logged struct {
+		Msg   string `json:"msg"`
+		Stack string `json:"stack"`
+	}
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, "panic recovered") {
+			if err := json.Unmarshal([]byte(l), &logged); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !strings.Contains(logged.Stack, "goroutine") || !strings.Contains(logged.Stack, "errors_test.go") {
+		t.Fatalf("panic logged without its stack: %q", buf.String())
 	}
 }

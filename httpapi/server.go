@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"time"
 
+	"github.com/contractd/contractd/lifecycle"
 	"github.com/contractd/contractd/logging"
 	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +46,9 @@ type Deps struct {
 	Logger   *slog.Logger
 	Ready    Readiness
 	Registry *prometheus.Registry
+	// Panics counts recovered panics (label where="http"); one is made and
+	// registered when nil.
+	Panics *prometheus.CounterVec
 	// API, when set, adds the contract and notification routes.
 	API *API
 }
@@ -69,6 +74,11 @@ func New(d Deps) *Server {
 			Help: "HTTP request latency by route.", Buckets: prometheus.DefBuckets}, []string{"route", "method"}),
 	}
 	d.Registry.MustRegister(s.metrics.requests, s.metrics.duration)
+	if d.Panics == nil {
+		d.Panics = lifecycle.NewPanicCounter()
+		d.Registry.MustRegister(d.Panics)
+	}
+	s.deps.Panics = d.Panics
 	s.echo.Logger = d.Logger
 	s.echo.HTTPErrorHandler = s.errorHandler
 	s.echo.Use(s.requestIDAndLog, s.recoverPanics)
@@ -138,11 +148,15 @@ func (s *Server) requestIDAndLog(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// recoverPanics turns a handler's panic into a 500 and a log line.
+// recoverPanics turns a handler's panic into a 500, a log line with the
+// panic's stack, and a count in contractd_panics_total{where="http"}.
 func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
+				s.deps.Panics.WithLabelValues("http").Inc()
+				s.log.ErrorContext(c.Request().Context(), "panic recovered", "where", "http", "method", c.Request().Method,
+					"route", c.Path(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 				err = fmt.Errorf("panic: %v", r)
 			}
 		}()

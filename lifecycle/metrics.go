@@ -13,9 +13,14 @@ type metrics struct {
 	notifications *prometheus.CounterVec
 	wechatCalls   *prometheus.CounterVec
 	swept         prometheus.Counter
+	// reconcileSkipped counts contracts reconciliation could not ask WeChat
+	// about, by the identifier they lack.
+	reconcileSkipped *prometheus.CounterVec
+	waits            *prometheus.CounterVec
+	panics           *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, panics *prometheus.CounterVec) *metrics {
 	m := &metrics{
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "contractd_transitions_total",
 			Help: "Lifecycle events decided, by event, source and outcome."}, []string{"event", "source", "outcome"}),
@@ -25,15 +30,27 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Calls to WeChat Pay, by operation and result code."}, []string{"op", "result"}),
 		swept: prometheus.NewCounter(prometheus.CounterOpts{Name: "contractd_sessions_expired_total",
 			Help: "Sessions the sweeper marked expired."}),
+		reconcileSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "contractd_reconcile_skipped_total",
+			Help: "Contracts reconciliation could not ask WeChat about, by the identifier they lack."}, []string{"missing"}),
+		waits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "contractd_lease_waits_total",
+			Help: "Callers that found another caller's WeChat call under way for the same contract, by flow and how the wait ended."}, []string{"flow", "result"}),
+		panics: panics,
+	}
+	collectors := []prometheus.Collector{m.transitions, m.notifications, m.wechatCalls, m.swept, m.reconcileSkipped, m.waits}
+	if m.panics == nil {
+		m.panics = NewPanicCounter()
+		collectors = append(collectors, m.panics)
 	}
 	if reg != nil {
-		reg.MustRegister(m.transitions, m.notifications, m.wechatCalls, m.swept)
+		reg.MustRegister(collectors...)
 	}
 	return m
 }
 
-func (m *metrics) decided(ch domain.Change, d domain.Decision) {
-	m.transitions.WithLabelValues(string(ch.Event), string(ch.Source), d.Outcome.String()).Inc()
+func (m *metrics) decidedAll(rs []domain.Record) {
+	for _, r := range rs {
+		m.transitions.WithLabelValues(string(r.Change.Event), string(r.Change.Source), r.Decision.Outcome.String()).Inc()
+	}
 }
 
 func (m *metrics) called(op string, err error) {

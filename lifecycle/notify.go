@@ -47,55 +47,29 @@ func (s *Service) HandleNotification(ctx context.Context, header http.Header, bo
 	ch.Details["notification_id"] = n.ID
 	ch.Details["event_type"] = n.EventType
 
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
-		// The inbox row comes first: concurrent deliveries of one id queue
-		// on it before any of them touches the contract.
-		first, err := tx.RecordNotification(ctx, store.Notification{NotificationID: n.ID, EventType: n.EventType,
-			SubMchID: key.SubMchID, OutContractCode: key.OutContractCode, CreateTime: n.CreateTime, Resource: n.Plaintext})
-		if err != nil {
-			return err
-		}
-		if !first {
-			res.Duplicate, res.Outcome = true, "duplicate"
-			return nil
-		}
-		d, created, err := s.applyEvent(ctx, tx, key, ev, ch)
-		if err != nil {
-			return err
-		}
-		res.Outcome = d.Outcome.String()
-		if created {
-			res.Outcome = "created"
-		}
-		return tx.SetNotificationOutcome(ctx, n.ID, res.Outcome)
-	})
+	var decided []domain.Record
+	first, outcome, err := s.store.ReceiveNotification(ctx, store.Notification{NotificationID: n.ID, EventType: n.EventType,
+		SubMchID: key.SubMchID, OutContractCode: key.OutContractCode, CreateTime: n.CreateTime, Resource: n.Plaintext},
+		contractFromEvent(key, ev), func(c *domain.Contract) (string, error) {
+			isNew := c.IsNew()
+			d, err := c.Apply(ctx, ch, s.opt.Now())
+			decided = c.Decided()
+			if err != nil || !isNew {
+				return d.Outcome.String(), err
+			}
+			return "created", nil
+		})
 	if err != nil {
 		s.metrics.notifications.WithLabelValues("failed").Inc()
 		return res, err
 	}
+	res.Outcome = outcome
+	if !first {
+		res.Duplicate, res.Outcome = true, "duplicate"
+	}
+	s.metrics.decidedAll(decided)
 	s.metrics.notifications.WithLabelValues(res.Outcome).Inc()
 	return res, nil
-}
-
-// applyEvent applies WeChat's word about a contract inside tx: to the stored
-// contract when there is one, or by creating it in the reported state.
-func (s *Service) applyEvent(ctx context.Context, tx *store.Tx, key domain.Key, ev wechatpay.ContractEvent, ch domain.Change) (domain.Decision, bool, error) {
-	c, err := tx.Lock(ctx, key)
-	if domain.IsCode(err, domain.CodeNotFound) {
-		_, d, err := tx.CreateIn(ctx, contractFromEvent(key, ev), ch)
-		if err == nil {
-			s.metrics.decided(ch, d)
-		}
-		return d, true, err
-	}
-	if err != nil {
-		return domain.Decision{}, false, err
-	}
-	d, err := tx.Apply(ctx, &c, ch)
-	if err == nil {
-		s.metrics.decided(ch, d)
-	}
-	return d, false, err
 }
 
 // route finds the key of the contract a notification is about, and refuses

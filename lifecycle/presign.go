@@ -2,14 +2,11 @@ package lifecycle
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"time"
 
 	"github.com/contractd/contractd/domain"
-	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpay"
 )
 
@@ -22,223 +19,138 @@ type PreSignResult struct {
 	Created  bool
 }
 
-// step is what one look at the stored contract tells a pre-sign to do.
-type step int
-
-const (
-	stepReuse step = iota + 1 // answer with the stored session
-	stepWait                  // another call to WeChat is under way: wait for it
-	stepCall                  // we hold the claim: call WeChat
-)
-
 // PreSign starts or resumes a signing flow.
 //
 // The request is checked against every field rule before anything is stored
 // or sent. Then, in one short transaction, the contract is created (or
-// locked) and the domain's state decides: signed and terminated answer
-// CONTRACT_EXISTED; a valid session answers itself (same parameters) or
-// INVALID_STATE (different ones); a session past its expiry is expired on
-// the spot; otherwise the caller takes the contract's claim and commits.
-// The call to WeChat happens outside any transaction; concurrent identical
-// requests see the claim and wait for its outcome instead of calling WeChat
-// themselves, so one session is opened however many ask at once. A second
-// transaction applies issue_session, or records last_error, and releases
-// the claim.
+// locked) and the domain decides (domain.Contract.BeginPreSign): an existing
+// session answers, a refusal answers, another caller's lease means waiting
+// for its outcome (at most PresignWait, then IN_PROGRESS), and otherwise this
+// caller takes the lease. The call to WeChat happens outside any transaction
+// while the lease is renewed; a second transaction records the session (or
+// the failure) and releases the lease. However many identical requests come
+// at once, from however many replicas, one session is opened.
 func (s *Service) PreSign(ctx context.Context, req domain.PreSignRequest) (PreSignResult, error) {
 	if err := req.Validate(s.opt.Mode, s.opt.Now()); err != nil {
 		return PreSignResult{}, err
 	}
-	fp := req.Fingerprint()
-	params, _ := json.Marshal(req) // a struct of strings and ints always marshals
-	waitStart := s.opt.Now()
-	for wait := 10 * time.Millisecond; ; wait = min(wait*2, 200*time.Millisecond) {
-		c, st, token, err := s.claim(ctx, req, fp, params, waitStart)
+	since := s.opt.Now()
+	deadline := since.Add(s.opt.PresignWait)
+	waited := false
+	for {
+		var plan domain.PreSignPlan
+		c, err := s.updateOrCreate(ctx, domain.NewContract(req), func(c *domain.Contract) error {
+			var err error
+			plan, err = c.BeginPreSign(ctx, req, s.opt.Now(), s.opt.LeaseTTL, since)
+			return err
+		})
 		if err != nil {
 			return PreSignResult{}, err
 		}
-		switch st {
-		case stepReuse:
+		if waited && plan.Step != domain.PreSignWait {
+			s.metrics.waits.WithLabelValues("presign", "served").Inc()
+		}
+		switch plan.Step {
+		case domain.PreSignReuse:
 			return PreSignResult{Contract: c, Launch: c.Launch}, nil
-		case stepWait:
-			if err := sleep(ctx, wait); err != nil {
-				return PreSignResult{}, &domain.Error{Code: domain.CodeUnavailable,
-					Message: "gave up waiting for a concurrent pre-sign of the same contract", Err: err}
-			}
-			continue
+		case domain.PreSignCall:
+			return s.callAndFinish(ctx, req, c, plan)
 		}
-		return s.callAndFinish(ctx, req, c, token)
+		if !s.opt.Now().Before(deadline) {
+			s.metrics.waits.WithLabelValues("presign", "in_progress").Inc()
+			return PreSignResult{}, domain.InProgress("a pre-sign", c.Key(), plan.Wait.LeaseLeft)
+		}
+		waited = true
+		if err := s.awaitLease(ctx, c.Key(), deadline); err != nil {
+			return PreSignResult{}, err
+		}
 	}
 }
 
-// claim looks at the stored contract in one transaction and decides the
-// next step; for stepCall it has taken the claim under a fresh token.
-func (s *Service) claim(ctx context.Context, req domain.PreSignRequest, fp string, params json.RawMessage, waitStart time.Time) (domain.Contract, step, string, error) {
-	var (
-		out   domain.Contract
-		next  step
-		token string
-	)
-	err := s.store.InTx(ctx, func(tx *store.Tx) error {
-		now := s.opt.Now()
-		c, _, err := tx.InsertOrLock(ctx, newContract(req, fp, params))
-		if err != nil {
-			return err
-		}
-		switch c.State {
-		case domain.StateSigned, domain.StateTerminated:
-			return domain.Errorf(domain.CodeExists, "contract %s is already %s; use a new out_contract_code", c.Key(), c.State)
-		case domain.StateSessionIssued:
-			if c.SessionValid(now) {
-				if c.ParamsHash != fp {
-					return domain.Errorf(domain.CodeInvalidState, "contract %s has a valid session opened with different parameters", c.Key())
-				}
-				out, next = c, stepReuse
+// callAndFinish calls WeChat with retries while holding (and renewing) the
+// lease, then records the outcome in a second transaction.
+func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, c domain.Contract, plan domain.PreSignPlan) (res PreSignResult, err error) {
+	key, token := c.Key(), plan.Token
+	stop := s.holdLease(ctx, key, token)
+	finished := false
+	defer func() {
+		stop()
+		if !finished {
+			// A panic (or a path that forgot): give the lease back so the
+			// next caller need not wait for it to lapse.
+			_, _ = s.saveOutcome(ctx, key, func(c *domain.Contract) error {
+				c.FailPreSign(token, domain.CallError{Code: "INTERNAL", Message: "the pre-sign stopped unexpectedly", At: s.opt.Now()})
 				return nil
-			}
-			// The session passed its expiry before the sweeper saw it.
-			ch := domain.Change{Event: domain.EventExpire, Source: domain.SourcePreSign, OccurredAt: now,
-				Details: map[string]any{"reason": "session expired before a new pre-sign", "session_expires_at": c.SessionExpiresAt}}
-			d, err := tx.Apply(ctx, &c, ch)
-			if err != nil {
-				return err
-			}
-			s.metrics.decided(ch, d)
+			})
 		}
-		if c.Claimed(now) {
-			out, next = c, stepWait
-			return nil
-		}
-		if c.LastError != nil && c.ParamsHash == fp && !c.LastError.At.Before(waitStart) {
-			// We waited for an identical call and it failed: share its answer
-			// rather than calling WeChat again at once.
-			return lastCallError(c.LastError)
-		}
-		token = newToken()
-		expires := now.Add(s.claimTTL())
-		applyParams(&c, req, fp, params)
-		c.ClaimToken, c.ClaimExpiresAt = token, &expires
-		if err := tx.Save(ctx, &c, c.Version); err != nil {
-			return err
-		}
-		out, next = c, stepCall
-		return nil
-	})
-	return out, next, token, err
-}
-
-func lastCallError(e *domain.CallError) error {
-	return &domain.Error{Code: domain.CodeUpstream, Message: "WeChat Pay answered " + e.Code + ": " + e.Message,
-		Detail: map[string]any{"wechat_code": e.Code, "wechat_message": e.Message, "retryable": e.Retryable}}
-}
-
-func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func newContract(req domain.PreSignRequest, fp string, params json.RawMessage) domain.Contract {
-	c := domain.Contract{State: domain.StateCreated, SubMchID: req.SubMchID, OutContractCode: req.OutContractCode}
-	applyParams(&c, req, fp, params)
-	return c
-}
-
-// applyParams records the request's parameters on a contract that is about
-// to get a new session.
-func applyParams(c *domain.Contract, req domain.PreSignRequest, fp string, params json.RawMessage) {
-	c.Product, c.Channel = req.Product, req.Channel
-	c.PlanID, c.ServiceID = req.PlanID, req.ServiceID
-	c.UserDisplayName, c.ContractDisplayAccount = req.UserDisplayName, req.ContractDisplayAccount
-	if req.OpenID != "" {
-		c.OpenID = req.OpenID
-	}
-	c.Params, c.ParamsHash = params, fp
-}
-
-// callAndFinish calls WeChat with retries while holding the claim, then
-// records the outcome in a second transaction.
-func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, c domain.Contract, token string) (PreSignResult, error) {
+	}()
 	now := s.opt.Now()
 	expiresAt := req.SessionExpiry(now)
-	// The answer must reach the database even if the caller hangs up.
-	finishCtx := context.WithoutCancel(ctx)
 	var sess *domain.Session
-	err := s.withRetry(ctx, "pre-sign", func() error {
+	callErr := s.withRetry(ctx, "pre-sign", func() error {
 		var err error
 		sess, err = s.openSession(ctx, req, expiresAt)
 		return err
 	})
-	if err != nil {
+	if callErr != nil {
+		finished = true
+		if _, err := s.saveOutcome(ctx, key, func(c *domain.Contract) error {
+			c.FailPreSign(token, callError(callErr, s.opt.Now()))
+			return nil
+		}); err != nil {
+			return PreSignResult{}, err
+		}
 		var ae *wechatpay.APIError
-		if errors.As(err, &ae) && ae.Code == "CONTRACT_EXISTED" {
-			return PreSignResult{}, s.contractExisted(finishCtx, c, token, err)
+		if errors.As(callErr, &ae) && ae.Code == "CONTRACT_EXISTED" {
+			return PreSignResult{}, s.contractExisted(context.WithoutCancel(ctx), c, callErr)
 		}
-		if ferr := s.release(finishCtx, c.Key(), token, err); ferr != nil {
-			return PreSignResult{}, ferr
-		}
-		return PreSignResult{}, upstreamError(err)
+		return PreSignResult{}, upstreamError(callErr)
 	}
-	var res PreSignResult
-	err = s.store.InTx(finishCtx, func(tx *store.Tx) error {
-		cur, err := tx.Lock(finishCtx, c.Key())
-		if err != nil {
-			return err
-		}
-		if cur.ClaimToken != token {
-			// Our claim lapsed and another caller moved on; what it stored
-			// stands, and the session we were given is left unused.
-			if cur.State == domain.StateSessionIssued && cur.ParamsHash == c.ParamsHash {
-				res = PreSignResult{Contract: cur, Launch: cur.Launch}
-				return nil
-			}
-			return domain.Errorf(domain.CodeInvalidState, "contract %s changed while WeChat was called", cur.Key())
-		}
-		cur.ClaimToken, cur.ClaimExpiresAt = "", nil
-		ch := domain.Change{Event: domain.EventIssueSession, Source: domain.SourcePreSign, OccurredAt: s.opt.Now(),
-			Session: sess, Details: map[string]any{"session_id": sess.ID, "session_expires_at": sess.ExpiresAt, "channel": req.Channel}}
-		d, err := tx.Apply(finishCtx, &cur, ch)
-		if err != nil {
-			return err
-		}
-		s.metrics.decided(ch, d)
-		res = PreSignResult{Contract: cur, Launch: cur.Launch, Created: true}
-		return nil
+	details := map[string]any{"session_id": sess.ID, "session_expires_at": sess.ExpiresAt, "channel": req.Channel}
+	if plan.TookOver {
+		// The lapsed holder may have opened a session WeChat cannot tell us
+		// about: say so in the history.
+		details["took_over_lapsed_lease"] = true
+	}
+	var outcome domain.PreSignOutcome
+	saved, err := s.saveOutcome(ctx, key, func(c *domain.Contract) error {
+		var err error
+		outcome, err = c.FinishPreSign(ctx, token, req.Fingerprint(), sess, details, s.opt.Now())
+		return err
 	})
-	return res, err
+	finished = true
+	if domain.IsCode(err, domain.CodeUnavailable) {
+		return PreSignResult{}, &domain.Error{Code: domain.CodeUnavailable, RetryAfter: s.opt.LeaseTTL, Err: err,
+			Message: "WeChat Pay opened a signing session but the database became unavailable before it was saved; " +
+				"nothing else was written, the lease taken for the call lapses within the Retry-After time, and an identical retry then opens a new session",
+			Detail: map[string]any{"session_opened": true, "session_saved": false}}
+	}
+	if err != nil {
+		return PreSignResult{}, err
+	}
+	switch outcome {
+	case domain.SessionFoundOther:
+		return PreSignResult{Contract: saved, Launch: saved.Launch}, nil
+	case domain.ContractSignedMeanwhile:
+		return PreSignResult{}, domain.Errorf(domain.CodeExists, "contract %s was %s by WeChat while its pre-sign ran; use a new out_contract_code", key, saved.State)
+	}
+	return PreSignResult{Contract: saved, Launch: saved.Launch, Created: true}, nil
 }
 
-// release records a failed call to WeChat as the contract's last_error and
-// gives back what the call held: the pre-sign claim named by token, or
-// (token "") an operator's pending termination. The state stays as it was.
-func (s *Service) release(ctx context.Context, key domain.Key, token string, callErr error) error {
-	return s.store.InTx(ctx, func(tx *store.Tx) error {
-		cur, err := tx.Lock(ctx, key)
-		if err != nil {
-			return err
-		}
-		if cur.ClaimToken != token {
-			return nil
-		}
-		if token == "" {
-			cur.OpsTermination = nil
-		}
-		ce := &domain.CallError{Code: "UNKNOWN", Message: callErr.Error(), At: s.opt.Now(), Retryable: wechatpay.IsRetryable(callErr)}
-		var ae *wechatpay.APIError
-		if errors.As(callErr, &ae) {
-			ce.Code, ce.Message = ae.Code, ae.Message
-		}
-		cur.ClaimToken, cur.ClaimExpiresAt, cur.LastError = "", nil, ce
-		return tx.Save(ctx, &cur, cur.Version)
-	})
+// callError describes a failed call to WeChat for the contract's last_error.
+func callError(err error, at time.Time) domain.CallError {
+	ce := domain.CallError{Code: "UNKNOWN", Message: err.Error(), At: at, Retryable: wechatpay.IsRetryable(err)}
+	var ae *wechatpay.APIError
+	if errors.As(err, &ae) {
+		ce.Code, ce.Message = ae.Code, ae.Message
+	}
+	return ce
 }
 
 // contractExisted handles WeChat's CONTRACT_EXISTED: WeChat knows a signed
 // contract we did not. Ask WeChat what it is, apply that, and answer
 // CONTRACT_EXISTED.
-func (s *Service) contractExisted(ctx context.Context, c domain.Contract, token string, callErr error) error {
-	if err := s.release(ctx, c.Key(), token, callErr); err != nil {
-		return err
-	}
+func (s *Service) contractExisted(ctx context.Context, c domain.Contract, callErr error) error {
 	if _, err := s.syncContract(ctx, c, domain.SourceReconcile); err != nil {
 		s.log.WarnContext(ctx, "query after CONTRACT_EXISTED failed", "contract", c.Key().String(), "error", err.Error())
 	}

@@ -2,13 +2,10 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
-	"unicode/utf8"
 
 	"github.com/contractd/contractd/domain"
-	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpay"
 )
 
@@ -27,24 +24,18 @@ func (s *Service) withRetry(ctx context.Context, what string, call func() error)
 	}
 }
 
-// storedRequest recovers the pre-sign parameters a contract was opened with.
-func storedRequest(c domain.Contract) domain.PreSignRequest {
-	var r domain.PreSignRequest
-	if len(c.Params) > 0 {
-		_ = json.Unmarshal(c.Params, &r) // written by us from this very type
-	}
-	return r
-}
-
 // queryWeChat asks WeChat for a contract's state and returns the event it
 // amounts to, or nil when WeChat knows no signed or terminated contract.
 func (s *Service) queryWeChat(ctx context.Context, c domain.Contract, src domain.Source) (*domain.Change, error) {
+	if field := c.MissingForQuery(); field != "" {
+		return nil, c.MissingError("query", field)
+	}
 	if c.Product == domain.ProductPasswordExempt {
 		return s.queryDomestic(ctx, c, src)
 	}
 	q := wechatpay.GlobalQuery{}
 	if s.opt.Mode == domain.ModeInstitutional {
-		q.SpAppID, q.SubMchID, q.SubAppID = s.opt.SpAppID, c.SubMchID, storedRequest(c).SubAppID
+		q.SpAppID, q.SubMchID, q.SubAppID = s.opt.SpAppID, c.SubMchID, c.PreSignRequest().SubAppID
 	} else {
 		q.AppID = s.opt.AppID
 	}
@@ -59,15 +50,13 @@ func (s *Service) queryWeChat(ctx context.Context, c domain.Contract, src domain
 			s.metrics.called("global_query", err)
 			return err
 		})
-	case c.PlanID != nil:
+	default:
 		q.PlanID = *c.PlanID
 		err = s.withRetry(ctx, "global query", func() error {
 			gc, err = s.wx.QueryGlobalByOutContractCode(ctx, c.OutContractCode, q)
 			s.metrics.called("global_query", err)
 			return err
 		})
-	default:
-		return nil, domain.Errorf(domain.CodeInvalidState, "contract %s has neither a contract id nor a plan id to query by", c.Key())
 	}
 	if notExist(err) {
 		return nil, nil
@@ -91,9 +80,6 @@ func (s *Service) queryWeChat(ctx context.Context, c domain.Contract, src domain
 }
 
 func (s *Service) queryDomestic(ctx context.Context, c domain.Contract, src domain.Source) (*domain.Change, error) {
-	if c.ServiceID == nil {
-		return nil, domain.Errorf(domain.CodeInvalidState, "contract %s has no service id to query by", c.Key())
-	}
 	var (
 		dc  *wechatpay.DomesticContract
 		err error
@@ -150,15 +136,10 @@ func (s *Service) syncContract(ctx context.Context, c domain.Contract, src domai
 	if remote == nil {
 		return s.store.Get(ctx, c.Key())
 	}
-	ch := *remote
-	if ch.OccurredAt.IsZero() {
-		ch.OccurredAt = s.opt.Now()
-	}
-	out, d, err := s.store.Transition(ctx, c.Key(), ch)
-	if err == nil {
-		s.metrics.decided(ch, d)
-	}
-	return out, err
+	return s.update(ctx, c.Key(), func(c *domain.Contract) error {
+		_, err := c.Apply(ctx, *remote, s.opt.Now())
+		return err
+	})
 }
 
 // Sync asks WeChat for one contract's state now and applies it (source ops'
@@ -178,12 +159,7 @@ func (s *Service) Sync(ctx context.Context, key domain.Key) (domain.Contract, er
 // once and a contract is asked about ever more rarely. It returns how many
 // contracts it checked.
 func (s *Service) Reconcile(ctx context.Context) (int, error) {
-	var due []domain.Contract
-	err := s.store.InTx(ctx, func(tx *store.Tx) error {
-		var err error
-		due, err = tx.ClaimReconcileDue(ctx, s.opt.Now(), s.opt.ReconcileMinAge, s.opt.ReconcileLookBack, s.opt.ReconcileFirstGap, s.opt.ReconcileBatch)
-		return err
-	})
+	due, err := s.store.ClaimReconcileDue(ctx, s.opt.Now(), s.opt.ReconcileMinAge, s.opt.ReconcileLookBack, s.opt.ReconcileFirstGap, s.opt.ReconcileBatch)
 	if err != nil {
 		return 0, err
 	}
@@ -191,82 +167,15 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
+		if field := c.MissingForQuery(); field != "" {
+			// WeChat cannot be asked about it; counted so that it is seen.
+			s.metrics.reconcileSkipped.WithLabelValues(field).Inc()
+			s.log.WarnContext(ctx, "reconcile skipped a contract WeChat cannot be asked about", "contract", c.Key().String(), "missing", field)
+			continue
+		}
 		if _, err := s.syncContract(ctx, c, domain.SourceReconcile); err != nil {
 			s.log.WarnContext(ctx, "reconcile failed", "contract", c.Key().String(), "error", err.Error())
 		}
 	}
 	return len(due), nil
-}
-
-// MaxTerminationNote is the longest termination note accepted.
-const MaxTerminationNote = 120
-
-// Terminate ends a signed contract through WeChat's terminate API and then
-// records terminated (source ops). The termination notification WeChat
-// sends afterwards is a repeat and changes nothing.
-func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (domain.Contract, error) {
-	if note == "" || utf8.RuneCountInString(note) > MaxTerminationNote {
-		return domain.Contract{}, &domain.Error{Code: domain.CodeParamError, Message: "the request breaks field rules",
-			Fields: []domain.FieldError{{Field: "note", Reason: "is required, at most 120 characters"}}}
-	}
-	c, err := s.store.Get(ctx, key)
-	if err != nil {
-		return c, err
-	}
-	if c.State == domain.StateSigned && c.Product == domain.ProductPapay && c.ContractID == "" {
-		if c, err = s.syncContract(ctx, c, domain.SourceReconcile); err != nil {
-			return c, err
-		}
-		if c.ContractID == "" {
-			return c, domain.Errorf(domain.CodeInvalidState, "WeChat's contract id for %s is unknown", key)
-		}
-	}
-	// Mark the termination as the operator's before asking WeChat: WeChat's
-	// PAPAY.TERMINATE notification may land before its answer does.
-	err = s.store.InTx(ctx, func(tx *store.Tx) error {
-		cur, err := tx.Lock(ctx, key)
-		if err != nil {
-			return err
-		}
-		if cur.State != domain.StateSigned {
-			return domain.Errorf(domain.CodeInvalidState, "only signed contracts can be terminated; %s is %s", key, cur.State)
-		}
-		cur.OpsTermination = &domain.OpsTermination{Note: note, RequestedAt: s.opt.Now()}
-		c = cur
-		return tx.Save(ctx, &cur, cur.Version)
-	})
-	if err != nil {
-		return c, err
-	}
-	err = s.withRetry(ctx, "terminate", func() error {
-		var err error
-		if c.Product == domain.ProductPasswordExempt {
-			err = s.wx.TerminateDomestic(ctx, *c.ServiceID, c.OutContractCode,
-				wechatpay.DomesticTerminateRequest{ContractTerminationRemark: note, SubMchID: c.SubMchID})
-			s.metrics.called("domestic_terminate", err)
-			return err
-		}
-		req := wechatpay.GlobalTerminateRequest{TerminationNote: note}
-		if s.opt.Mode == domain.ModeInstitutional {
-			req.SpAppID, req.SubMchID, req.SubAppID = s.opt.SpAppID, c.SubMchID, storedRequest(c).SubAppID
-		} else {
-			req.AppID = s.opt.AppID
-		}
-		err = s.wx.TerminateGlobal(ctx, c.ContractID, req)
-		s.metrics.called("global_terminate", err)
-		return err
-	})
-	if err != nil {
-		if ferr := s.release(context.WithoutCancel(ctx), key, "", err); ferr != nil {
-			return c, ferr
-		}
-		return c, upstreamError(err)
-	}
-	ch := domain.Change{Event: domain.EventTerminate, Source: domain.SourceOps, OccurredAt: s.opt.Now(),
-		TerminationMode: "MERCHANT", Details: map[string]any{"note": note}}
-	out, d, err := s.store.Transition(context.WithoutCancel(ctx), key, ch)
-	if err == nil {
-		s.metrics.decided(ch, d)
-	}
-	return out, err
 }

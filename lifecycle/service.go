@@ -2,8 +2,34 @@
 // notifications, the expiry sweep, reconciliation with WeChat, and operator
 // termination. It joins the domain (which decides), the store (which
 // persists, one transaction per decision) and the WeChat Pay client (which
-// talks to WeChat). No flow holds a database transaction or row lock across a
-// call to WeChat.
+// talks to WeChat). The flows are orchestration only: every change to a
+// contract is a domain method run inside the store's Update, never a field
+// edited here and saved by hand. No flow holds a database transaction or row
+// lock across a call to WeChat.
+//
+// # Leases, waiting, and what a crash leaves behind
+//
+// A call to WeChat that changes a contract (a pre-sign, an operator's
+// terminate) is made by the holder of the contract's lease (see
+// domain.Contract.BeginPreSign and BeginTermination). The holder renews the
+// lease every third of Options.LeaseTTL while the call runs. Identical
+// callers that find the lease held wait for the holder's outcome, looking
+// again with plain reads, for at most Options.PresignWait, and then answer
+// IN_PROGRESS with Retry-After. They poll rather than LISTEN: LISTEN needs a
+// session-level connection, which pgbouncer in transaction mode does not
+// give.
+//
+// A holder that dies leaves its lease, which lapses within LeaseTTL; the
+// next caller takes over. WeChat has no call that tells what an unsaved
+// pre-sign session was, so the new holder opens a second session. The first
+// stays valid at WeChat until its expiry, and nothing is lost by it: its
+// sign notification names the same out_contract_code and is applied to the
+// same contract, and WeChat signs at most one contract per code (a later
+// pre-sign then answers CONTRACT_EXISTED, which is resolved by a query). An
+// operator's terminate that dies mid-call leaves its mark, so the
+// termination that WeChat may already have made is still recorded as the
+// operator's; the next terminate takes over and, when WeChat answers that
+// the contract is gone, asks WeChat and applies what it says.
 package lifecycle
 
 import (
@@ -11,6 +37,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/contractd/contractd/domain"
@@ -18,6 +45,41 @@ import (
 	"github.com/contractd/contractd/wechatpay"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// Store is what the flows need of storage; *store.Store is the one
+// implementation. Every change to a contract goes through Update,
+// UpdateOrCreate, UpdateDueSessions or ReceiveNotification, each of which
+// hands the locked contract to a domain function and persists the verdict
+// with its history in one transaction.
+type Store interface {
+	Get(ctx context.Context, key domain.Key) (domain.Contract, error)
+	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
+	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
+	Feed(ctx context.Context, after int64, limit int) ([]domain.HistoryEntry, error)
+	Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error)
+	UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error)
+	UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) (int, error)
+	ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error)
+	ReceiveNotification(ctx context.Context, n store.Notification, fresh domain.Contract, apply func(c *domain.Contract) (string, error)) (bool, string, error)
+}
+
+// WeChat is what the flows need of WeChat Pay; *wechatpay.Client is the one
+// implementation.
+type WeChat interface {
+	GlobalPreSign(ctx context.Context, ch wechatpay.Channel, req wechatpay.GlobalPreSignRequest) (*wechatpay.GlobalPreSignResponse, error)
+	DomesticPreSign(ctx context.Context, mode wechatpay.DomesticMode, req wechatpay.DomesticPreSignRequest) (*wechatpay.DomesticPreSignResponse, error)
+	QueryGlobalByContractID(ctx context.Context, contractID string, q wechatpay.GlobalQuery) (*wechatpay.GlobalContract, error)
+	QueryGlobalByOutContractCode(ctx context.Context, outContractCode string, q wechatpay.GlobalQuery) (*wechatpay.GlobalContract, error)
+	QueryDomestic(ctx context.Context, serviceID int64, outContractCode, subMchID string) (*wechatpay.DomesticContract, error)
+	TerminateGlobal(ctx context.Context, contractID string, req wechatpay.GlobalTerminateRequest) error
+	TerminateDomestic(ctx context.Context, serviceID int64, outContractCode string, req wechatpay.DomesticTerminateRequest) error
+}
+
+// NotificationParser verifies and decrypts WeChat's notifications;
+// *wechatpay.NotificationParser is the one implementation.
+type NotificationParser interface {
+	Parse(ctx context.Context, header http.Header, body []byte) (*wechatpay.Notification, error)
+}
 
 // Options configure the flows.
 type Options struct {
@@ -35,9 +97,16 @@ type Options struct {
 	Attempts  int
 	BaseDelay time.Duration
 	MaxDelay  time.Duration
-	// CallTimeout bounds one call to WeChat (the client enforces it too);
-	// it sizes how long a pre-sign claim is held.
-	CallTimeout time.Duration
+	// LeaseTTL is how long a lease on a contract runs between renewals
+	// (default 5s): a holder that dies loses it within this long.
+	LeaseTTL time.Duration
+	// PresignWait is the longest a pre-sign or terminate waits for another
+	// caller's call to WeChat for the same contract before answering
+	// IN_PROGRESS (default 3s).
+	PresignWait time.Duration
+	// SaveRetry is how long the outcome of a call to WeChat keeps being
+	// retried while the database is unavailable (default 5s).
+	SaveRetry time.Duration
 	// SweepBatch is how many expired sessions one sweep transaction takes.
 	SweepBatch int
 	// ReconcileMinAge: a session is asked about once it is this old;
@@ -50,6 +119,9 @@ type Options struct {
 	Now               func() time.Time
 	Logger            *slog.Logger
 	Registry          prometheus.Registerer
+	// Panics counts recovered panics by where they happened; one is made
+	// (and registered) when nil.
+	Panics *prometheus.CounterVec
 }
 
 func (o *Options) defaults() {
@@ -62,8 +134,14 @@ func (o *Options) defaults() {
 	if o.MaxDelay <= 0 {
 		o.MaxDelay = 2 * time.Second
 	}
-	if o.CallTimeout <= 0 {
-		o.CallTimeout = wechatpay.DefaultTimeout
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.PresignWait <= 0 {
+		o.PresignWait = DefaultPresignWait
+	}
+	if o.SaveRetry <= 0 {
+		o.SaveRetry = 5 * time.Second
 	}
 	if o.SweepBatch <= 0 {
 		o.SweepBatch = 500
@@ -94,27 +172,26 @@ func (o *Options) defaults() {
 	}
 }
 
+// Defaults of the lease options.
+const (
+	DefaultLeaseTTL    = 5 * time.Second
+	DefaultPresignWait = 3 * time.Second
+)
+
 // Service runs the flows.
 type Service struct {
-	store   *store.Store
-	wx      *wechatpay.Client
-	parser  *wechatpay.NotificationParser
+	store   Store
+	wx      WeChat
+	parser  NotificationParser
 	opt     Options
 	log     *slog.Logger
 	metrics *metrics
 }
 
 // New builds the service.
-func New(st *store.Store, wx *wechatpay.Client, parser *wechatpay.NotificationParser, opt Options) *Service {
+func New(st Store, wx WeChat, parser NotificationParser, opt Options) *Service {
 	opt.defaults()
-	return &Service{store: st, wx: wx, parser: parser, opt: opt, log: opt.Logger, metrics: newMetrics(opt.Registry)}
-}
-
-// claimTTL is how long a pre-sign claim holds: every attempt's timeout and
-// the longest back-offs between them, with a margin. A claimant that dies
-// loses its claim after this long and another caller takes over.
-func (s *Service) claimTTL() time.Duration {
-	return time.Duration(s.opt.Attempts)*(s.opt.CallTimeout+s.opt.MaxDelay) + 5*time.Second
+	return &Service{store: st, wx: wx, parser: parser, opt: opt, log: opt.Logger, metrics: newMetrics(opt.Registry, opt.Panics)}
 }
 
 // backoff returns the pause before retry n (1-based): full jitter over an
@@ -145,7 +222,7 @@ func (s *Service) Get(ctx context.Context, key domain.Key) (domain.Contract, err
 }
 
 // List returns a page of contracts.
-func (s *Service) List(ctx context.Context, f store.ListFilter) ([]domain.Contract, string, error) {
+func (s *Service) List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error) {
 	return s.store.List(ctx, f)
 }
 
@@ -178,4 +255,33 @@ func upstreamError(err error) *domain.Error {
 		}
 	}
 	return &domain.Error{Code: domain.CodeUpstream, Message: msg, Detail: detail, Err: err}
+}
+
+// update runs a domain function on the contract with key under the store's
+// Update and, once persisted, counts the decisions it took.
+func (s *Service) update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
+	var decided []domain.Record
+	c, err := s.store.Update(ctx, key, func(c *domain.Contract) error {
+		err := fn(c)
+		decided = c.Decided()
+		return err
+	})
+	if err == nil {
+		s.metrics.decidedAll(decided)
+	}
+	return c, err
+}
+
+// updateOrCreate is update on the store's UpdateOrCreate.
+func (s *Service) updateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
+	var decided []domain.Record
+	c, err := s.store.UpdateOrCreate(ctx, fresh, func(c *domain.Contract) error {
+		err := fn(c)
+		decided = c.Decided()
+		return err
+	})
+	if err == nil {
+		s.metrics.decidedAll(decided)
+	}
+	return c, err
 }

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/domain"
-	"github.com/contractd/contractd/store"
 )
 
 // Sweep expires open sessions whose expiry has passed, one batch per
@@ -16,41 +15,33 @@ import (
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		n, err := s.sweepBatch(ctx)
-		total += n
+		n, expired, err := s.sweepBatch(ctx)
+		total += expired
 		if err != nil || n < s.opt.SweepBatch {
 			return total, err
 		}
 	}
 }
 
-func (s *Service) sweepBatch(ctx context.Context) (int, error) {
-	n := 0
-	err := s.store.InTx(ctx, func(tx *store.Tx) error {
-		now := s.opt.Now()
-		due, err := tx.LockDueSessions(ctx, now, s.opt.SweepBatch)
-		if err != nil {
-			return err
+// sweepBatch expires one batch; it returns how many sessions it locked and
+// how many of them it expired.
+func (s *Service) sweepBatch(ctx context.Context) (locked, expired int, err error) {
+	var decided []domain.Record
+	now := s.opt.Now()
+	locked, err = s.store.UpdateDueSessions(ctx, now, s.opt.SweepBatch, func(c *domain.Contract) error {
+		ch := domain.Change{Event: domain.EventExpire, Source: domain.SourceSweeper, OccurredAt: now,
+			Details: map[string]any{"session_expires_at": c.SessionExpiresAt.UTC().Format(time.RFC3339Nano)}}
+		d, err := c.Apply(ctx, ch, now)
+		if d.Outcome == domain.OutcomeApply {
+			expired++
 		}
-		n = 0
-		for i := range due {
-			c := &due[i]
-			ch := domain.Change{Event: domain.EventExpire, Source: domain.SourceSweeper, OccurredAt: now,
-				Details: map[string]any{"session_expires_at": c.SessionExpiresAt.UTC().Format(time.RFC3339Nano)}}
-			d, err := tx.Apply(ctx, c, ch)
-			if err != nil {
-				return err
-			}
-			s.metrics.decided(ch, d)
-			if d.Outcome == domain.OutcomeApply {
-				n++
-			}
-		}
-		return nil
+		decided = append(decided, c.Decided()...)
+		return err
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	s.metrics.swept.Add(float64(n))
-	return n, nil
+	s.metrics.decidedAll(decided)
+	s.metrics.swept.Add(float64(expired))
+	return locked, expired, nil
 }

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 )
@@ -24,7 +25,7 @@ func (s *Service) loop(ctx context.Context, name string, period time.Duration, w
 		if sleep(ctx, period+jitter) != nil {
 			return
 		}
-		n, err := work(ctx)
+		n, err := s.guarded(ctx, name, work)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			s.log.Error(name+" failed", "error", err.Error())
@@ -32,4 +33,16 @@ func (s *Service) loop(ctx context.Context, name string, period time.Duration, w
 			s.log.Info(name, "contracts", n)
 		}
 	}
+}
+
+// guarded runs one round of a worker, turning a panic into a logged,
+// counted error so that the worker goes on with its next round.
+func (s *Service) guarded(ctx context.Context, name string, work func(context.Context) (int, error)) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = errors.New("panic recovered")
+			s.logPanic(ctx, name, r)
+		}
+	}()
+	return work(ctx)
 }

@@ -55,47 +55,137 @@ func (s *Store) GetByContractID(ctx context.Context, contractID string) (domain.
 	return oneContract(ctx, s.pool, `SELECT `+contractColumns+` FROM contracts WHERE contract_id = $1 AND contract_id <> ''`, contractID)
 }
 
-// Create stores a new contract and returns it as stored. A contract with the
-// same key already there is CONTRACT_EXISTED.
+// Create stores a new contract and returns it as stored, with the history
+// rows the domain decided for it. A contract with the same key already
+// there is CONTRACT_EXISTED.
 func (s *Store) Create(ctx context.Context, c domain.Contract) (domain.Contract, error) {
 	var out domain.Contract
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
-		out, err = tx.Insert(ctx, c)
+		out, err = tx.create(ctx, c)
 		return err
 	})
 	return out, err
 }
 
-// Transition applies one event to the contract with key in its own
-// transaction: the row is locked, the domain decides, and the new state and
-// its single history row are written together. A repeat writes nothing.
-func (s *Store) Transition(ctx context.Context, key domain.Key, ch domain.Change) (domain.Contract, domain.Decision, error) {
-	var (
-		c domain.Contract
-		d domain.Decision
-	)
+// Update is the one way a stored contract changes. In one transaction it
+// locks the contract with key, hands it to fn, and persists what fn decided:
+// the contract's fields when fn changed any, and every history row the
+// domain recorded (domain.Contract.Pending), or nothing at all when fn
+// returns an error. fn is where the domain rules; it must do no I/O of its
+// own and may be called more than once. The contract as stored is returned.
+func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
+	var out domain.Contract
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
-		if c, err = tx.Lock(ctx, key); err != nil {
-			return err
-		}
-		d, err = tx.Apply(ctx, &c, ch)
+		out, err = tx.update(ctx, key, fn)
 		return err
 	})
-	return c, d, err
+	return out, err
 }
 
-// Lock reads the contract with key and holds its row lock until the
+// UpdateOrCreate is Update for a contract that may not be stored yet: when
+// no contract has fresh's key, fresh is handed to fn instead and stored
+// afterwards with its history. Concurrent callers with one key are
+// serialised by Postgres: exactly one stores its contract, the others wait
+// for its commit and then lock and update that one.
+func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
+	var out domain.Contract
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		out, err = tx.updateOrCreate(ctx, fresh, fn)
+		return err
+	})
+	return out, err
+}
+
+// UpdateDueSessions locks up to limit open sessions whose expiry passed by
+// now, skipping rows other transactions hold, hands each to fn and persists
+// them all in one transaction. It returns how many it locked. SKIP LOCKED
+// lets any number of sweepers share the work without waiting on each
+// other; the predicate matches the partial index contracts_session_expiry,
+// so the cost follows the number of due rows and not the size of the table.
+func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) (int, error) {
+	n := 0
+	err := s.InTx(ctx, func(tx *Tx) error {
+		due, err := collectContracts(ctx, tx.tx, DueSessionsSQL, now, limit)
+		if err != nil {
+			return err
+		}
+		n = len(due)
+		for _, c := range due {
+			readVersion := c.Version
+			if err := fn(&c); err != nil {
+				return err
+			}
+			if _, err := tx.persist(ctx, c, readVersion); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// lock reads the contract with key and holds its row lock until the
 // transaction ends.
-func (tx *Tx) Lock(ctx context.Context, key domain.Key) (domain.Contract, error) {
+func (tx *Tx) lock(ctx context.Context, key domain.Key) (domain.Contract, error) {
 	return oneContract(ctx, tx.tx, `SELECT `+contractColumns+` FROM contracts
 		WHERE sub_mchid = $1 AND out_contract_code = $2 FOR UPDATE`, key.SubMchID, key.OutContractCode)
 }
 
-// Insert stores a new contract. It is CONTRACT_EXISTED when the key (or
+func (tx *Tx) update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
+	c, err := tx.lock(ctx, key)
+	if err != nil {
+		return c, err
+	}
+	readVersion := c.Version
+	if err := fn(&c); err != nil {
+		return c, err
+	}
+	return tx.persist(ctx, c, readVersion)
+}
+
+func (tx *Tx) updateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
+	for attempt := 0; ; attempt++ {
+		out, err := tx.update(ctx, fresh.Key(), fn)
+		if !domain.IsCode(err, domain.CodeNotFound) {
+			return out, err
+		}
+		c := fresh
+		if err := fn(&c); err != nil {
+			return c, err
+		}
+		out, err = tx.create(ctx, c)
+		if domain.IsCode(err, domain.CodeExists) && attempt == 0 {
+			// Another transaction stored the key since we looked: lock
+			// and update its contract instead.
+			continue
+		}
+		return out, err
+	}
+}
+
+// create stores a new contract and the history rows decided for it.
+func (tx *Tx) create(ctx context.Context, c domain.Contract) (domain.Contract, error) {
+	saved, err := tx.insert(ctx, c)
+	if err != nil {
+		return saved, err
+	}
+	for _, r := range c.Pending() {
+		if err := tx.insertEvent(ctx, &saved, r); err != nil {
+			return saved, err
+		}
+	}
+	return saved, nil
+}
+
+// insert stores a new contract. It is CONTRACT_EXISTED when the key (or
 // WeChat's contract id) is taken.
-func (tx *Tx) Insert(ctx context.Context, c domain.Contract) (domain.Contract, error) {
+func (tx *Tx) insert(ctx context.Context, c domain.Contract) (domain.Contract, error) {
 	if c.Version == 0 {
 		c.Version = 1
 	}
@@ -110,7 +200,7 @@ func (tx *Tx) Insert(ctx context.Context, c domain.Contract) (domain.Contract, e
 		c.SubMchID, c.OutContractCode, c.Product, c.Channel, c.PlanID, c.ServiceID, c.State, c.Version,
 		c.SessionID, c.SessionExpiresAt, nullJSON(c.Launch), nullJSON(c.Params), c.ParamsHash, c.ContractID,
 		c.OpenID, c.UserDisplayName, c.ContractDisplayAccount, c.SignedAt, c.TerminatedAt,
-		c.TerminationMode, c.ExpiredAt, c.LastOperateTime, c.LastError, c.ClaimToken, c.ClaimExpiresAt,
+		c.TerminationMode, c.ExpiredAt, c.LastOperateTime, c.LastError, c.LeaseToken, c.LeaseExpiresAt,
 		c.NextCheckAt, c.CheckCount, c.OpsTermination)
 	if domain.IsCode(err, domain.CodeNotFound) {
 		// ON CONFLICT DO NOTHING returned no row: the key (or contract id) is taken.
@@ -119,9 +209,28 @@ func (tx *Tx) Insert(ctx context.Context, c domain.Contract) (domain.Contract, e
 	return out, err
 }
 
-// Save writes every mutable field of a contract read in this transaction.
+// persist writes what the domain decided for c, a contract locked in this
+// transaction at readVersion: its fields when any changed, then its pending
+// history rows.
+func (tx *Tx) persist(ctx context.Context, c domain.Contract, readVersion int64) (domain.Contract, error) {
+	saved := c
+	if c.Dirty() {
+		var err error
+		if saved, err = tx.save(ctx, c, readVersion); err != nil {
+			return c, err
+		}
+	}
+	for _, r := range c.Pending() {
+		if err := tx.insertEvent(ctx, &saved, r); err != nil {
+			return c, err
+		}
+	}
+	return saved, nil
+}
+
+// save writes every mutable field of a contract read in this transaction.
 // The version it was read at must still be current.
-func (tx *Tx) Save(ctx context.Context, c *domain.Contract, readVersion int64) error {
+func (tx *Tx) save(ctx context.Context, c domain.Contract, readVersion int64) (domain.Contract, error) {
 	saved, err := oneContract(ctx, tx.tx, `UPDATE contracts SET product=$3, channel=$4, plan_id=$5,
 		service_id=$6, state=$7, version=$8, session_id=$9, session_expires_at=$10, launch=$11, params=$12,
 		params_hash=$13, contract_id=$14, openid=$15, user_display_name=$16, contract_display_account=$17,
@@ -131,75 +240,17 @@ func (tx *Tx) Save(ctx context.Context, c *domain.Contract, readVersion int64) e
 		c.ID, readVersion, c.Product, c.Channel, c.PlanID, c.ServiceID, c.State, c.Version, c.SessionID,
 		c.SessionExpiresAt, nullJSON(c.Launch), nullJSON(c.Params), c.ParamsHash, c.ContractID, c.OpenID,
 		c.UserDisplayName, c.ContractDisplayAccount, c.SignedAt, c.TerminatedAt, c.TerminationMode,
-		c.ExpiredAt, c.LastOperateTime, c.LastError, c.ClaimToken, c.ClaimExpiresAt, c.NextCheckAt, c.CheckCount,
+		c.ExpiredAt, c.LastOperateTime, c.LastError, c.LeaseToken, c.LeaseExpiresAt, c.NextCheckAt, c.CheckCount,
 		c.OpsTermination)
 	if domain.IsCode(err, domain.CodeNotFound) {
 		// Not the caller's "no such contract": the row was read under a
 		// lock in this transaction, so this is a bug, reported as internal.
-		return fmt.Errorf("store: contract %s was not at version %d under its own lock", c.Key(), readVersion)
+		return c, fmt.Errorf("store: contract %s was not at version %d under its own lock", c.Key(), readVersion)
 	}
-	if err != nil {
-		return err
-	}
-	*c = saved
-	return nil
+	return saved, err
 }
 
-// Apply lets the domain rule on ch for c, a contract locked in this
-// transaction, and persists the verdict: for OutcomeApply the contract and
-// one history row, for OutcomeIgnore one history row marked ignored, for
-// OutcomeRepeat nothing. A refused event writes nothing and returns the
-// domain's INVALID_STATE error.
-func (tx *Tx) Apply(ctx context.Context, c *domain.Contract, ch domain.Change) (domain.Decision, error) {
-	if ch.OccurredAt.IsZero() {
-		ch.OccurredAt = time.Now()
-	}
-	readVersion := c.Version
-	ch = c.Attribute(ch)
-	d, err := c.Apply(ctx, ch)
-	if err != nil {
-		return d, err
-	}
-	switch d.Outcome {
-	case domain.OutcomeApply:
-		if err := tx.Save(ctx, c, readVersion); err != nil {
-			return d, err
-		}
-		return d, tx.insertEvent(ctx, c, d, ch)
-	case domain.OutcomeIgnore:
-		return d, tx.insertEvent(ctx, c, d, ch)
-	}
-	return d, nil
-}
-
-// CreateIn inserts c in the state ch leads to, for a contract WeChat reports
-// that we never stored, and records the event as its first history row with
-// an empty from-state.
-func (tx *Tx) CreateIn(ctx context.Context, c domain.Contract, ch domain.Change) (domain.Contract, domain.Decision, error) {
-	if ch.OccurredAt.IsZero() {
-		ch.OccurredAt = time.Now()
-	}
-	d, err := domain.Decide(ctx, domain.StateCreated, ch.Event)
-	if err != nil {
-		return c, d, err
-	}
-	c.State = domain.StateCreated
-	if _, err := c.Apply(ctx, ch); err != nil {
-		return c, d, err
-	}
-	d.From = ""
-	saved, err := tx.Insert(ctx, c)
-	if err != nil {
-		return c, d, err
-	}
-	return saved, d, tx.insertEvent(ctx, &saved, d, ch)
-}
-
-func (tx *Tx) insertEvent(ctx context.Context, c *domain.Contract, d domain.Decision, ch domain.Change) error {
-	details := ch.Details
-	if details == nil {
-		details = map[string]any{}
-	}
+func (tx *Tx) insertEvent(ctx context.Context, c *domain.Contract, r domain.Record) error {
 	// History ids double as the feed's cursor, so they must become visible
 	// in id order: a reader that has seen id n must never later find a
 	// smaller one committed. Taking this transaction-scoped lock right
@@ -209,11 +260,12 @@ func (tx *Tx) insertEvent(ctx context.Context, c *domain.Contract, d domain.Deci
 	if _, err := tx.tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, feedLockKey); err != nil {
 		return mapErr(err)
 	}
+	d, ch := r.Decision, r.Change
 	_, err := tx.tx.Exec(ctx, `INSERT INTO contract_events (contract_pk, sub_mchid, out_contract_code,
 		from_state, to_state, event, source, ignored, details, occurred_at)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
 		c.ID, c.SubMchID, c.OutContractCode, d.From, d.To, ch.Event, ch.Source,
-		d.Outcome == domain.OutcomeIgnore, details, ch.OccurredAt)
+		d.Outcome == domain.OutcomeIgnore, ch.Details, ch.OccurredAt)
 	return mapErr(err)
 }
 
@@ -227,25 +279,9 @@ func nullJSON(b json.RawMessage) any {
 	return b
 }
 
-// ListFilter narrows a contract listing. Zero fields do not filter.
-type ListFilter struct {
-	State       domain.State
-	Channel     domain.Channel
-	PlanID      *int64
-	ServiceID   *int64
-	SubMchID    *string
-	CreatedFrom *time.Time
-	CreatedTo   *time.Time
-	Limit       int
-	Cursor      string
-}
-
-// MaxListLimit is the most contracts one page holds.
-const MaxListLimit = 500
-
 // List returns one page of contracts, oldest first by (created_at, id), and
 // the opaque cursor of the next page ("" on the last page).
-func (s *Store) List(ctx context.Context, f ListFilter) ([]domain.Contract, string, error) {
+func (s *Store) List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error) {
 	var (
 		conds []string
 		args  []any
@@ -285,11 +321,9 @@ func (s *Store) List(ctx context.Context, f ListFilter) ([]domain.Contract, stri
 	}
 	limit := f.Limit
 	if limit <= 0 {
-		limit = 50
+		limit = domain.DefaultListLimit
 	}
-	if limit > MaxListLimit {
-		limit = MaxListLimit
-	}
+	limit = min(limit, domain.MaxListLimit)
 	where := ""
 	if len(conds) > 0 {
 		where = "WHERE " + strings.Join(conds, " AND ")

@@ -36,8 +36,8 @@ func (s *Store) Feed(ctx context.Context, after int64, limit int) ([]domain.Hist
 	if limit <= 0 {
 		limit = 100
 	}
-	if limit > MaxListLimit {
-		limit = MaxListLimit
+	if limit > domain.MaxListLimit {
+		limit = domain.MaxListLimit
 	}
 	return collectHistory(ctx, s.pool, `SELECT `+historyColumns+` FROM contract_events
 		WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)

@@ -9,22 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// InsertOrLock stores c when its key is free, or else locks and returns the
-// contract already stored under that key. inserted says which happened.
-// Concurrent callers with one key are serialised by Postgres: exactly one
-// inserts, the others wait for its commit and then lock its row.
-func (tx *Tx) InsertOrLock(ctx context.Context, c domain.Contract) (domain.Contract, bool, error) {
-	got, err := tx.Insert(ctx, c)
-	if err == nil {
-		return got, true, nil
-	}
-	if !domain.IsCode(err, domain.CodeExists) {
-		return got, false, err
-	}
-	got, err = tx.Lock(ctx, c.Key())
-	return got, false, err
-}
-
 // DueSessionsSQL selects, and locks, open sessions whose expiry has passed.
 // SKIP LOCKED lets any number of sweepers share the work without waiting on
 // each other; the predicate matches the partial index
@@ -35,11 +19,6 @@ const DueSessionsSQL = `SELECT ` + contractColumns + ` FROM contracts
 	ORDER BY session_expires_at
 	LIMIT $2
 	FOR UPDATE SKIP LOCKED`
-
-// LockDueSessions claims up to limit open sessions that expired by now.
-func (tx *Tx) LockDueSessions(ctx context.Context, now time.Time, limit int) ([]domain.Contract, error) {
-	return collectContracts(ctx, tx.tx, DueSessionsSQL, now, limit)
-}
 
 // reconcileDueSQL selects contracts whose fate WeChat may know and we may
 // have missed: open sessions issued at least $2 ago, and sessions that expired
@@ -56,7 +35,17 @@ const reconcileDueSQL = `SELECT ` + contractColumns + ` FROM contracts
 // check and pushes each one's next check out with a doubling back-off
 // (first, then twice as long, ...), so that one contract is asked about a
 // bounded number of times and replicas never ask about the same one at once.
-func (tx *Tx) ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error) {
+func (s *Store) ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error) {
+	var cs []domain.Contract
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		cs, err = tx.claimReconcileDue(ctx, now, minAge, lookBack, firstGap, limit)
+		return err
+	})
+	return cs, err
+}
+
+func (tx *Tx) claimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error) {
 	cs, err := collectContracts(ctx, tx.tx, reconcileDueSQL, now, minAge, lookBack, limit)
 	if err != nil || len(cs) == 0 {
 		return cs, err
@@ -103,11 +92,38 @@ type Notification struct {
 	Resource        json.RawMessage
 }
 
-// RecordNotification puts n in the inbox. The first delivery of an id is
+// ReceiveNotification takes one verified notification in ONE transaction:
+// it records n in the inbox and, on the first delivery of its id, hands the
+// contract it is about (fresh, when we never stored it) to apply, persists
+// what the domain decided as UpdateOrCreate does, and records apply's
+// outcome on the inbox row. A repeated delivery only counts (first false)
+// and applies nothing. Concurrent deliveries of one id queue on the inbox
+// row before any of them touches the contract. An error writes nothing.
+func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh domain.Contract, apply func(c *domain.Contract) (outcome string, err error)) (first bool, outcome string, err error) {
+	err = s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		if first, err = tx.recordNotification(ctx, n); err != nil || !first {
+			return err
+		}
+		_, err = tx.updateOrCreate(ctx, fresh, func(c *domain.Contract) error {
+			var err error
+			outcome, err = apply(c)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		_, err = tx.tx.Exec(ctx, `UPDATE wechat_notifications SET outcome = $2 WHERE notification_id = $1`, n.NotificationID, outcome)
+		return mapErr(err)
+	})
+	return first, outcome, err
+}
+
+// recordNotification puts n in the inbox. The first delivery of an id is
 // inserted (first true); a repeated one only counts its delivery and
-// returns first false, so it is acknowledged without being applied again.
-// Concurrent deliveries of one id wait for the first one's transaction.
-func (tx *Tx) RecordNotification(ctx context.Context, n Notification) (first bool, err error) {
+// returns first false. Concurrent deliveries of one id wait for the first
+// one's transaction.
+func (tx *Tx) recordNotification(ctx context.Context, n Notification) (first bool, err error) {
 	var ct *time.Time
 	if !n.CreateTime.IsZero() {
 		ct = &n.CreateTime
@@ -119,10 +135,4 @@ func (tx *Tx) RecordNotification(ctx context.Context, n Notification) (first boo
 		SET delivery_count = wechat_notifications.delivery_count + 1, last_received_at = now()
 		RETURNING xmax = 0`, n.NotificationID, n.EventType, n.SubMchID, n.OutContractCode, ct, n.Resource).Scan(&first)
 	return first, mapErr(err)
-}
-
-// SetNotificationOutcome records what applying a notification came to.
-func (tx *Tx) SetNotificationOutcome(ctx context.Context, notificationID, outcome string) error {
-	_, err := tx.tx.Exec(ctx, `UPDATE wechat_notifications SET outcome = $2 WHERE notification_id = $1`, notificationID, outcome)
-	return mapErr(err)
 }

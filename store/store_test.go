@@ -126,7 +126,7 @@ func TestConcurrentSignAppliesOnce(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			_, d, err := st.Transition(ctx, domain.Key{OutContractCode: "race"}, domain.Change{
+			_, d, err := transition(ctx, st, domain.Key{OutContractCode: "race"}, domain.Change{
 				Event: domain.EventSign, Source: domain.SourceNotification, ContractID: "wx-race", OpenID: fmt.Sprint("o-", i)})
 			if err != nil {
 				t.Errorf("sign %d: %v", i, err)
@@ -164,10 +164,10 @@ func TestTerminatedIsFinalAndStaleSignIsRecordedIgnored(t *testing.T) {
 	if _, err := st.Create(ctx, contractIn("t-1", domain.StateSigned)); err != nil {
 		t.Fatal(err)
 	}
-	if _, d, err := st.Transition(ctx, key, domain.Change{Event: domain.EventTerminate, Source: domain.SourceNotification, TerminationMode: "USER"}); err != nil || d.Outcome != domain.OutcomeApply {
+	if _, d, err := transition(ctx, st, key, domain.Change{Event: domain.EventTerminate, Source: domain.SourceNotification, TerminationMode: "USER"}); err != nil || d.Outcome != domain.OutcomeApply {
 		t.Fatalf("terminate: %+v %v", d, err)
 	}
-	c, d, err := st.Transition(ctx, key, domain.Change{Event: domain.EventSign, Source: domain.SourceNotification,
+	c, d, err := transition(ctx, st, key, domain.Change{Event: domain.EventSign, Source: domain.SourceNotification,
 		Details: map[string]any{"notification_id": "n-stale"}})
 	if err != nil || d.Outcome != domain.OutcomeIgnore || c.State != domain.StateTerminated {
 		t.Fatalf("stale sign: %+v %+v %v", c, d, err)
@@ -181,7 +181,7 @@ func TestTerminatedIsFinalAndStaleSignIsRecordedIgnored(t *testing.T) {
 		t.Fatalf("ignored row %+v", last)
 	}
 	// A repeated terminate records nothing.
-	if _, d, err := st.Transition(ctx, key, domain.Change{Event: domain.EventTerminate, Source: domain.SourceOps}); err != nil || d.Outcome != domain.OutcomeRepeat {
+	if _, d, err := transition(ctx, st, key, domain.Change{Event: domain.EventTerminate, Source: domain.SourceOps}); err != nil || d.Outcome != domain.OutcomeRepeat {
 		t.Fatalf("repeat terminate: %+v %v", d, err)
 	}
 	if got := countRows(t, sch, `SELECT count(*) FROM contract_events`); got != 2 {
@@ -220,7 +220,7 @@ func TestEveryPairInTheStore(t *testing.T) {
 				if ev == domain.EventIssueSession {
 					ch.Session = &domain.Session{ID: "s-new", ExpiresAt: time.Now().Add(time.Hour), Launch: []byte(`{"type":"app_sdk"}`)}
 				}
-				c, d, err := st.Transition(ctx, key, ch)
+				c, d, err := transition(ctx, st, key, ch)
 				rows := countRows(t, sch, `SELECT count(*) FROM contract_events WHERE out_contract_code = $1`, code)
 				allowed := false
 				for _, e := range edges[from] {
@@ -255,7 +255,7 @@ func TestEveryPairInTheStore(t *testing.T) {
 func TestTransitionUnknownContract(t *testing.T) {
 	t.Parallel()
 	st, _ := newStore(t)
-	_, _, err := st.Transition(context.Background(), domain.Key{OutContractCode: "ghost"}, domain.Change{Event: domain.EventSign})
+	_, _, err := transition(context.Background(), st, domain.Key{OutContractCode: "ghost"}, domain.Change{Event: domain.EventSign})
 	if !domain.IsCode(err, domain.CodeNotFound) {
 		t.Fatalf("got %v", err)
 	}
@@ -268,7 +268,7 @@ func TestHistoryIsAppendOnly(t *testing.T) {
 	if _, err := st.Create(ctx, contractIn("h", domain.StateSessionIssued)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := st.Transition(ctx, domain.Key{OutContractCode: "h"}, domain.Change{Event: domain.EventExpire, Source: domain.SourceSweeper}); err != nil {
+	if _, _, err := transition(ctx, st, domain.Key{OutContractCode: "h"}, domain.Change{Event: domain.EventExpire, Source: domain.SourceSweeper}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sch.Pool.Exec(ctx, `UPDATE contract_events SET event = 'sign'`); err == nil {
@@ -298,7 +298,7 @@ func TestListPagesAndFilters(t *testing.T) {
 		if pages > 5 {
 			t.Fatal("cursor never ends")
 		}
-		cs, next, err := st.List(ctx, store.ListFilter{Limit: 3, Cursor: cursor})
+		cs, next, err := st.List(ctx, domain.ListFilter{Limit: 3, Cursor: cursor})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,11 +313,11 @@ func TestListPagesAndFilters(t *testing.T) {
 	if len(seen) != 7 || seen[0] != "l-0" || seen[6] != "l-6" {
 		t.Fatalf("pages gave %v", seen)
 	}
-	signed, _, err := st.List(ctx, store.ListFilter{State: domain.StateSigned})
+	signed, _, err := st.List(ctx, domain.ListFilter{State: domain.StateSigned})
 	if err != nil || len(signed) != 4 {
 		t.Fatalf("signed filter: %d %v", len(signed), err)
 	}
-	if _, _, err := st.List(ctx, store.ListFilter{Cursor: "garbage!"}); !domain.IsCode(err, domain.CodeParamError) {
+	if _, _, err := st.List(ctx, domain.ListFilter{Cursor: "garbage!"}); !domain.IsCode(err, domain.CodeParamError) {
 		t.Fatalf("bad cursor: %v", err)
 	}
 }
@@ -330,7 +330,7 @@ func TestFeedFollowsEveryContract(t *testing.T) {
 		if _, err := st.Create(ctx, contractIn(code, domain.StateSessionIssued)); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := st.Transition(ctx, domain.Key{OutContractCode: code}, domain.Change{Event: domain.EventSign, Source: domain.SourceNotification}); err != nil {
+		if _, _, err := transition(ctx, st, domain.Key{OutContractCode: code}, domain.Change{Event: domain.EventSign, Source: domain.SourceNotification}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -384,7 +384,7 @@ func TestFeedNeverSkipsUnderConcurrentWriters(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < perWriter; i++ {
-				if _, _, err := st.Transition(ctx, domain.Key{OutContractCode: fmt.Sprintf("feed-%d-%d", w, i)},
+				if _, _, err := transition(ctx, st, domain.Key{OutContractCode: fmt.Sprintf("feed-%d-%d", w, i)},
 					domain.Change{Event: domain.EventSign, Source: domain.SourceNotification}); err != nil {
 					t.Error(err)
 					return
@@ -420,4 +420,16 @@ func TestFeedNeverSkipsUnderConcurrentWriters(t *testing.T) {
 	if total := countRows(t, sch, `SELECT count(*) FROM contract_events`); len(seen) != total || total != writers*perWriter {
 		t.Fatalf("feed saw %d rows, table has %d, want %d", len(seen), total, writers*perWriter)
 	}
+}
+
+// transition applies one change through the store's Update, the way every
+// flow changes a contract: the domain decides under the row lock.
+func transition(ctx context.Context, st *store.Store, key domain.Key, ch domain.Change) (domain.Contract, domain.Decision, error) {
+	var d domain.Decision
+	c, err := st.Update(ctx, key, func(c *domain.Contract) error {
+		var err error
+		d, err = c.Apply(ctx, ch, time.Now())
+		return err
+	})
+	return c, d, err
 }

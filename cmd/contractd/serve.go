@@ -66,16 +66,18 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		return fail(2, "configuration: WECHATPAY_APIV3_KEY: %v", err)
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	panics := lifecycle.NewPanicCounter()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), panics)
 	st := store.New(pool)
 	svc := lifecycle.New(st, wx, parser, lifecycle.Options{
 		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
-		PasswordExemptVariant: cfg.PasswordExemptVariant, CallTimeout: cfg.WeChat.Timeout,
+		PasswordExemptVariant: cfg.PasswordExemptVariant,
+		LeaseTTL:              cfg.LeaseTTL, PresignWait: cfg.PresignWait,
 		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter,
-		Logger: log, Registry: reg,
+		Logger: log, Registry: reg, Panics: panics,
 	})
 	api := httpapi.New(httpapi.Deps{
-		Logger: log, Registry: reg, API: &httpapi.API{Service: svc, Tokens: cfg.Tokens},
+		Logger: log, Registry: reg, Panics: panics, API: &httpapi.API{Service: svc, Tokens: cfg.Tokens},
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
