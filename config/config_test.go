@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeKey(t *testing.T) (privPath, pubPath string) {
@@ -63,6 +64,19 @@ func TestLoadValid(t *testing.T) {
 	}
 }
 
+func TestLeaseSettingsDefaultAndOverride(t *testing.T) {
+	env := validEnv(t)
+	c, err := Load(func(k string) string { return env[k] })
+	if err != nil || c.PresignWait != DefaultPresignWait || c.LeaseTTL != DefaultLeaseTTL {
+		t.Fatalf("defaults: %v %s %s", err, c.PresignWait, c.LeaseTTL)
+	}
+	env["CONTRACTD_PRESIGN_WAIT"], env["CONTRACTD_LEASE_TTL"] = "750ms", "2s"
+	c, err = Load(func(k string) string { return env[k] })
+	if err != nil || c.PresignWait != 750*time.Millisecond || c.LeaseTTL != 2*time.Second {
+		t.Fatalf("overrides: %v %s %s", err, c.PresignWait, c.LeaseTTL)
+	}
+}
+
 func TestLoadNamesTheBadSetting(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -89,6 +103,10 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"bad base url", map[string]string{"WECHATPAY_BASE_URL": "apihk"}, "WECHATPAY_BASE_URL"},
 		{"bad duration", map[string]string{"CONTRACTD_SWEEP_INTERVAL": "often"}, "CONTRACTD_SWEEP_INTERVAL"},
 		{"bad variant", map[string]string{"WECHATPAY_PASSWORD_EXEMPT_VARIANT": "retail"}, "WECHATPAY_PASSWORD_EXEMPT_VARIANT"},
+		{"bad pre-sign wait", map[string]string{"CONTRACTD_PRESIGN_WAIT": "a while"}, "CONTRACTD_PRESIGN_WAIT"},
+		{"negative pre-sign wait", map[string]string{"CONTRACTD_PRESIGN_WAIT": "-1s"}, "CONTRACTD_PRESIGN_WAIT"},
+		{"bad lease", map[string]string{"CONTRACTD_LEASE_TTL": "5"}, "CONTRACTD_LEASE_TTL"},
+		{"lease too short to renew", map[string]string{"CONTRACTD_LEASE_TTL": "100ms"}, "CONTRACTD_LEASE_TTL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
