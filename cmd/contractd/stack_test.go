@@ -57,12 +57,21 @@ type stackOptions struct {
 	// WrapSim, when set, wraps the simulator's HTTP handler (for example to
 	// delay its answers).
 	WrapSim func(http.Handler) http.Handler
+	// ServerURL, when set, puts the private schema on that Postgres server
+	// (for example a throwaway cluster the test restarts) instead of the
+	// shared test database.
+	ServerURL string
 }
 
 // startStack starts a stack and stops it when the test ends.
 func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
-	db := pgtest.New(t)
+	var db *pgtest.Schema
+	if o.ServerURL != "" {
+		db = pgtest.NewOn(t, o.ServerURL)
+	} else {
+		db = pgtest.New(t)
+	}
 	keys, err := wechatpaysim.GenerateKeys()
 	if err != nil {
 		t.Fatal(err)

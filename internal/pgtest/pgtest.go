@@ -51,7 +51,14 @@ type Schema struct {
 // New creates, migrates and returns a private schema, dropped at cleanup.
 func New(t testing.TB) *Schema {
 	t.Helper()
-	s := NewUnmigrated(t)
+	return NewOn(t, URL())
+}
+
+// NewOn is New on the server and database that url names, such as a
+// throwaway cluster a fault test started itself.
+func NewOn(t testing.TB, url string) *Schema {
+	t.Helper()
+	s := newUnmigratedOn(t, url)
 	db := stdlib.OpenDBFromPool(s.Pool)
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -65,17 +72,22 @@ func New(t testing.TB) *Schema {
 // NewUnmigrated creates an empty private schema, dropped at cleanup.
 func NewUnmigrated(t testing.TB) *Schema {
 	t.Helper()
+	return newUnmigratedOn(t, URL())
+}
+
+func newUnmigratedOn(t testing.TB, url string) *Schema {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ensureDatabase(ctx, t)
+	ensureDatabase(ctx, t, url)
 
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "t_" + hex.EncodeToString(b[:])
 
-	admin, err := pgx.Connect(ctx, URL())
+	admin, err := pgx.Connect(ctx, url)
 	if err != nil {
-		t.Fatalf("pgtest: connect %s: %v (is Postgres running? bash .ci/run starts one)", URL(), err)
+		t.Fatalf("pgtest: connect %s: %v (is Postgres running? bash .ci/run starts one)", url, err)
 	}
 	defer admin.Close(ctx)
 	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
@@ -84,7 +96,7 @@ func NewUnmigrated(t testing.TB) *Schema {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		c, err := pgx.Connect(ctx, URL())
+		c, err := pgx.Connect(ctx, url)
 		if err != nil {
 			t.Errorf("pgtest: cleanup connect: %v", err)
 			return
@@ -95,7 +107,7 @@ func NewUnmigrated(t testing.TB) *Schema {
 		}
 	})
 
-	cfg, err := pgxpool.ParseConfig(URL())
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -106,7 +118,7 @@ func NewUnmigrated(t testing.TB) *Schema {
 		t.Fatalf("pgtest: pool: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	return &Schema{Name: name, URL: withSearchPath(URL(), name), Pool: pool}
+	return &Schema{Name: name, URL: withSearchPath(url, name), Pool: pool}
 }
 
 func withSearchPath(url, schema string) string {
@@ -117,9 +129,9 @@ func withSearchPath(url, schema string) string {
 }
 
 // ensureDatabase creates the test database when the server lacks it.
-func ensureDatabase(ctx context.Context, t testing.TB) {
+func ensureDatabase(ctx context.Context, t testing.TB, url string) {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(URL())
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -132,7 +144,7 @@ func ensureDatabase(ctx context.Context, t testing.TB) {
 	cfg.Database = "postgres"
 	c, err2 := pgx.ConnectConfig(ctx, cfg)
 	if err2 != nil {
-		t.Fatalf("pgtest: connect to %s: %v (is Postgres running? bash .ci/run starts one)", URL(), err)
+		t.Fatalf("pgtest: connect to %s: %v (is Postgres running? bash .ci/run starts one)", url, err)
 	}
 	defer c.Close(ctx)
 	_, err = c.Exec(ctx, fmt.Sprintf("CREATE DATABASE %q", dbName))
