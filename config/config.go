@@ -8,6 +8,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,10 +87,19 @@ const (
 	DefaultLeaseTTL    = 5 * time.Second
 )
 
+// DefaultDBMaxConns is the database pool's size when CONTRACTD_DB_MAX_CONNS
+// is unset. The benchmark (BENCHMARKS.md) drives 16 concurrent clients; at
+// 16 connections notification ingestion reaches its Postgres ceiling while
+// fewer leave requests queueing for a connection, and more only add
+// contention on a 2-core database.
+const DefaultDBMaxConns = 16
+
 // Config is contractd's whole configuration.
 type Config struct {
 	DatabaseURL string
-	HTTPAddr    string
+	// DBMaxConns is the size of the database connection pool.
+	DBMaxConns int
+	HTTPAddr   string
 	// PublicURL is the https base WeChat reaches us at; NotifyURL derives
 	// from it.
 	PublicURL string
@@ -159,6 +169,12 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:    get("CONTRACTD_LOG_LEVEL", "info"),
 	}
 	var err error
+	c.DBMaxConns = DefaultDBMaxConns
+	if v := get("CONTRACTD_DB_MAX_CONNS", ""); v != "" {
+		if c.DBMaxConns, err = strconv.Atoi(v); err != nil || c.DBMaxConns < 1 || c.DBMaxConns > 1000 {
+			return c, bad("CONTRACTD_DB_MAX_CONNS", "must be a whole number of connections between 1 and 1000, not %q", v)
+		}
+	}
 	if c.PublicURL == "" {
 		return c, bad("CONTRACTD_PUBLIC_URL", "is required: the https base URL WeChat posts notifications to")
 	}

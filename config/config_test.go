@@ -77,6 +77,18 @@ func TestLeaseSettingsDefaultAndOverride(t *testing.T) {
 	}
 }
 
+func TestDBMaxConnsDefaultAndOverride(t *testing.T) {
+	env := validEnv(t)
+	c, err := Load(func(k string) string { return env[k] })
+	if err != nil || c.DBMaxConns != DefaultDBMaxConns {
+		t.Fatalf("default: %v %d", err, c.DBMaxConns)
+	}
+	env["CONTRACTD_DB_MAX_CONNS"] = "7"
+	if c, err = Load(func(k string) string { return env[k] }); err != nil || c.DBMaxConns != 7 {
+		t.Fatalf("override: %v %d", err, c.DBMaxConns)
+	}
+}
+
 func TestLoadNamesTheBadSetting(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -107,6 +119,9 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"negative pre-sign wait", map[string]string{"CONTRACTD_PRESIGN_WAIT": "-1s"}, "CONTRACTD_PRESIGN_WAIT"},
 		{"bad lease", map[string]string{"CONTRACTD_LEASE_TTL": "5"}, "CONTRACTD_LEASE_TTL"},
 		{"lease too short to renew", map[string]string{"CONTRACTD_LEASE_TTL": "100ms"}, "CONTRACTD_LEASE_TTL"},
+		{"pool size not a number", map[string]string{"CONTRACTD_DB_MAX_CONNS": "many"}, "CONTRACTD_DB_MAX_CONNS"},
+		{"pool size zero", map[string]string{"CONTRACTD_DB_MAX_CONNS": "0"}, "CONTRACTD_DB_MAX_CONNS"},
+		{"pool size too large", map[string]string{"CONTRACTD_DB_MAX_CONNS": "5000"}, "CONTRACTD_DB_MAX_CONNS"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

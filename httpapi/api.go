@@ -225,34 +225,21 @@ func (a *API) history(c *echo.Context) error {
 }
 
 func (a *API) feed(c *echo.Context) error {
-	var after int64
+	after := c.QueryParam("after")
 	limit := 100
-	var fields []domain.FieldError
-	if v := c.QueryParam("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			fields = append(fields, domain.FieldError{Field: "after", Reason: "must be a cursor from next_cursor"})
-		}
-		after = n
-	}
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > domain.MaxListLimit {
-			fields = append(fields, domain.FieldError{Field: "limit", Reason: "must be between 1 and 500"})
+			return &domain.Error{Code: domain.CodeParamError, Message: "bad query parameters",
+				Fields: []domain.FieldError{{Field: "limit", Reason: "must be between 1 and 500"}}}
 		}
 		limit = n
 	}
-	if len(fields) > 0 {
-		return &domain.Error{Code: domain.CodeParamError, Message: "bad query parameters", Fields: fields}
-	}
-	items, err := a.Service.Feed(c.Request().Context(), after, limit)
+	items, next, err := a.Service.Feed(c.Request().Context(), after, limit)
 	if err != nil {
 		return err
 	}
-	next := strconv.FormatInt(after, 10)
-	if len(items) > 0 {
-		next = strconv.FormatInt(items[len(items)-1].ID, 10)
-	} else {
+	if items == nil {
 		items = []domain.HistoryEntry{}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"items": items, "next_cursor": next})

@@ -55,7 +55,7 @@ type Store interface {
 	Get(ctx context.Context, key domain.Key) (domain.Contract, error)
 	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
-	Feed(ctx context.Context, after int64, limit int) ([]domain.HistoryEntry, error)
+	Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error)
 	Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error)
 	UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error)
 	UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) (int, error)
@@ -232,7 +232,7 @@ func (s *Service) History(ctx context.Context, key domain.Key) ([]domain.History
 }
 
 // Feed returns every contract's history after a cursor.
-func (s *Service) Feed(ctx context.Context, after int64, limit int) ([]domain.HistoryEntry, error) {
+func (s *Service) Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error) {
 	return s.store.Feed(ctx, after, limit)
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -114,11 +116,11 @@ func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int,
 		}
 		n = len(due)
 		for _, c := range due {
-			readVersion := c.Version
+			before := c
 			if err := fn(&c); err != nil {
 				return err
 			}
-			if _, err := tx.persist(ctx, c, readVersion); err != nil {
+			if _, err := tx.persist(ctx, before, c); err != nil {
 				return err
 			}
 		}
@@ -133,20 +135,22 @@ func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int,
 // lock reads the contract with key and holds its row lock until the
 // transaction ends.
 func (tx *Tx) lock(ctx context.Context, key domain.Key) (domain.Contract, error) {
-	return oneContract(ctx, tx.tx, `SELECT `+contractColumns+` FROM contracts
-		WHERE sub_mchid = $1 AND out_contract_code = $2 FOR UPDATE`, key.SubMchID, key.OutContractCode)
+	return oneContract(ctx, tx.tx, lockSQL, key.SubMchID, key.OutContractCode)
 }
+
+const lockSQL = `SELECT ` + contractColumns + ` FROM contracts
+	WHERE sub_mchid = $1 AND out_contract_code = $2 FOR UPDATE`
 
 func (tx *Tx) update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	c, err := tx.lock(ctx, key)
 	if err != nil {
 		return c, err
 	}
-	readVersion := c.Version
+	before := c
 	if err := fn(&c); err != nil {
 		return c, err
 	}
-	return tx.persist(ctx, c, readVersion)
+	return tx.persist(ctx, before, c)
 }
 
 func (tx *Tx) updateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
@@ -172,15 +176,52 @@ func (tx *Tx) updateOrCreate(ctx context.Context, fresh domain.Contract, fn func
 // create stores a new contract and the history rows decided for it.
 func (tx *Tx) create(ctx context.Context, c domain.Contract) (domain.Contract, error) {
 	saved, err := tx.insert(ctx, c)
-	if err != nil {
+	if err != nil || len(c.Pending()) == 0 {
 		return saved, err
 	}
+	var b pgx.Batch
 	for _, r := range c.Pending() {
-		if err := tx.insertEvent(ctx, &saved, r); err != nil {
-			return saved, err
-		}
+		queueEvent(&b, &saved, r)
 	}
-	return saved, nil
+	return saved, mapErr(tx.tx.SendBatch(ctx, &b).Close())
+}
+
+// column is one stored field of a contract that the store writes: its name
+// and how to read its value from a domain.Contract.
+type column struct {
+	name  string
+	value func(c *domain.Contract) any
+}
+
+// writtenColumns are the contract's columns the store writes, in one list
+// for both the insert and the update, so that they cannot drift apart.
+var writtenColumns = []column{
+	{"product", func(c *domain.Contract) any { return c.Product }},
+	{"channel", func(c *domain.Contract) any { return c.Channel }},
+	{"plan_id", func(c *domain.Contract) any { return c.PlanID }},
+	{"service_id", func(c *domain.Contract) any { return c.ServiceID }},
+	{"state", func(c *domain.Contract) any { return c.State }},
+	{"version", func(c *domain.Contract) any { return c.Version }},
+	{"session_id", func(c *domain.Contract) any { return c.SessionID }},
+	{"session_expires_at", func(c *domain.Contract) any { return c.SessionExpiresAt }},
+	{"launch", func(c *domain.Contract) any { return nullJSON(c.Launch) }},
+	{"params", func(c *domain.Contract) any { return nullJSON(c.Params) }},
+	{"params_hash", func(c *domain.Contract) any { return c.ParamsHash }},
+	{"contract_id", func(c *domain.Contract) any { return c.ContractID }},
+	{"openid", func(c *domain.Contract) any { return c.OpenID }},
+	{"user_display_name", func(c *domain.Contract) any { return c.UserDisplayName }},
+	{"contract_display_account", func(c *domain.Contract) any { return c.ContractDisplayAccount }},
+	{"signed_at", func(c *domain.Contract) any { return c.SignedAt }},
+	{"terminated_at", func(c *domain.Contract) any { return c.TerminatedAt }},
+	{"termination_mode", func(c *domain.Contract) any { return c.TerminationMode }},
+	{"expired_at", func(c *domain.Contract) any { return c.ExpiredAt }},
+	{"last_operate_time", func(c *domain.Contract) any { return c.LastOperateTime }},
+	{"last_error", func(c *domain.Contract) any { return c.LastError }},
+	{"claim_token", func(c *domain.Contract) any { return c.LeaseToken }},
+	{"claim_expires_at", func(c *domain.Contract) any { return c.LeaseExpiresAt }},
+	{"ops_termination", func(c *domain.Contract) any { return c.OpsTermination }},
+	{"next_check_at", func(c *domain.Contract) any { return c.NextCheckAt }},
+	{"check_count", func(c *domain.Contract) any { return c.CheckCount }},
 }
 
 // insert stores a new contract. It is CONTRACT_EXISTED when the key (or
@@ -189,19 +230,16 @@ func (tx *Tx) insert(ctx context.Context, c domain.Contract) (domain.Contract, e
 	if c.Version == 0 {
 		c.Version = 1
 	}
-	out, err := oneContract(ctx, tx.tx, `INSERT INTO contracts (sub_mchid, out_contract_code, product, channel,
-		plan_id, service_id, state, version, session_id, session_expires_at, launch, params, params_hash,
-		contract_id, openid, user_display_name, contract_display_account, signed_at, terminated_at,
-		termination_mode, expired_at, last_operate_time, last_error, claim_token, claim_expires_at,
-		next_check_at, check_count, ops_termination)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)
-		ON CONFLICT DO NOTHING
-		RETURNING `+contractColumns,
-		c.SubMchID, c.OutContractCode, c.Product, c.Channel, c.PlanID, c.ServiceID, c.State, c.Version,
-		c.SessionID, c.SessionExpiresAt, nullJSON(c.Launch), nullJSON(c.Params), c.ParamsHash, c.ContractID,
-		c.OpenID, c.UserDisplayName, c.ContractDisplayAccount, c.SignedAt, c.TerminatedAt,
-		c.TerminationMode, c.ExpiredAt, c.LastOperateTime, c.LastError, c.LeaseToken, c.LeaseExpiresAt,
-		c.NextCheckAt, c.CheckCount, c.OpsTermination)
+	names := []string{"sub_mchid", "out_contract_code"}
+	args := []any{c.SubMchID, c.OutContractCode}
+	marks := []string{"$1", "$2"}
+	for _, col := range writtenColumns {
+		names = append(names, col.name)
+		args = append(args, col.value(&c))
+		marks = append(marks, "$"+strconv.Itoa(len(args)))
+	}
+	out, err := oneContract(ctx, tx.tx, `INSERT INTO contracts (`+strings.Join(names, ", ")+`)
+		VALUES (`+strings.Join(marks, ",")+`) ON CONFLICT DO NOTHING RETURNING `+contractColumns, args...)
 	if domain.IsCode(err, domain.CodeNotFound) {
 		// ON CONFLICT DO NOTHING returned no row: the key (or contract id) is taken.
 		return out, &domain.Error{Code: domain.CodeExists, Message: "contract " + c.Key().String() + " already exists"}
@@ -209,68 +247,78 @@ func (tx *Tx) insert(ctx context.Context, c domain.Contract) (domain.Contract, e
 	return out, err
 }
 
+// statement is one more statement for persist to send along with a
+// contract's own writes, in the same round trip.
+type statement struct {
+	sql  string
+	args []any
+}
+
 // persist writes what the domain decided for c, a contract locked in this
-// transaction at readVersion: its fields when any changed, then its pending
-// history rows.
-func (tx *Tx) persist(ctx context.Context, c domain.Contract, readVersion int64) (domain.Contract, error) {
+// transaction as before: the columns that changed (and updated_at), every
+// pending history row, and the extra statements, all sent to Postgres as one
+// batch: one round trip however many rows are written. The version the
+// contract was read at must still be current.
+func (tx *Tx) persist(ctx context.Context, before, c domain.Contract, extra ...statement) (domain.Contract, error) {
+	var b pgx.Batch
 	saved := c
-	if c.Dirty() {
-		var err error
-		if saved, err = tx.save(ctx, c, readVersion); err != nil {
-			return c, err
+	changed := c.Dirty()
+	if changed {
+		sets, args := []string{}, []any{c.ID, before.Version}
+		for _, col := range writtenColumns {
+			if v := col.value(&c); !reflect.DeepEqual(v, col.value(&before)) {
+				args = append(args, v)
+				sets = append(sets, col.name+" = $"+strconv.Itoa(len(args)))
+			}
 		}
+		b.Queue(`UPDATE contracts SET `+strings.Join(append(sets, "updated_at = now()"), ", ")+`
+			WHERE id = $1 AND version = $2 RETURNING `+contractColumns, args...)
 	}
 	for _, r := range c.Pending() {
-		if err := tx.insertEvent(ctx, &saved, r); err != nil {
-			return c, err
+		queueEvent(&b, &c, r)
+	}
+	for _, st := range extra {
+		b.Queue(st.sql, st.args...)
+	}
+	if b.Len() == 0 {
+		return saved, nil
+	}
+	br := tx.tx.SendBatch(ctx, &b)
+	if changed {
+		rows, err := br.Query()
+		if err == nil {
+			saved, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[domain.Contract])
+		}
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Not the caller's "no such contract": the row was read under
+			// a lock in this transaction, so this is a bug.
+			err = fmt.Errorf("store: contract %s was not at version %d under its own lock", c.Key(), before.Version)
+		}
+		if err != nil {
+			_ = br.Close()
+			return c, mapErr(err)
 		}
 	}
-	return saved, nil
+	for i := 0; i < len(c.Pending())+len(extra); i++ {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return c, mapErr(err)
+		}
+	}
+	return saved, mapErr(br.Close())
 }
 
-// save writes every mutable field of a contract read in this transaction.
-// The version it was read at must still be current.
-func (tx *Tx) save(ctx context.Context, c domain.Contract, readVersion int64) (domain.Contract, error) {
-	saved, err := oneContract(ctx, tx.tx, `UPDATE contracts SET product=$3, channel=$4, plan_id=$5,
-		service_id=$6, state=$7, version=$8, session_id=$9, session_expires_at=$10, launch=$11, params=$12,
-		params_hash=$13, contract_id=$14, openid=$15, user_display_name=$16, contract_display_account=$17,
-		signed_at=$18, terminated_at=$19, termination_mode=$20, expired_at=$21, last_operate_time=$22,
-		last_error=$23, claim_token=$24, claim_expires_at=$25, next_check_at=$26, check_count=$27, ops_termination=$28, updated_at=now()
-		WHERE id=$1 AND version=$2 RETURNING `+contractColumns,
-		c.ID, readVersion, c.Product, c.Channel, c.PlanID, c.ServiceID, c.State, c.Version, c.SessionID,
-		c.SessionExpiresAt, nullJSON(c.Launch), nullJSON(c.Params), c.ParamsHash, c.ContractID, c.OpenID,
-		c.UserDisplayName, c.ContractDisplayAccount, c.SignedAt, c.TerminatedAt, c.TerminationMode,
-		c.ExpiredAt, c.LastOperateTime, c.LastError, c.LeaseToken, c.LeaseExpiresAt, c.NextCheckAt, c.CheckCount,
-		c.OpsTermination)
-	if domain.IsCode(err, domain.CodeNotFound) {
-		// Not the caller's "no such contract": the row was read under a
-		// lock in this transaction, so this is a bug, reported as internal.
-		return c, fmt.Errorf("store: contract %s was not at version %d under its own lock", c.Key(), readVersion)
-	}
-	return saved, err
-}
-
-func (tx *Tx) insertEvent(ctx context.Context, c *domain.Contract, r domain.Record) error {
-	// History ids double as the feed's cursor, so they must become visible
-	// in id order: a reader that has seen id n must never later find a
-	// smaller one committed. Taking this transaction-scoped lock right
-	// before the insert makes every history-writing transaction assign its
-	// ids and commit one after another. It is taken last, after every row
-	// lock the transaction needs, so it cannot close a lock cycle.
-	if _, err := tx.tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, feedLockKey); err != nil {
-		return mapErr(err)
-	}
+// queueEvent queues the insert of one history row of c. Its xid column
+// defaults to the writing transaction's id, which orders the feed (see
+// Feed): no lock is taken.
+func queueEvent(b *pgx.Batch, c *domain.Contract, r domain.Record) {
 	d, ch := r.Decision, r.Change
-	_, err := tx.tx.Exec(ctx, `INSERT INTO contract_events (contract_pk, sub_mchid, out_contract_code,
+	b.Queue(`INSERT INTO contract_events (contract_pk, sub_mchid, out_contract_code,
 		from_state, to_state, event, source, ignored, details, occurred_at)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
 		c.ID, c.SubMchID, c.OutContractCode, d.From, d.To, ch.Event, ch.Source,
 		d.Outcome == domain.OutcomeIgnore, ch.Details, ch.OccurredAt)
-	return mapErr(err)
 }
-
-// feedLockKey is the advisory lock that orders history inserts.
-const feedLockKey int64 = 0x636f6e7472616374 // "contract"
 
 func nullJSON(b json.RawMessage) any {
 	if len(b) == 0 {

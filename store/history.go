@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/base64"
+	"strconv"
+	"strings"
 
 	"github.com/contractd/contractd/domain"
 	"github.com/jackc/pgx/v5"
@@ -30,15 +33,81 @@ func (s *Store) History(ctx context.Context, key domain.Key) ([]domain.HistoryEn
 		WHERE contract_pk = $1 ORDER BY id`, c.ID)
 }
 
-// Feed returns up to limit history rows of every contract with ids after
-// after, in id order: a cursor a downstream system can follow.
-func (s *Store) Feed(ctx context.Context, after int64, limit int) ([]domain.HistoryEntry, error) {
+// Feed returns up to limit history rows of every contract that follow the
+// opaque cursor after ("" for the beginning), and the cursor of the last row
+// returned (after itself when there is none): what a downstream system
+// follows.
+//
+// The feed must never skip a row: a reader that has moved past a position
+// must not later find a row committed before it. Row ids cannot promise
+// that by themselves (an id is drawn when the row is inserted, and a
+// transaction that drew a smaller id may commit after one that drew a
+// larger), and making every writer take one lock to serialise them is what
+// limited every write path to one transaction at a time. Instead each row
+// records the id of the transaction that wrote it (xid), the feed is ordered
+// by (xid, id), and it serves only rows whose transaction is older than the
+// oldest transaction still running when the feed is read (the snapshot's
+// xmin). Any transaction that has yet to commit is at least that new, so
+// every row it writes sorts after every row already served. The price: a
+// row shows in the feed only once every transaction that began before its
+// own has ended, so one long transaction anywhere in the cluster holds the
+// feed back (it never reorders or loses it). The feed must be read on the
+// primary, whose snapshot knows every running writer.
+func (s *Store) Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error) {
 	if limit <= 0 {
 		limit = 100
 	}
 	if limit > domain.MaxListLimit {
 		limit = domain.MaxListLimit
 	}
-	return collectHistory(ctx, s.pool, `SELECT `+historyColumns+` FROM contract_events
-		WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	xid, id, err := decodeFeedCursor(after)
+	if err != nil {
+		return nil, "", err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+historyColumns+`, xid FROM contract_events
+		WHERE (xid, id) > ($1, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+		ORDER BY xid, id LIMIT $3`, xid, id, limit)
+	if err != nil {
+		return nil, "", mapErr(err)
+	}
+	type feedRow struct {
+		domain.HistoryEntry
+		XID int64
+	}
+	fr, err := pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])
+	if err != nil {
+		return nil, "", mapErr(err)
+	}
+	next := after
+	out := make([]domain.HistoryEntry, len(fr))
+	for i, r := range fr {
+		out[i] = r.HistoryEntry
+		next = encodeFeedCursor(r.XID, r.ID)
+	}
+	return out, next, nil
+}
+
+func encodeFeedCursor(xid, id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("f1:" + strconv.FormatInt(xid, 10) + ":" + strconv.FormatInt(id, 10)))
+}
+
+// decodeFeedCursor reads a cursor of encodeFeedCursor; "" is the
+// beginning, before every row.
+func decodeFeedCursor(s string) (xid, id int64, err error) {
+	if s == "" {
+		return -1, 0, nil
+	}
+	bad := &domain.Error{Code: domain.CodeParamError, Message: "after is not a cursor this service issued",
+		Fields: []domain.FieldError{{Field: "after", Reason: "must be a next_cursor this service issued"}}}
+	raw, derr := base64.RawURLEncoding.DecodeString(s)
+	parts := strings.Split(string(raw), ":")
+	if derr != nil || len(parts) != 3 || parts[0] != "f1" {
+		return 0, 0, bad
+	}
+	xid, e1 := strconv.ParseInt(parts[1], 10, 64)
+	id, e2 := strconv.ParseInt(parts[2], 10, 64)
+	if e1 != nil || e2 != nil || xid < 0 || id < 0 {
+		return 0, 0, bad
+	}
+	return xid, id, nil
 }

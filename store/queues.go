@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/contractd/contractd/domain"
@@ -100,39 +101,76 @@ type Notification struct {
 // and applies nothing. Concurrent deliveries of one id queue on the inbox
 // row before any of them touches the contract. An error writes nothing.
 func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh domain.Contract, apply func(c *domain.Contract) (outcome string, err error)) (first bool, outcome string, err error) {
-	err = s.InTx(ctx, func(tx *Tx) error {
+	fn := func(c *domain.Contract) error {
 		var err error
-		if first, err = tx.recordNotification(ctx, n); err != nil || !first {
+		outcome, err = apply(c)
+		return err
+	}
+	err = s.InTx(ctx, func(tx *Tx) error {
+		// One round trip records the delivery and locks the contract. A
+		// repeated delivery takes the lock for nothing, and only until
+		// this short transaction commits.
+		var b pgx.Batch
+		queueNotification(&b, n)
+		b.Queue(lockSQL, fresh.SubMchID, fresh.OutContractCode)
+		br := tx.tx.SendBatch(ctx, &b)
+		if err := br.QueryRow().Scan(&first); err != nil {
+			_ = br.Close()
+			return mapErr(err)
+		}
+		rows, err := br.Query()
+		var c domain.Contract
+		if err == nil {
+			c, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[domain.Contract])
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		found := err == nil
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return mapErr(err)
+		}
+		if !first {
+			return nil
+		}
+		if !found {
+			// Never stored (or stored by a transaction that committed after
+			// our snapshot): create it, or update the one that beat us.
+			if _, err := tx.updateOrCreate(ctx, fresh, fn); err != nil {
+				return err
+			}
+			return tx.exec(ctx, setOutcomeSQL, n.NotificationID, outcome)
+		}
+		before := c
+		if err := fn(&c); err != nil {
 			return err
 		}
-		_, err = tx.updateOrCreate(ctx, fresh, func(c *domain.Contract) error {
-			var err error
-			outcome, err = apply(c)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		_, err = tx.tx.Exec(ctx, `UPDATE wechat_notifications SET outcome = $2 WHERE notification_id = $1`, n.NotificationID, outcome)
-		return mapErr(err)
+		_, err = tx.persist(ctx, before, c, statement{setOutcomeSQL, []any{n.NotificationID, outcome}})
+		return err
 	})
 	return first, outcome, err
 }
 
-// recordNotification puts n in the inbox. The first delivery of an id is
-// inserted (first true); a repeated one only counts its delivery and
-// returns first false. Concurrent deliveries of one id wait for the first
-// one's transaction.
-func (tx *Tx) recordNotification(ctx context.Context, n Notification) (first bool, err error) {
+const setOutcomeSQL = `UPDATE wechat_notifications SET outcome = $2 WHERE notification_id = $1`
+
+func (tx *Tx) exec(ctx context.Context, sql string, args ...any) error {
+	_, err := tx.tx.Exec(ctx, sql, args...)
+	return mapErr(err)
+}
+
+// queueNotification queues the inbox insert of n, which answers whether
+// this is the first delivery of its id. A repeated one only counts its
+// delivery; concurrent deliveries of one id wait for the first one's
+// transaction.
+func queueNotification(b *pgx.Batch, n Notification) {
 	var ct *time.Time
 	if !n.CreateTime.IsZero() {
 		ct = &n.CreateTime
 	}
-	err = tx.tx.QueryRow(ctx, `INSERT INTO wechat_notifications (notification_id, event_type, sub_mchid,
+	b.Queue(`INSERT INTO wechat_notifications (notification_id, event_type, sub_mchid,
 		out_contract_code, create_time, resource, outcome)
 		VALUES ($1, $2, $3, $4, $5, $6, 'received')
 		ON CONFLICT (notification_id) DO UPDATE
 		SET delivery_count = wechat_notifications.delivery_count + 1, last_received_at = now()
-		RETURNING xmax = 0`, n.NotificationID, n.EventType, n.SubMchID, n.OutContractCode, ct, n.Resource).Scan(&first)
-	return first, mapErr(err)
+		RETURNING xmax = 0`, n.NotificationID, n.EventType, n.SubMchID, n.OutContractCode, ct, n.Resource)
 }

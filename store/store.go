@@ -34,13 +34,25 @@ func New(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool}
 }
 
-// Connect opens a pool on url and checks that the database answers within
-// ctx. The error names the cause without the connection string's secrets.
-func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// Connect opens a pool of at most maxConns connections (pgx's default when
+// zero) on url and checks that the database answers within ctx. The error
+// names the cause without the connection string's secrets.
+//
+// Queries use pgx's QueryExecModeCacheDescribe: each is sent as an unnamed
+// prepared statement, parsed, bound and executed in one round trip once its
+// parameter and result types are cached on the connection. Unlike pgx's
+// default (named prepared statements, cached per server session) it works
+// behind pgbouncer in transaction mode, where consecutive transactions of
+// one client connection may run on different server sessions.
+func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL is not a valid Postgres connection string: %w", errors.New(redact(err)))
 	}
+	if maxConns > 0 {
+		cfg.MaxConns = int32(maxConns)
+	}
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/store"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -334,13 +335,36 @@ func TestFeedFollowsEveryContract(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	first, err := st.Feed(ctx, 0, 2)
-	if err != nil || len(first) != 2 || first[0].OutContractCode != "f-1" {
-		t.Fatalf("feed page 1: %+v %v", first, err)
+	// A row is served once every transaction older than its own has
+	// ended, anywhere in the cluster (other tests run beside this one).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		all, _, err := st.Feed(ctx, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the feed shows %d of 3 rows after a minute", len(all))
+		}
 	}
-	rest, err := st.Feed(ctx, first[1].ID, 10)
-	if err != nil || len(rest) != 1 || rest[0].OutContractCode != "f-3" || rest[0].ID <= first[1].ID {
+	first, next, err := st.Feed(ctx, "", 2)
+	if err != nil || len(first) != 2 || first[0].OutContractCode != "f-1" || next == "" {
+		t.Fatalf("feed page 1: %+v %q %v", first, next, err)
+	}
+	rest, next2, err := st.Feed(ctx, next, 10)
+	if err != nil || len(rest) != 1 || rest[0].OutContractCode != "f-3" {
 		t.Fatalf("feed page 2: %+v %v", rest, err)
+	}
+	empty, next3, err := st.Feed(ctx, next2, 10)
+	if err != nil || len(empty) != 0 || next3 != next2 {
+		t.Fatalf("feed past the end: %+v %q (want cursor %q) %v", empty, next3, next2, err)
+	}
+	for _, bad := range []string{"12", "not-a-cursor", "ZjE6LTE6MA"} {
+		if _, _, err := st.Feed(ctx, bad, 10); !domain.IsCode(err, domain.CodeParamError) {
+			t.Errorf("cursor %q: %v, want PARAM_ERROR", bad, err)
+		}
 	}
 }
 
@@ -358,67 +382,136 @@ func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
 	if !domain.IsCode(err, domain.CodeUnavailable) {
 		t.Fatalf("got %v, want UNAVAILABLE", err)
 	}
-	if _, err := store.Connect(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable"); err == nil {
+	if _, err := store.Connect(ctx, "postgres://postgres@127.0.0.1:1/none?sslmode=disable", 4); err == nil {
 		t.Fatal("Connect to nothing succeeded")
 	}
 }
 
-// TestFeedNeverSkipsUnderConcurrentWriters follows the feed by id while 16
-// writers commit transitions, and checks the reader sees every history row
-// exactly once: ids become visible in id order.
+// TestFeedNeverSkipsUnderConcurrentWriters follows the feed with several
+// readers while 64 writers commit transitions, round after round, and checks
+// that every reader sees every history row exactly once and in the feed's
+// one order: the order of (transaction id, id) in the table once all is
+// written. Without the snapshot horizon of Store.Feed, a reader moves past
+// a row whose transaction has not committed yet and never sees it.
 func TestFeedNeverSkipsUnderConcurrentWriters(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st, sch := newStore(t)
-	const writers, perWriter = 16, 25
-	for w := 0; w < writers; w++ {
-		for i := 0; i < perWriter; i++ {
-			if _, err := st.Create(ctx, contractIn(fmt.Sprintf("feed-%d-%d", w, i), domain.StateSessionIssued)); err != nil {
-				t.Fatal(err)
-			}
-		}
+	const writers, perWriter, rounds, readers = 64, 2, 4, 3
+	total := writers * perWriter * rounds * 2 // a sign and a terminate per contract
+
+	type seenRow struct {
+		id   int64
+		code string
+		ev   domain.Event
 	}
-	var wg sync.WaitGroup
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; i < perWriter; i++ {
-				if _, _, err := transition(ctx, st, domain.Key{OutContractCode: fmt.Sprintf("feed-%d-%d", w, i)},
-					domain.Change{Event: domain.EventSign, Source: domain.SourceNotification}); err != nil {
+	var (
+		wgReaders sync.WaitGroup
+		seen      [readers][]seenRow
+		written   = make(chan struct{})
+	)
+	for r := 0; r < readers; r++ {
+		wgReaders.Add(1)
+		go func(r int) {
+			defer wgReaders.Done()
+			cursor, limit := "", 3+4*r
+			// A row is served once every transaction older than its own
+			// has ended, anywhere in the cluster (other tests run beside
+			// this one), so after the writers finish the reader goes on
+			// until it has them all, or a generous deadline passes.
+			var deadline time.Time
+			for len(seen[r]) < total {
+				select {
+				case <-written:
+					if deadline.IsZero() {
+						deadline = time.Now().Add(time.Minute)
+					}
+				default:
+				}
+				if !deadline.IsZero() && time.Now().After(deadline) {
+					return
+				}
+				rows, next, err := st.Feed(ctx, cursor, limit)
+				if err != nil {
 					t.Error(err)
 					return
 				}
+				for _, h := range rows {
+					seen[r] = append(seen[r], seenRow{h.ID, h.OutContractCode, h.Event})
+				}
+				cursor = next
+				if len(rows) == 0 {
+					time.Sleep(time.Millisecond)
+				}
 			}
-		}(w)
+		}(r)
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	seen := map[int64]bool{}
-	var after int64
-	for finished := false; ; {
-		select {
-		case <-done:
-			finished = true
-		default:
-		}
-		rows, err := st.Feed(ctx, after, 7)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range rows {
-			if seen[r.ID] {
-				t.Fatalf("row %d seen twice", r.ID)
+	for round := 0; round < rounds; round++ {
+		code := func(w, i int) string { return fmt.Sprintf("feed-%d-%d-%d", round, w, i) }
+		for w := 0; w < writers; w++ {
+			for i := 0; i < perWriter; i++ {
+				if _, err := st.Create(ctx, contractIn(code(w, i), domain.StateSigned)); err != nil {
+					t.Fatal(err)
+				}
 			}
-			seen[r.ID] = true
-			after = r.ID
 		}
-		if finished && len(rows) == 0 {
-			break
+		var wg sync.WaitGroup
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < perWriter; i++ {
+					key := domain.Key{OutContractCode: code(w, i)}
+					for _, ch := range []domain.Change{
+						{Event: domain.EventTerminate, Source: domain.SourceNotification},
+						{Event: domain.EventSign, Source: domain.SourceNotification},
+					} {
+						if _, _, err := transition(ctx, st, key, ch); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}
+			}(w)
 		}
+		wg.Wait()
 	}
-	if total := countRows(t, sch, `SELECT count(*) FROM contract_events`); len(seen) != total || total != writers*perWriter {
-		t.Fatalf("feed saw %d rows, table has %d, want %d", len(seen), total, writers*perWriter)
+	close(written)
+	wgReaders.Wait()
+	if t.Failed() {
+		return
+	}
+
+	// The one order every reader must have seen.
+	rows, err := sch.Pool.Query(ctx, `SELECT id FROM contract_events ORDER BY xid, id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != total {
+		t.Fatalf("the table has %d history rows, want %d", len(want), total)
+	}
+	for r := range seen {
+		if len(seen[r]) != total {
+			t.Errorf("reader %d saw %d rows, want %d", r, len(seen[r]), total)
+			continue
+		}
+		firstEvent := map[string]domain.Event{}
+		for i, h := range seen[r] {
+			if h.id != want[i] {
+				t.Errorf("reader %d: row %d of the feed is id %d, want %d", r, i, h.id, want[i])
+				break
+			}
+			if _, ok := firstEvent[h.code]; !ok {
+				firstEvent[h.code] = h.ev
+				if h.ev != domain.EventTerminate {
+					t.Errorf("reader %d saw %s's %s before its terminate", r, h.code, h.ev)
+				}
+			}
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
 	"net/http"
 	"os"
@@ -254,11 +255,18 @@ func TestCLI(t *testing.T) {
 		if r := cliRun(t, bin, env, "migrate", "up"); r.Code != 0 {
 			t.Fatalf("up: exit %d: %s", r.Code, r.Stderr)
 		}
-		r := cliRun(t, bin, env, "migrate", "down")
-		if r.Code != 0 || !strings.Contains(r.Stdout, "rolled back 1") {
-			t.Fatalf("down: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		files, err := filepath.Glob("../../migrations/*.sql")
+		if err != nil || len(files) == 0 {
+			t.Fatalf("migration files: %v %v", files, err)
 		}
-		r = cliRun(t, bin, env, "migrate", "status")
+		// Each down rolls back the newest applied migration.
+		for v := len(files); v >= 1; v-- {
+			r := cliRun(t, bin, env, "migrate", "down")
+			if r.Code != 0 || !strings.Contains(r.Stdout, fmt.Sprintf("rolled back %d ", v)) {
+				t.Fatalf("down: exit %d, stdout %q, stderr %q; want version %d rolled back", r.Code, r.Stdout, r.Stderr, v)
+			}
+		}
+		r := cliRun(t, bin, env, "migrate", "status")
 		if r.Code != 0 || !strings.Contains(r.Stdout, "pending") || strings.Contains(r.Stdout, "applied") {
 			t.Fatalf("status after down: exit %d, stdout %q, stderr %q; want the migration pending", r.Code, r.Stdout, r.Stderr)
 		}
@@ -266,7 +274,7 @@ func TestCLI(t *testing.T) {
 			t.Fatalf("tables after down: %v", tables)
 		}
 		r = cliRun(t, bin, env, "migrate", "up")
-		if r.Code != 0 || !strings.Contains(r.Stdout, "applied 1") {
+		if r.Code != 0 || !strings.Contains(r.Stdout, "applied 1 ") || !strings.Contains(r.Stdout, fmt.Sprintf("applied %d ", len(files))) {
 			t.Fatalf("up again: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
 		}
 		r = cliRun(t, bin, env, "migrate", "status")

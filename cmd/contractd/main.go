@@ -61,6 +61,7 @@ Configuration (environment):
                                  same contract before answering 409 IN_PROGRESS (default 3s)
   CONTRACTD_LEASE_TTL            lease a WeChat caller holds on a contract, renewed every third of
                                  it; a crashed holder's lease lapses within it (default 5s)
+  CONTRACTD_DB_MAX_CONNS         database connection pool size (default 16)
   CONTRACTD_SHUTDOWN_TIMEOUT     how long SIGTERM waits for requests in flight (default 20s)
   CONTRACTD_LOG_LEVEL            debug, info (default), warn or error
 

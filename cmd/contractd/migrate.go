@@ -26,7 +26,7 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	if len(args) != 1 || (args[0] != "up" && args[0] != "down" && args[0] != "status") {
 		return fail(2, "usage: contractd migrate up|down|status")
 	}
-	pool, db, err := openDatabase(ctx, databaseURL(getenv))
+	pool, db, err := openDatabase(ctx, databaseURL(getenv), 2)
 	if err != nil {
 		return err
 	}
@@ -70,12 +70,13 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	return nil
 }
 
-// openDatabase connects to url within 10 seconds and returns the pool and a
-// database/sql handle on it (for goose). The error is one line for the user.
-func openDatabase(ctx context.Context, url string) (*pgxpool.Pool, *sql.DB, error) {
+// openDatabase connects to url with a pool of maxConns within 10 seconds
+// and returns the pool and a database/sql handle on it (for goose). The
+// error is one line for the user.
+func openDatabase(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, *sql.DB, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	pool, err := store.Connect(cctx, url)
+	pool, err := store.Connect(cctx, url, maxConns)
 	if err != nil {
 		return nil, nil, fail(1, "%v", err)
 	}

@@ -40,7 +40,7 @@ func serveCmd(ctx context.Context, getenv func(string) string, migrate bool, std
 // workers stop, and the pool closes. When listening is non-nil it receives
 // the bound address once the server accepts connections.
 func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logger, listening chan<- string) error {
-	pool, db, err := openDatabase(ctx, cfg.DatabaseURL)
+	pool, db, err := openDatabase(ctx, cfg.DatabaseURL, cfg.DBMaxConns)
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	}
 	reg := prometheus.NewRegistry()
 	panics := lifecycle.NewPanicCounter()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), panics)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), panics, store.PoolCollector(pool))
 	st := store.New(pool)
 	svc := lifecycle.New(st, wx, parser, lifecycle.Options{
 		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
