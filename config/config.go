@@ -130,6 +130,9 @@ type Config struct {
 	LeaseTTL        time.Duration
 	ShutdownTimeout time.Duration
 	LogLevel        string
+	// PprofAddr, when set, is where Go's profiler (net/http/pprof) answers,
+	// apart from the API: keep it on loopback.
+	PprofAddr string
 }
 
 // NotifyURL is the success_notify_url sent to WeChat.
@@ -167,6 +170,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AppID:       get("WECHATPAY_APPID", ""),
 		SpAppID:     get("WECHATPAY_SP_APPID", ""),
 		LogLevel:    get("CONTRACTD_LOG_LEVEL", "info"),
+		PprofAddr:   get("CONTRACTD_PPROF_ADDR", ""),
 	}
 	var err error
 	c.DBMaxConns = DefaultDBMaxConns

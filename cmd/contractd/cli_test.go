@@ -20,7 +20,7 @@ import (
 )
 
 // cliBuild builds the contractd binary into a directory removed when t ends.
-func cliBuild(t *testing.T) string {
+func cliBuild(t testing.TB) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -107,7 +107,7 @@ func cliServeEnv(t *testing.T, dbURL string) map[string]string {
 }
 
 // cliFreeAddr returns a loopback address nothing listens on (yet).
-func cliFreeAddr(t *testing.T) string {
+func cliFreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := newLoopbackListener()
 	if err != nil {
@@ -128,7 +128,7 @@ type cliProcess struct {
 
 // cliStartServe starts `contractd serve` on a free loopback port and waits
 // until /healthz answers; the process is killed when t ends if still running.
-func cliStartServe(t *testing.T, bin string, env map[string]string) *cliProcess {
+func cliStartServe(t testing.TB, bin string, env map[string]string) *cliProcess {
 	t.Helper()
 	addr := cliFreeAddr(t)
 	env = maps.Clone(env)

@@ -63,6 +63,8 @@ Configuration (environment):
                                  it; a crashed holder's lease lapses within it (default 5s)
   CONTRACTD_DB_MAX_CONNS         database connection pool size (default 16)
   CONTRACTD_SHUTDOWN_TIMEOUT     how long SIGTERM waits for requests in flight (default 20s)
+  CONTRACTD_PPROF_ADDR           where Go's profiler answers (/debug/pprof/), apart from the API;
+                                 unset (default) for none, keep it on loopback
   CONTRACTD_LOG_LEVEL            debug, info (default), warn or error
 
 A missing or invalid setting stops start-up with one line naming it.

@@ -295,7 +295,7 @@ func (p *ntTCPProxy) close() {
 
 // ntEnvelope builds a notification body as WeChat does: the resource
 // encrypted with AEAD_AES_256_GCM under the APIv3 key.
-func ntEnvelope(t *testing.T, keys *wechatpaysim.KeySet, id, eventType string, resource any) []byte {
+func ntEnvelope(t testing.TB, keys *wechatpaysim.KeySet, id, eventType string, resource any) []byte {
 	t.Helper()
 	plain, err := json.Marshal(resource)
 	if err != nil {

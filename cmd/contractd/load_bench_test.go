@@ -1,0 +1,412 @@
+package main
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/contractd/contractd/internal/pgtest"
+)
+
+// Flags of BenchmarkLoad (go test ... -args -load.contracts=10000000).
+var (
+	loadContracts = flag.Int("load.contracts", 1_000_000, "BenchmarkLoad: contracts in the fresh table")
+	loadClients   = flag.Int("load.clients", 16, "BenchmarkLoad: concurrent clients, for contractd and the Postgres ceilings alike")
+	loadDuration  = flag.Duration("load.duration", 10*time.Second, "BenchmarkLoad: how long each phase runs")
+	loadProfile   = flag.String("load.profile", "", "BenchmarkLoad: directory to write a CPU profile of contractd per phase into")
+	loadMaxConns  = flag.Int("load.max-conns", 0, "BenchmarkLoad: CONTRACTD_DB_MAX_CONNS for the server (0: its default)")
+)
+
+// BenchmarkLoad measures contractd against Postgres's own ceilings in ONE
+// run (issue 9): a fresh schema of -load.contracts contracts; pgbench's
+// ceilings on that table at the same concurrency (SELECT by key, UPDATE by
+// key, UPDATE + 2 INSERTs in one transaction, INSERT); then the real server
+// as its own process, with the simulator, driven over HTTP on loopback: GET
+// one contract, ingestion of distinct PAPAY.SIGN notifications (signed and
+// encrypted before timing), the same while the sweeper expires 10,000
+// sessions, and pre-sign. Each figure is printed with its ratio to its
+// ceiling and contractd's own CPU time per operation (from /proc). It runs
+// once whatever b.N:
+//
+//	bash scripts/postgres
+//	go test -run '^$' -bench BenchmarkLoad -benchtime 1x -timeout 2h ./cmd/contractd/ [-args -load.contracts=10000000 -load.profile=/tmp/prof]
+func BenchmarkLoad(b *testing.B) {
+	if _, err := exec.LookPath("pgbench"); err != nil {
+		b.Fatalf("pgbench is needed for the ceilings (Debian's postgresql-client): %v", err)
+	}
+	n, clients, dur := *loadContracts, *loadClients, *loadDuration
+	sessions := min(n/2, 150_000) // b-0 .. b-(sessions-1) are open sessions, the rest signed
+	const swept = 10_000
+
+	s := startStack(b, stackOptions{Env: map[string]string{"CONTRACTD_LOG_LEVEL": "error"}})
+	fillStart := time.Now()
+	if _, err := s.DB.Pool.Exec(b.Context(), `INSERT INTO contracts (out_contract_code, product, channel, plan_id,
+		state, version, session_id, session_expires_at, contract_id, openid, user_display_name, signed_at)
+		SELECT 'b-' || g, 'papay', 'app', 123, CASE WHEN g < $2 THEN 'session_issued' ELSE 'signed' END, 2,
+		       'sess-' || g, now() + interval '2 hours', CASE WHEN g < $2 THEN '' ELSE 'wx-' || g END,
+		       'o-' || g, 'Zhang San', CASE WHEN g < $2 THEN NULL ELSE now() END
+		FROM generate_series(0, $1 - 1) g`, n, sessions); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.DB.Pool.Exec(b.Context(), `VACUUM ANALYZE contracts`); err != nil {
+		b.Fatal(err)
+	}
+	fmt.Printf("filled %d contracts (%d open sessions) in %s\n", n, sessions, time.Since(fillStart).Round(time.Second))
+
+	// Postgres's ceilings, same table, same concurrency.
+	ceil := map[string]float64{}
+	scripts := map[string]string{
+		"select": fmt.Sprintf("\\set k random(%d, %d)\nSELECT * FROM contracts WHERE sub_mchid = '' AND out_contract_code = 'b-' || :k;\n", sessions, n-1),
+		"update": fmt.Sprintf("\\set k random(%d, %d)\nUPDATE contracts SET version = version + 1, updated_at = now() WHERE sub_mchid = '' AND out_contract_code = 'b-' || :k;\n", sessions, n-1),
+		"txn": fmt.Sprintf("\\set k random(%d, %d)\nBEGIN;\n"+
+			"UPDATE contracts SET version = version + 1, updated_at = now() WHERE sub_mchid = '' AND out_contract_code = 'b-' || :k;\n"+
+			"INSERT INTO contract_events (contract_pk, sub_mchid, out_contract_code, to_state, event, source, occurred_at) "+
+			"VALUES ((SELECT id FROM contracts WHERE sub_mchid = '' AND out_contract_code = 'b-' || :k), '', 'b-' || :k, 'signed', 'sign', 'bench', now());\n"+
+			"INSERT INTO wechat_notifications (notification_id, event_type, resource, outcome) VALUES (md5(random()::text || :client_id), 'PAPAY.SIGN', '{}', 'applied');\n"+
+			"END;\n", sessions, n-1),
+		"insert": "INSERT INTO contracts (out_contract_code, product, channel, state) VALUES ('pb-' || md5(random()::text), 'papay', 'app', 'created');\n",
+	}
+	for _, name := range []string{"select", "update", "txn", "insert"} {
+		ceil[name] = pgbenchTPS(b, s.DB, name, scripts[name], clients, dur)
+	}
+
+	// The real server, its own process, so that its CPU time is its own.
+	env := maps.Clone(s.Env)
+	env["CONTRACTD_SWEEP_INTERVAL"] = "1s"
+	env["CONTRACTD_LOG_LEVEL"] = "error"
+	pprofAddr := cliFreeAddr(b)
+	env["CONTRACTD_PPROF_ADDR"] = pprofAddr
+	if *loadMaxConns > 0 {
+		env["CONTRACTD_DB_MAX_CONNS"] = strconv.Itoa(*loadMaxConns)
+	}
+	p := cliStartServe(b, cliBuild(b), env)
+	pid := p.cmd.Process.Pid
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients * 2}, Timeout: time.Minute}
+
+	var results []loadResult
+	run := func(name string, op func(worker, i int) error) loadResult {
+		r := loadPhase(b, name, clients, dur, pid, pprofAddr, op)
+		results = append(results, r)
+		return r
+	}
+
+	run("GET /v1/contracts/{code}", func(_, _ int) error {
+		k := sessions + int(randUint64()%uint64(n-sessions))
+		return loadDo(client, http.MethodGet, p.URL+"/v1/contracts/b-"+strconv.Itoa(k), appToken, "", nil, http.StatusOK)
+	})
+
+	// Notifications: distinct PAPAY.SIGNs for open sessions, prepared first.
+	perPhase := min((sessions-swept)/2, 40_000)
+	prepare := func(from int) []loadNotification {
+		out := make([]loadNotification, perPhase)
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := w; i < perPhase; i += 4 {
+					code := "b-" + strconv.Itoa(swept+from+i)
+					out[i] = prepareNotification(b, s, code)
+				}
+			}(w)
+		}
+		wg.Wait()
+		return out
+	}
+	postAll := func(ns []loadNotification) func(worker, i int) error {
+		var next atomic.Int64
+		return func(_, _ int) error {
+			j := int(next.Add(1) - 1)
+			if j >= len(ns) {
+				return errExhausted
+			}
+			return loadDo(client, http.MethodPost, p.URL+"/v1/notifications/wechatpay", "", "", ns[j], http.StatusNoContent)
+		}
+	}
+	batch := prepare(0)
+	notify := run("POST notification (PAPAY.SIGN)", postAll(batch))
+
+	batch = prepare(perPhase)
+	// 10,000 sessions fall due as the phase starts; the sweeper (every
+	// second) expires them while the notifications stream.
+	if _, err := s.DB.Pool.Exec(b.Context(), `UPDATE contracts SET session_expires_at = now() - interval '1 second'
+		WHERE sub_mchid = '' AND out_contract_code IN (SELECT 'b-' || g FROM generate_series(0, $1 - 1) g)`, swept); err != nil {
+		b.Fatal(err)
+	}
+	during := run("POST notification while 10k sessions are swept", postAll(batch))
+	expired := s.count(`SELECT count(*) FROM contracts WHERE state = 'expired'`)
+
+	var seq atomic.Int64
+	run("POST /v1/contracts/pre-sign", func(_, _ int) error {
+		body, _ := json.Marshal(map[string]any{"channel": "app", "out_contract_code": fmt.Sprintf("bp-%d", seq.Add(1)),
+			"plan_id": 123, "user_display_name": "Zhang San"})
+		return loadDo(client, http.MethodPost, p.URL+"/v1/contracts/pre-sign", appToken, "application/json", body, http.StatusCreated)
+	})
+
+	ceilingOf := map[string]string{
+		results[0].name: "select", results[1].name: "txn", results[2].name: "txn", results[3].name: "insert",
+	}
+	fmt.Printf("\nBenchmarkLoad: %d contracts, %d clients, %s per phase, GOMAXPROCS of the machine: %d cores\n", n, clients, dur, runtimeCores())
+	fmt.Printf("Postgres ceilings (pgbench, -M extended, same table): SELECT by key %.0f tps; UPDATE by key %.0f tps; UPDATE + 2 INSERTs %.0f tps; INSERT %.0f tps\n",
+		ceil["select"], ceil["update"], ceil["txn"], ceil["insert"])
+	fmt.Printf("%-48s %9s %9s %9s %9s %22s %12s\n", "operation", "ops", "per s", "p50 ms", "p99 ms", "of ceiling", "CPU ms/op")
+	for _, r := range results {
+		c := ceilingOf[r.name]
+		fmt.Printf("%-48s %9d %9.0f %9.2f %9.2f %14.0f%% %-7s %12.3f\n", r.name, r.ops, r.rate, ms(r.p50), ms(r.p99),
+			100*r.rate/ceil[c], c, r.cpuPerOp*1000)
+	}
+	fmt.Printf("sweep: %d of %d due sessions expired during the phase; notification p99 %.2f ms -> %.2f ms while sweeping (%.2fx)\n",
+		expired, swept, ms(notify.p99), ms(during.p99), float64(during.p99)/float64(notify.p99))
+	if *loadProfile != "" {
+		fmt.Printf("CPU profiles of contractd: %s/*.pprof (go tool pprof -top FILE)\n", *loadProfile)
+	}
+	if stderr := p.stderr.String(); stderr != "" {
+		fmt.Printf("contractd's log (errors only):\n%s\n", stderr[:min(len(stderr), 4000)])
+	}
+	b.ReportMetric(notify.rate, "notifications/s")
+}
+
+var errExhausted = fmt.Errorf("no work left")
+
+type loadResult struct {
+	name     string
+	ops      int
+	rate     float64
+	p50, p99 time.Duration
+	cpuPerOp float64 // seconds of contractd CPU per operation
+}
+
+// loadPhase runs op from clients goroutines for dur (or until op says the
+// work is exhausted) and measures throughput, latency and the server's CPU.
+func loadPhase(b *testing.B, name string, clients int, dur time.Duration, pid int, pprofAddr string, op func(worker, i int) error) loadResult {
+	b.Helper()
+	var profileDone chan struct{}
+	if *loadProfile != "" {
+		profileDone = make(chan struct{})
+		go func() {
+			defer close(profileDone)
+			saveProfile(b, pprofAddr, name, dur)
+		}()
+	}
+	cpu0 := processCPU(b, pid)
+	start := time.Now()
+	deadline := start.Add(dur)
+	lat := make([][]time.Duration, clients)
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				t0 := time.Now()
+				err := op(w, i)
+				if err == errExhausted {
+					return
+				}
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := processCPU(b, pid) - cpu0
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	if profileDone != nil {
+		<-profileDone
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		b.Fatalf("%s: no operation finished", name)
+	}
+	pct := func(p float64) time.Duration { return all[int(math.Ceil(p*float64(len(all))))-1] }
+	return loadResult{name: name, ops: len(all), rate: float64(len(all)) / elapsed.Seconds(),
+		p50: pct(0.50), p99: pct(0.99), cpuPerOp: cpu / float64(len(all))}
+}
+
+// loadDo sends one request and checks its status.
+func loadDo(client *http.Client, method, u, token, contentType string, body any, want int) error {
+	var rd io.Reader
+	var n *loadNotification
+	switch v := body.(type) {
+	case []byte:
+		rd = bytes.NewReader(v)
+	case loadNotification:
+		n = &v
+		rd = bytes.NewReader(v.body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if n != nil {
+		maps.Copy(req.Header, n.header)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s answered %d %s, want %d", method, u, resp.StatusCode, raw, want)
+	}
+	return nil
+}
+
+// loadNotification is a notification ready to post: body and WeChat's
+// signed headers.
+type loadNotification struct {
+	body   []byte
+	header http.Header
+}
+
+func prepareNotification(b *testing.B, s *stack, code string) loadNotification {
+	body := ntEnvelope(b, s.Keys, "bench-"+ntRandom(12), "PAPAY.SIGN", ntSignResource(s.Keys, code, "wx-"+code))
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	nonce := ntRandom(16)
+	sum := sha256.Sum256([]byte(ts + "\n" + nonce + "\n" + string(body) + "\n"))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, s.Keys.PlatformKey, crypto.SHA256, sum[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Wechatpay-Timestamp", ts)
+	h.Set("Wechatpay-Nonce", nonce)
+	h.Set("Wechatpay-Signature", base64.StdEncoding.EncodeToString(sig))
+	h.Set("Wechatpay-Serial", s.Keys.PlatformSerial)
+	return loadNotification{body: body, header: h}
+}
+
+// pgbenchTPS runs one pgbench script on the schema at the given
+// concurrency and returns its transactions per second.
+func pgbenchTPS(b *testing.B, db *pgtest.Schema, name, script string, clients int, dur time.Duration) float64 {
+	b.Helper()
+	u, err := url.Parse(pgtest.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	file := filepath.Join(b.TempDir(), name+".sql")
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	args := []string{"-n", "-M", "extended", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, runtimeCores())),
+		"-T", strconv.Itoa(int(math.Ceil(dur.Seconds()))), "-f", file,
+		"-h", u.Hostname(), "-p", cmpOr(u.Port(), "5432"), "-U", cmpOr(u.User.Username(), "postgres"), strings.TrimPrefix(u.Path, "/")}
+	cmd := exec.Command("pgbench", args...)
+	cmd.Env = append(os.Environ(), "PGOPTIONS=-c search_path="+db.Name)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("pgbench %s: %v\n%s", name, err, out)
+	}
+	m := regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`).FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("pgbench %s: no tps in\n%s", name, out)
+	}
+	tps, _ := strconv.ParseFloat(string(m[1]), 64)
+	return tps
+}
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// processCPU is the user and system CPU time pid has used, in seconds,
+// from /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func processCPU(b *testing.B, pid int) float64 {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100
+}
+
+// saveProfile takes a CPU profile of contractd for dur and writes it to
+// the -load.profile directory.
+func saveProfile(b *testing.B, addr, phase string, dur time.Duration) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(dur.Seconds())))
+	if err != nil {
+		b.Errorf("profile %s: %v", phase, err)
+		return
+	}
+	defer resp.Body.Close()
+	if err := os.MkdirAll(*loadProfile, 0o755); err != nil {
+		b.Error(err)
+		return
+	}
+	name := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(phase), "-"), "-")
+	f, err := os.Create(filepath.Join(*loadProfile, name+".pprof"))
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func runtimeCores() int {
+	n := 0
+	raw, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(l, "processor") {
+			n++
+		}
+	}
+	return max(n, 1)
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	var v uint64
+	for _, x := range b {
+		v = v<<8 | uint64(x)
+	}
+	return v
+}
