@@ -37,10 +37,10 @@ type Config struct {
 	// DownloadCertificates says that a CertificateManager downloads the
 	// platform certificates, so PlatformCerts may start empty.
 	DownloadCertificates bool
-	GlobalBaseURL      string              // default https://apihk.mch.weixin.qq.com
-	DomesticBaseURL    string              // default https://api.mch.weixin.qq.com
-	Timeout            time.Duration       // per call, default 10s
-	HTTPClient         *http.Client        // optional
+	GlobalBaseURL        string        // default https://apihk.mch.weixin.qq.com
+	DomesticBaseURL      string        // default https://api.mch.weixin.qq.com
+	Timeout              time.Duration // per call, default 10s
+	HTTPClient           *http.Client  // optional
 }
 
 // withDefaults returns a copy of cfg with empty optional fields filled in.
