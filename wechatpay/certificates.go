@@ -181,8 +181,31 @@ func (m *CertificateManager) refreshAll(ctx context.Context, reason string) erro
 		wg.Go(func() { errs[i] = m.wait(ctx, m.start(m.states[h], h, reason, false)) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	var failed joinedErrors
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return failed
 }
+
+// joinedErrors is several hosts' failures on one line.
+type joinedErrors []error
+
+func (e joinedErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Unwrap returns every host's error, for errors.Is and errors.As.
+func (e joinedErrors) Unwrap() []error { return e }
 
 // refreshOnUnknown refreshes hosts after an unknown serial: each host at most
 // once per MinGap, sharing a download under way.
