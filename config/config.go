@@ -124,7 +124,7 @@ type Config struct {
 	CertRefreshInterval time.Duration
 	CertRefreshMinGap   time.Duration
 	ShutdownTimeout     time.Duration
-	LogLevel        string
+	LogLevel            string
 }
 
 // NotifyURL is the success_notify_url sent to WeChat.
