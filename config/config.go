@@ -127,9 +127,14 @@ type Config struct {
 	// LeaseTTL is how long a lease on a contract runs between renewals
 	// while its holder calls WeChat: a holder that dies loses it within
 	// this long.
-	LeaseTTL        time.Duration
-	ShutdownTimeout time.Duration
-	LogLevel        string
+	LeaseTTL time.Duration
+	// CertRefreshInterval is how often the platform certificates are
+	// downloaded; CertRefreshMinGap the least time between two downloads
+	// of one host caused by unknown serials.
+	CertRefreshInterval time.Duration
+	CertRefreshMinGap   time.Duration
+	ShutdownTimeout     time.Duration
+	LogLevel            string
 	// PprofAddr, when set, is where Go's profiler (net/http/pprof) answers,
 	// apart from the API: keep it on loopback.
 	PprofAddr string
@@ -220,6 +225,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CONTRACTD_PRESIGN_WAIT", DefaultPresignWait, &c.PresignWait},
 		{"CONTRACTD_LEASE_TTL", DefaultLeaseTTL, &c.LeaseTTL},
 		{"CONTRACTD_SHUTDOWN_TIMEOUT", 20 * time.Second, &c.ShutdownTimeout},
+		{"WECHATPAY_CERT_REFRESH_INTERVAL", wechatpay.DefaultCertRefreshInterval, &c.CertRefreshInterval},
+		{"WECHATPAY_CERT_REFRESH_MIN_GAP", wechatpay.DefaultCertRefreshMinGap, &c.CertRefreshMinGap},
 		{"WECHATPAY_TIMEOUT", wechatpay.DefaultTimeout, &c.WeChat.Timeout},
 	}
 	for _, d := range durations {
@@ -282,9 +289,10 @@ func loadWeChat(c *Config, get func(string, string) string) error {
 			return bad("WECHATPAY_PUBLIC_KEY_FILE", "%v", err)
 		}
 	}
-	if len(w.PlatformCerts) == 0 && w.PublicKey == nil {
-		return bad("WECHATPAY_PLATFORM_CERT_FILES", "or WECHATPAY_PUBLIC_KEY_ID with WECHATPAY_PUBLIC_KEY_FILE is required to verify WeChat's signatures")
-	}
+	// Certificate mode (certificate files, or no public key either) downloads
+	// the platform certificates; without files the first download provides
+	// them. Public-key mode alone downloads nothing.
+	w.DownloadCertificates = len(w.PlatformCerts) > 0 || w.PublicKey == nil
 	for _, u := range []struct {
 		name string
 		dst  *string

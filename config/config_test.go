@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,6 +90,67 @@ func TestDBMaxConnsDefaultAndOverride(t *testing.T) {
 	}
 }
 
+// writeCert writes a self-signed certificate and returns its path.
+func writeCert(t *testing.T) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(0x5157F09E), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCertificateModeAndRefreshSettings(t *testing.T) {
+	cert := writeCert(t)
+	cases := []struct {
+		name         string
+		change       map[string]string
+		download     bool
+		certs        int
+		interval     time.Duration
+		gap          time.Duration
+		hasPublicKey bool
+	}{
+		{"public key only: nothing to download", nil, false, 0, 12 * time.Hour, time.Minute, true},
+		{"certificates and public key: download too", map[string]string{"WECHATPAY_PLATFORM_CERT_FILES": cert},
+			true, 1, 12 * time.Hour, time.Minute, true},
+		{"certificate files only", map[string]string{"WECHATPAY_PLATFORM_CERT_FILES": cert, "WECHATPAY_PUBLIC_KEY_ID": "", "WECHATPAY_PUBLIC_KEY_FILE": ""},
+			true, 1, 12 * time.Hour, time.Minute, false},
+		{"no files, no public key: the first download provides them", map[string]string{"WECHATPAY_PUBLIC_KEY_ID": "", "WECHATPAY_PUBLIC_KEY_FILE": ""},
+			true, 0, 12 * time.Hour, time.Minute, false},
+		{"refresh settings overridden", map[string]string{"WECHATPAY_CERT_REFRESH_INTERVAL": "1h", "WECHATPAY_CERT_REFRESH_MIN_GAP": "30s"},
+			false, 0, time.Hour, 30 * time.Second, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := validEnv(t)
+			for k, v := range tc.change {
+				env[k] = v
+			}
+			c, err := Load(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.WeChat.DownloadCertificates != tc.download || len(c.WeChat.PlatformCerts) != tc.certs || (c.WeChat.PublicKey != nil) != tc.hasPublicKey {
+				t.Errorf("download %v, %d certificates, public key %v; want %v, %d, %v",
+					c.WeChat.DownloadCertificates, len(c.WeChat.PlatformCerts), c.WeChat.PublicKey != nil, tc.download, tc.certs, tc.hasPublicKey)
+			}
+			if c.CertRefreshInterval != tc.interval || c.CertRefreshMinGap != tc.gap {
+				t.Errorf("refresh %s, gap %s; want %s, %s", c.CertRefreshInterval, c.CertRefreshMinGap, tc.interval, tc.gap)
+			}
+		})
+	}
+}
+
 func TestLoadNamesTheBadSetting(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -108,7 +170,6 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"no key file", map[string]string{"WECHATPAY_PRIVATE_KEY_FILE": ""}, "WECHATPAY_PRIVATE_KEY_FILE"},
 		{"unreadable key file", map[string]string{"WECHATPAY_PRIVATE_KEY_FILE": "/nonexistent/key.pem"}, "WECHATPAY_PRIVATE_KEY_FILE"},
 		{"short apiv3 key", map[string]string{"WECHATPAY_APIV3_KEY": "short"}, "WECHATPAY_APIV3_KEY"},
-		{"no verification key", map[string]string{"WECHATPAY_PUBLIC_KEY_ID": "", "WECHATPAY_PUBLIC_KEY_FILE": ""}, "WECHATPAY_PLATFORM_CERT_FILES"},
 		{"key id without file", map[string]string{"WECHATPAY_PUBLIC_KEY_FILE": ""}, "WECHATPAY_PUBLIC_KEY_FILE"},
 		{"bad key id", map[string]string{"WECHATPAY_PUBLIC_KEY_ID": "KEY1"}, "WECHATPAY_PUBLIC_KEY_ID"},
 		{"missing cert file", map[string]string{"WECHATPAY_PLATFORM_CERT_FILES": "/nonexistent.pem"}, "WECHATPAY_PLATFORM_CERT_FILES"},
@@ -122,6 +183,9 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"pool size not a number", map[string]string{"CONTRACTD_DB_MAX_CONNS": "many"}, "CONTRACTD_DB_MAX_CONNS"},
 		{"pool size zero", map[string]string{"CONTRACTD_DB_MAX_CONNS": "0"}, "CONTRACTD_DB_MAX_CONNS"},
 		{"pool size too large", map[string]string{"CONTRACTD_DB_MAX_CONNS": "5000"}, "CONTRACTD_DB_MAX_CONNS"},
+		{"bad cert refresh interval", map[string]string{"WECHATPAY_CERT_REFRESH_INTERVAL": "daily"}, "WECHATPAY_CERT_REFRESH_INTERVAL"},
+		{"zero cert refresh interval", map[string]string{"WECHATPAY_CERT_REFRESH_INTERVAL": "0s"}, "WECHATPAY_CERT_REFRESH_INTERVAL"},
+		{"bad cert refresh gap", map[string]string{"WECHATPAY_CERT_REFRESH_MIN_GAP": "-1m"}, "WECHATPAY_CERT_REFRESH_MIN_GAP"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

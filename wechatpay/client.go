@@ -20,21 +20,25 @@ import (
 // the merchant key and verifies the signature of every 2xx answer. A Client
 // is safe for concurrent use.
 type Client struct {
-	api          *core.Client
+	api          map[Host]*core.Client // per host: answers verify against that host's certificates
+	download     *core.Client          // signs certificate downloads, whose answers the manager verifies
+	trust        *trustStore
 	verifier     *Verifier
+	apiV3Key     []byte
 	globalBase   string
 	domesticBase string
 	timeout      time.Duration
 }
 
 // NewClient validates cfg and builds a Client on wechatpay-go's core.Client
-// with a SHA256WithRSA signer and response validation through NewVerifier.
+// with a SHA256WithRSA signer and response validation through a Verifier of
+// the host called.
 func NewClient(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	verifier, err := newVerifier(cfg)
+	trust, err := newTrustStore(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -48,25 +52,34 @@ func NewClient(cfg Config) (*Client, error) {
 		CertificateSerialNo: cfg.MerchantSerial,
 		PrivateKey:          cfg.MerchantPrivateKey,
 	}
-	api, err := core.NewClientWithDialSettings(context.Background(), &core.DialSettings{
+	download, err := core.NewClientWithDialSettings(context.Background(), &core.DialSettings{
 		HTTPClient: httpClient,
 		Signer:     signer,
-		Validator:  &responseValidator{inner: validators.NewWechatPayResponseValidator(verifier)},
+		Validator:  &validators.NullValidator{},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wechatpay: build core client: %w", err)
 	}
+	api := map[Host]*core.Client{}
+	for _, h := range Hosts() {
+		v := trust.verifier([]Host{h})
+		api[h] = core.NewClientWithValidator(download, &responseValidator{inner: validators.NewWechatPayResponseValidator(v)})
+	}
 	return &Client{
 		api:          api,
-		verifier:     verifier,
+		download:     download,
+		trust:        trust,
+		verifier:     trust.verifier(nil),
+		apiV3Key:     []byte(cfg.APIv3Key),
 		globalBase:   cfg.GlobalBaseURL,
 		domesticBase: cfg.DomesticBaseURL,
 		timeout:      cfg.Timeout,
 	}, nil
 }
 
-// Verifier returns the verifier the Client checks answers with, for sharing
-// with a NotificationParser built from the same Config.
+// Verifier returns the verifier of every host's certificates, for a
+// NotificationParser built from the same Config: a notification verifies
+// against the certificate its serial names, whichever host it came from.
 func (c *Client) Verifier() *Verifier { return c.verifier }
 
 // responseValidator reads a 2xx answer's body, then lets wechatpay-go's
@@ -96,20 +109,20 @@ func (v *responseValidator) GetAcceptSerial(ctx context.Context) (string, error)
 	return v.inner.GetAcceptSerial(ctx)
 }
 
-// get performs a signed GET and decodes the verified JSON answer into out.
-func (c *Client) get(ctx context.Context, op, rawURL string, out any) error {
-	return c.do(ctx, op, http.MethodGet, rawURL, nil, out)
+// get performs a signed GET on host and decodes the verified JSON answer into out.
+func (c *Client) get(ctx context.Context, host Host, op, rawURL string, out any) error {
+	return c.do(ctx, host, op, http.MethodGet, rawURL, nil, out)
 }
 
-// post performs a signed POST of body as JSON and decodes the verified answer
-// into out, unless out is nil.
-func (c *Client) post(ctx context.Context, op, rawURL string, body, out any) error {
-	return c.do(ctx, op, http.MethodPost, rawURL, body, out)
+// post performs a signed POST of body as JSON on host and decodes the
+// verified answer into out, unless out is nil.
+func (c *Client) post(ctx context.Context, host Host, op, rawURL string, body, out any) error {
+	return c.do(ctx, host, op, http.MethodPost, rawURL, body, out)
 }
 
 // do runs one call under the configured timeout and maps every failure to an
-// *APIError.
-func (c *Client) do(ctx context.Context, op, method, rawURL string, body, out any) error {
+// *APIError. The answer must verify against host's certificates.
+func (c *Client) do(ctx context.Context, host Host, op, method, rawURL string, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
@@ -117,15 +130,19 @@ func (c *Client) do(ctx context.Context, op, method, rawURL string, body, out an
 		result *core.APIResult
 		err    error
 	)
+	api := c.api[host]
+	if api == nil {
+		return clientError(op, "unknown host "+string(host))
+	}
 	switch method {
 	case http.MethodGet:
-		result, err = c.api.Get(ctx, rawURL)
+		result, err = api.Get(ctx, rawURL)
 	case http.MethodPost:
 		payload, mErr := json.Marshal(body)
 		if mErr != nil {
 			return &APIError{Op: op, Code: CodeClientError, Message: "encode request body", Err: mErr}
 		}
-		result, err = c.api.Post(ctx, rawURL, payload)
+		result, err = api.Post(ctx, rawURL, payload)
 	default:
 		return clientError(op, "unsupported method "+method)
 	}

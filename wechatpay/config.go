@@ -34,10 +34,13 @@ type Config struct {
 	PlatformCerts      []*x509.Certificate // platform certificates; serial = upper-case hex of cert SerialNumber
 	PublicKeyID        string              // "PUB_KEY_ID_..." WeChat Pay public key mode; may be set together with certs
 	PublicKey          *rsa.PublicKey      // the WeChat Pay public key named by PublicKeyID
-	GlobalBaseURL      string              // default https://apihk.mch.weixin.qq.com
-	DomesticBaseURL    string              // default https://api.mch.weixin.qq.com
-	Timeout            time.Duration       // per call, default 10s
-	HTTPClient         *http.Client        // optional
+	// DownloadCertificates says that a CertificateManager downloads the
+	// platform certificates, so PlatformCerts may start empty.
+	DownloadCertificates bool
+	GlobalBaseURL        string        // default https://apihk.mch.weixin.qq.com
+	DomesticBaseURL      string        // default https://api.mch.weixin.qq.com
+	Timeout              time.Duration // per call, default 10s
+	HTTPClient           *http.Client  // optional
 }
 
 // withDefaults returns a copy of cfg with empty optional fields filled in.
@@ -95,8 +98,8 @@ func (cfg Config) Validate() error {
 // the material that verifies WeChat Pay's signatures.
 func (cfg Config) validateVerification() error {
 	var errs []error
-	if len(cfg.PlatformCerts) == 0 && cfg.PublicKeyID == "" && cfg.PublicKey == nil {
-		errs = append(errs, errors.New("PlatformCerts or PublicKeyID with PublicKey is required"))
+	if len(cfg.PlatformCerts) == 0 && cfg.PublicKeyID == "" && cfg.PublicKey == nil && !cfg.DownloadCertificates {
+		errs = append(errs, errors.New("PlatformCerts, PublicKeyID with PublicKey, or DownloadCertificates is required"))
 	}
 	for i, c := range cfg.PlatformCerts {
 		if c == nil {

@@ -13,5 +13,11 @@
 // to a ContractEvent. Each way a notification can fail has its own sentinel
 // error, so callers can tell a WeChat probe from a replay or a forgery.
 //
+// A CertificateManager downloads WeChat Pay's platform certificates from each
+// host, keeps each host's set apart (an answer verifies only against its
+// host's certificates, a notification against the certificate its serial
+// names) and refreshes at start-up, periodically, and when an unknown serial
+// appears, rate-limited per host with one shared download.
+//
 // The package knows nothing of contractd's storage or HTTP server.
 package wechatpay

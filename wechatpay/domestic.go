@@ -79,7 +79,7 @@ func (c *Client) DomesticPreSign(ctx context.Context, mode DomesticMode, req Dom
 	}
 	u := endpoint(c.domesticBase, nil, domesticContractsPath, string(mode), "pre-entrust-sign", "mini-program")
 	var resp DomesticPreSignResponse
-	if err := c.post(ctx, op, u, req, &resp); err != nil {
+	if err := c.post(ctx, HostDomestic, op, u, req, &resp); err != nil {
 		return nil, err
 	}
 	if resp.SignMpAppID == "" || resp.SignMpPath == "" {
@@ -143,7 +143,7 @@ func (c *Client) QueryDomestic(ctx context.Context, serviceID int64, outContract
 		q.Set("sub_mchid", subMchID)
 	}
 	var out DomesticContract
-	if err := c.get(ctx, op, endpoint(c.domesticBase, q, domesticContractPath(serviceID, outContractCode)...), &out); err != nil {
+	if err := c.get(ctx, HostDomestic, op, endpoint(c.domesticBase, q, domesticContractPath(serviceID, outContractCode)...), &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -163,5 +163,5 @@ func (c *Client) TerminateDomestic(ctx context.Context, serviceID int64, outCont
 		return clientError(op, "empty out_contract_code")
 	}
 	segments := append(domesticContractPath(serviceID, outContractCode), "terminate")
-	return c.post(ctx, op, endpoint(c.domesticBase, nil, segments...), req, nil)
+	return c.post(ctx, HostDomestic, op, endpoint(c.domesticBase, nil, segments...), req, nil)
 }

@@ -85,7 +85,7 @@ func (c *Client) GlobalPreSign(ctx context.Context, ch Channel, req GlobalPreSig
 		return nil, clientError(op, "unknown channel")
 	}
 	var resp GlobalPreSignResponse
-	if err := c.post(ctx, op, endpoint(c.globalBase, nil, globalContractsPath, path), req, &resp); err != nil {
+	if err := c.post(ctx, HostGlobal, op, endpoint(c.globalBase, nil, globalContractsPath, path), req, &resp); err != nil {
 		return nil, err
 	}
 	if ch.ReturnsSession() && resp.SessionID == "" {
@@ -165,7 +165,7 @@ func (c *Client) QueryGlobalByContractID(ctx context.Context, contractID string,
 		return nil, clientError(op, "empty contract_id")
 	}
 	var out GlobalContract
-	if err := c.get(ctx, op, endpoint(c.globalBase, q.values(false), globalContractsPath, escape(contractID)), &out); err != nil {
+	if err := c.get(ctx, HostGlobal, op, endpoint(c.globalBase, q.values(false), globalContractsPath, escape(contractID)), &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -180,7 +180,7 @@ func (c *Client) QueryGlobalByOutContractCode(ctx context.Context, outContractCo
 	}
 	u := endpoint(c.globalBase, q.values(true), globalContractsPath, "out-contract-code", escape(outContractCode))
 	var out GlobalContract
-	if err := c.get(ctx, op, u, &out); err != nil {
+	if err := c.get(ctx, HostGlobal, op, u, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -202,5 +202,5 @@ func (c *Client) TerminateGlobal(ctx context.Context, contractID string, req Glo
 	if contractID == "" {
 		return clientError(op, "empty contract_id")
 	}
-	return c.post(ctx, op, endpoint(c.globalBase, nil, globalContractsPath, escape(contractID), "terminate"), req, nil)
+	return c.post(ctx, HostGlobal, op, endpoint(c.globalBase, nil, globalContractsPath, escape(contractID), "terminate"), req, nil)
 }

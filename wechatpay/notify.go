@@ -56,6 +56,12 @@ type serialKnower interface {
 	KnowsSerial(serial string) bool
 }
 
+// serialLearner is implemented by verifiers, such as *Verifier, that can
+// refresh their certificates when they meet an unknown serial.
+type serialLearner interface {
+	LearnSerial(ctx context.Context, serial string) bool
+}
+
 // NewNotificationParser builds a parser that decrypts with the 32-byte
 // APIv3 key and checks signatures with verifier. With a verifier from
 // NewVerifier, an unknown serial is reported as ErrUnknownSerial; with any
@@ -149,7 +155,11 @@ func (p *NotificationParser) verify(ctx context.Context, header http.Header, bod
 	if st := strings.TrimSpace(header.Get(HeaderSignatureType)); st != "" && st != SignatureTypeRSA {
 		return "", fmt.Errorf("%w: unsupported %s %q", ErrBadSignature, HeaderSignatureType, st)
 	}
-	if k, ok := p.verifier.(serialKnower); ok && !k.KnowsSerial(serial) {
+	if l, ok := p.verifier.(serialLearner); ok {
+		if !l.LearnSerial(ctx, serial) {
+			return "", fmt.Errorf("%w: %q", ErrUnknownSerial, serial)
+		}
+	} else if k, ok := p.verifier.(serialKnower); ok && !k.KnowsSerial(serial) {
 		return "", fmt.Errorf("%w: %q", ErrUnknownSerial, serial)
 	}
 	message := timestamp + "\n" + nonce + "\n" + string(body) + "\n"

@@ -108,14 +108,15 @@ func (s *Simulator) api(fn apiFunc) http.Handler {
 		s.mu.Lock()
 		s.requests = append(s.requests, rec)
 		s.mu.Unlock()
-		s.writeSigned(w, status, answer)
+		s.writeSigned(w, status, answer, isCertificatePath(r.URL.Path) && s.CurrentFaults().TamperCertificateSignature)
 		s.log.Info("wechatpaysim: merchant request", "method", r.Method, "path", r.URL.Path,
 			"status", status, "code", rec.ErrorCode)
 	})
 }
 
-// writeSigned writes a platform-signed answer. answer nil means an empty body.
-func (s *Simulator) writeSigned(w http.ResponseWriter, status int, answer any) {
+// writeSigned writes a platform-signed answer. answer nil means an empty body. With
+// tamperSignature the signature is one over another message, so that it does not verify.
+func (s *Simulator) writeSigned(w http.ResponseWriter, status int, answer any, tamperSignature bool) {
 	var body []byte
 	if answer != nil {
 		b, err := json.Marshal(answer)
@@ -126,7 +127,10 @@ func (s *Simulator) writeSigned(w http.ResponseWriter, status int, answer any) {
 		body = b
 	}
 	f := s.CurrentFaults()
-	ts, nonce, sig, err := s.signBody(body)
+	ts, nonce, sig, serial, err := s.signBody(body)
+	if err == nil && tamperSignature {
+		_, _, sig, _, err = s.signBody(append([]byte("tampered"), body...))
+	}
 	if err != nil {
 		s.log.Error("wechatpaysim: sign answer", "err", err)
 		http.Error(w, "cannot sign the answer", http.StatusInternalServerError)
@@ -144,7 +148,7 @@ func (s *Simulator) writeSigned(w http.ResponseWriter, status int, answer any) {
 	h.Set("Wechatpay-Timestamp", ts)
 	h.Set("Wechatpay-Nonce", nonce)
 	h.Set("Wechatpay-Signature", sig)
-	h.Set("Wechatpay-Serial", s.serial(f))
+	h.Set("Wechatpay-Serial", s.serial(f, serial))
 	if body != nil {
 		h.Set("Content-Type", "application/json; charset=utf-8")
 	}
@@ -154,12 +158,13 @@ func (s *Simulator) writeSigned(w http.ResponseWriter, status int, answer any) {
 	}
 }
 
-// serial is the Wechatpay-Serial sent with answers and notifications.
-func (s *Simulator) serial(f Faults) string {
+// serial is the Wechatpay-Serial sent with answers and notifications: the fault's override,
+// else the serial of the key that signed.
+func (s *Simulator) serial(f Faults, signed string) string {
 	if f.OverrideSerial != "" {
 		return f.OverrideSerial
 	}
-	return s.cfg.PlatformSerial
+	return signed
 }
 
 // latency returns the injected latency for a request path.

@@ -1,6 +1,7 @@
 package wechatpaysim
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -13,6 +14,8 @@ const EnvHelp = `  SIM_ADDR                       listen address (default ` + De
   SIM_MERCHANT_PUBLIC_KEY_FILE   merchant public key (PEM public key or certificate)
   SIM_PLATFORM_PRIVATE_KEY_FILE  platform private key (PEM, PKCS#8 or PKCS#1)
   SIM_PLATFORM_SERIAL            Wechatpay-Serial sent: certificate serial or PUB_KEY_ID_... id
+  SIM_PLATFORM_CERT_FILE         optional certificate (PEM) of the platform key, listed by the
+                                 certificate downloads (/v3/global/certificates, /v3/certificates)
   SIM_APIV3_KEY                  32-byte APIv3 key that encrypts notification resources
   SIM_TERMINATE_NOTIFY_URL       where termination notifications go
   SIM_NOTIFY_TARGET              optional base URL deliveries are redirected to (scheme and host)
@@ -61,6 +64,15 @@ func LoadConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if cfg.PlatformPrivateKey, err = LoadPrivateKeyFile(getenv(name)); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if v := getenv("SIM_PLATFORM_CERT_FILE"); v != "" {
+		block, err := readPEM(v)
+		if err != nil || block.Type != "CERTIFICATE" {
+			return Config{}, fmt.Errorf("SIM_PLATFORM_CERT_FILE: %s holds no PEM certificate", v)
+		}
+		if cfg.PlatformCert, err = x509.ParseCertificate(block.Bytes); err != nil {
+			return Config{}, fmt.Errorf("SIM_PLATFORM_CERT_FILE: %w", err)
+		}
 	}
 	if v := getenv("SIM_NOTIFY_TARGET"); v != "" {
 		if u, err := url.Parse(v); err != nil || u.Scheme == "" || u.Host == "" {

@@ -22,6 +22,8 @@ func (s *Simulator) routes() http.Handler {
 	mux.Handle("POST "+d+"/{mode}/pre-entrust-sign/mini-program", s.api(s.domesticPreSign))
 	mux.Handle("GET "+d+"/service-id/{service_id}/out-contract-code/{code}", s.api(s.domesticQuery))
 	mux.Handle("POST "+d+"/service-id/{service_id}/out-contract-code/{code}/terminate", s.api(s.domesticTerminate))
+	mux.Handle("GET "+globalCertificatesPath, s.api(s.certificates))
+	mux.Handle("GET "+domesticCertificatesPath, s.api(s.certificates))
 	mux.Handle("/v3/", s.api(func(*http.Request, []byte) (int, any, error) { return 0, nil, notFound() }))
 
 	mux.HandleFunc("POST /sim/sign", s.handleSign)
@@ -44,6 +46,10 @@ func (s *Simulator) routes() http.Handler {
 		writeJSON(w, http.StatusOK, s.CurrentFaults())
 	})
 	mux.HandleFunc("PUT /sim/faults", s.handlePutFaults)
+	mux.HandleFunc("GET /sim/platform-certificates", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.PlatformCertificates())
+	})
+	mux.HandleFunc("POST /sim/platform-certificates/rotate", s.handleRotate)
 	mux.HandleFunc("DELETE /sim/faults", func(w http.ResponseWriter, _ *http.Request) {
 		s.SetFaults(Faults{})
 		w.WriteHeader(http.StatusNoContent)

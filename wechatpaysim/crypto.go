@@ -67,13 +67,15 @@ func verifySHA256WithRSA(key *rsa.PublicKey, message, signature string) error {
 	return nil
 }
 
-// signBody signs body as WeChat does for answers and notifications and returns the
-// Wechatpay-Timestamp, Wechatpay-Nonce and Wechatpay-Signature values.
-func (s *Simulator) signBody(body []byte) (timestamp, nonce, signature string, err error) {
+// signBody signs body as WeChat does for answers and notifications, with the platform key
+// signing now, and returns the Wechatpay-Timestamp, Wechatpay-Nonce, Wechatpay-Signature and
+// Wechatpay-Serial values.
+func (s *Simulator) signBody(body []byte) (timestamp, nonce, signature, serial string, err error) {
+	k := s.signer()
 	timestamp = strconv.FormatInt(s.now().Unix(), 10)
 	nonce = randomString(32, alnum)
-	signature, err = signSHA256WithRSA(s.cfg.PlatformPrivateKey, timestamp+"\n"+nonce+"\n"+string(body)+"\n")
-	return timestamp, nonce, signature, err
+	signature, err = signSHA256WithRSA(k.key, timestamp+"\n"+nonce+"\n"+string(body)+"\n")
+	return timestamp, nonce, signature, k.serial, err
 }
 
 // authorization is a parsed merchant Authorization header.

@@ -65,6 +65,13 @@ func certSerial(c *x509.Certificate) string {
 }
 
 func newKeyAndCert(commonName string) (*rsa.PrivateKey, *x509.Certificate, error) {
+	now := time.Now()
+	return newKeyAndCertFor(commonName, now.Add(-time.Hour), now.AddDate(5, 0, 0))
+}
+
+// newKeyAndCertFor makes an RSA-2048 key and a self-signed certificate valid from notBefore
+// to notAfter.
+func newKeyAndCertFor(commonName string, notBefore, notAfter time.Time) (*rsa.PrivateKey, *x509.Certificate, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate RSA key: %w", err)
@@ -74,12 +81,11 @@ func newKeyAndCert(commonName string) (*rsa.PrivateKey, *x509.Certificate, error
 		return nil, nil, fmt.Errorf("certificate serial: %w", err)
 	}
 	serial.SetBit(serial, 158, 1) // always 20 bytes, 40 hex digits
-	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"wechatpay-sim"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(5, 0, 0),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 	}
@@ -103,6 +109,7 @@ func (k *KeySet) SimConfig() Config {
 		MerchantPublicKey:  &k.MerchantKey.PublicKey,
 		PlatformPrivateKey: k.PlatformKey,
 		PlatformSerial:     k.PlatformSerial,
+		PlatformCert:       k.PlatformCert,
 		APIv3Key:           k.APIv3Key,
 	}
 }
@@ -182,6 +189,7 @@ func (k *KeySet) WriteDir(dir string) error {
 			"SIM_MERCHANT_PUBLIC_KEY_FILE", path(FileMerchantPublicKey),
 			"SIM_PLATFORM_PRIVATE_KEY_FILE", path(FilePlatformPrivateKey),
 			"SIM_PLATFORM_SERIAL", k.PlatformSerial,
+			"SIM_PLATFORM_CERT_FILE", path(FilePlatformCert),
 			"SIM_APIV3_KEY", k.APIv3Key,
 			"SIM_TERMINATE_NOTIFY_URL", DefaultTerminateNotifyURL,
 			"SIM_NOTIFY_TARGET", DefaultNotifyTarget,

@@ -209,7 +209,9 @@ func (s *Simulator) dispatch(n notification, g *gate) {
 		copies[i] = record(i)
 		copies[i].Held = hold
 	}
-	serial := s.serial(f)
+	// The override is fixed at dispatch; the signing key and its serial are taken at
+	// each attempt, so retries after a rotation carry the new serial.
+	override := Faults{OverrideSerial: f.OverrideSerial}
 	s.wg.Add(1)
 	s.mu.Unlock()
 
@@ -234,21 +236,21 @@ func (s *Simulator) dispatch(n notification, g *gate) {
 			s.mu.Unlock()
 		}
 		if probe != nil {
-			s.attempt(probe, n, serial)
+			s.attempt(probe, n, override)
 		}
 		var wg sync.WaitGroup
 		for _, d := range copies {
-			wg.Go(func() { s.deliver(d, n, serial) })
+			wg.Go(func() { s.deliver(d, n, override) })
 		}
 		wg.Wait()
 	}()
 }
 
 // deliver posts n until a receiver acknowledges it or the retry schedule runs out.
-func (s *Simulator) deliver(d *Delivery, n notification, serial string) {
+func (s *Simulator) deliver(d *Delivery, n notification, override Faults) {
 	schedule := retrySchedule()
 	for i := 0; ; i++ {
-		if s.attempt(d, n, serial) {
+		if s.attempt(d, n, override) {
 			s.mu.Lock()
 			d.Done = true
 			s.mu.Unlock()
@@ -273,9 +275,9 @@ func (s *Simulator) deliver(d *Delivery, n notification, serial string) {
 
 // attempt makes one POST of a delivery, signed afresh (with a SIGNTEST signature for
 // probes), records it and reports whether the receiver acknowledged with a 2xx status.
-func (s *Simulator) attempt(d *Delivery, n notification, serial string) bool {
+func (s *Simulator) attempt(d *Delivery, n notification, override Faults) bool {
 	at := s.now()
-	status, err := s.post(s.ctx, n, serial, d.Probe)
+	status, err := s.post(s.ctx, n, override, d.Probe)
 	a := Attempt{At: at, Status: status}
 	if err != nil {
 		a.Err = err.Error()
@@ -289,8 +291,9 @@ func (s *Simulator) attempt(d *Delivery, n notification, serial string) bool {
 	return ok
 }
 
-func (s *Simulator) post(ctx context.Context, n notification, serial string, probe bool) (int, error) {
-	ts, nonce, sig, err := s.signBody(n.body)
+func (s *Simulator) post(ctx context.Context, n notification, override Faults, probe bool) (int, error) {
+	ts, nonce, sig, serial, err := s.signBody(n.body)
+	serial = s.serial(override, serial)
 	if err != nil {
 		return 0, err
 	}

@@ -14,6 +14,7 @@ package wechatpaysim
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"html/template"
@@ -38,6 +39,9 @@ type Config struct {
 	// PlatformSerial is sent as Wechatpay-Serial: a certificate serial (upper-case hex) or a
 	// "PUB_KEY_ID_..." public key id.
 	PlatformSerial string
+	// PlatformCert is the certificate of PlatformPrivateKey, listed by the certificate
+	// download endpoints; when nil they list only certificates published by rotations.
+	PlatformCert *x509.Certificate
 	// APIv3Key is the 32-byte key that encrypts notification resources.
 	APIv3Key string
 	// TerminateNotifyURL is where termination notifications go (the URL registered with the
@@ -122,6 +126,12 @@ type Simulator struct {
 	contracts map[string]*Contract
 	order     []string // contract ids in signing order
 	byKey     map[contractKey]string
+	// signing is the platform key answers and notifications are signed with; pending a
+	// rotation's key waiting for its moment; published the certificates the download
+	// endpoints list, oldest first.
+	signing   *platformKey
+	pending   *pendingSwitch
+	published []*platformKey
 	// gates per contract id: closed once the contract's termination notification has been
 	// delivered (or given up, dropped or skipped); used by the ReorderSignTerminate fault.
 	gates map[string]*gate
@@ -168,6 +178,7 @@ func New(cfg Config) (*Simulator, error) {
 		return nil, fmt.Errorf("wechatpaysim: parse page templates: %w", err)
 	}
 	s.pages = pages
+	s.initPlatform()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
 	return s, nil
@@ -187,6 +198,8 @@ func validateConfig(cfg *Config) error {
 		return errors.New("wechatpaysim: Config.PlatformSerial is required")
 	case len(cfg.APIv3Key) != 32:
 		return fmt.Errorf("wechatpaysim: Config.APIv3Key must be 32 bytes, got %d", len(cfg.APIv3Key))
+	case cfg.PlatformCert != nil && !cfg.PlatformPrivateKey.PublicKey.Equal(cfg.PlatformCert.PublicKey):
+		return errors.New("wechatpaysim: Config.PlatformCert is not the certificate of Config.PlatformPrivateKey")
 	case cfg.TimeScale < 0:
 		return fmt.Errorf("wechatpaysim: Config.TimeScale must not be negative, got %v", cfg.TimeScale)
 	}

@@ -206,6 +206,12 @@ type Faults struct {
 	// TamperResponses changes answer bodies after signing (for empty bodies, the nonce), so
 	// that their signatures no longer verify.
 	TamperResponses bool `json:"tamper_responses"`
+	// TamperCertificateSignature makes the certificate downloads carry a signature over
+	// another message, so that they do not verify.
+	TamperCertificateSignature bool `json:"tamper_certificate_signature"`
+	// CorruptCertificateCiphertext changes a byte of every encrypted certificate in the
+	// certificate downloads, so that it does not decrypt.
+	CorruptCertificateCiphertext bool `json:"corrupt_certificate_ciphertext"`
 	// OverrideSerial, when set, is sent as Wechatpay-Serial on answers and notifications in
 	// place of the configured platform serial (the signature still uses the platform key).
 	OverrideSerial string `json:"override_serial"`

@@ -178,6 +178,8 @@ Then look at it:
   curl -s -H 'Authorization: Bearer %[5]s' %[1]s/v1/contracts/%[3]s/events
 Start your own:
   curl -s -H 'Authorization: Bearer %[4]s' -d '{"channel":"h5","out_contract_code":"mine-1","plan_id":123,"user_display_name":"Li Si"}' %[1]s/v1/contracts/pre-sign
+Rotate WeChat's platform certificate (contractd learns it at the next notification):
+  curl -s -X POST -d '{}' %[2]s/sim/platform-certificates/rotate
 Health: %[1]s/readyz   Metrics: %[1]s/metrics   Deliveries: %[2]s/sim/deliveries
 Stop with Ctrl-C.
 `, base, simURL, code, devAppToken, devOpsToken, strings.TrimSpace(link))

@@ -46,7 +46,12 @@ Configuration (environment):
   WECHATPAY_MERCHANT_SERIAL      merchant API certificate serial
   WECHATPAY_PRIVATE_KEY_FILE     merchant private key, PEM (PKCS#1 or PKCS#8)
   WECHATPAY_APIV3_KEY            32-byte APIv3 key
-  WECHATPAY_PLATFORM_CERT_FILES  comma-separated platform certificates, PEM
+  WECHATPAY_PLATFORM_CERT_FILES  comma-separated platform certificates, PEM; optional: in certificate
+                                 mode the certificates are downloaded from WeChat at start-up (which
+                                 then fails when the download does) and kept up to date
+  WECHATPAY_CERT_REFRESH_INTERVAL how often platform certificates are downloaded (default 12h)
+  WECHATPAY_CERT_REFRESH_MIN_GAP least time between two downloads of one host on unknown
+                                 serials (default 1m)
   WECHATPAY_PUBLIC_KEY_ID        WeChat Pay public key id (PUB_KEY_ID_...), with
   WECHATPAY_PUBLIC_KEY_FILE      the public key, PEM; may be set together with certificates
   WECHATPAY_BASE_URL             global papay host (default https://apihk.mch.weixin.qq.com)

@@ -67,6 +67,21 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		return fail(2, "configuration: WECHATPAY_APIV3_KEY: %v", err)
 	}
 	reg := prometheus.NewRegistry()
+	var certs *wechatpay.CertificateManager
+	if cfg.WeChat.DownloadCertificates {
+		certs, err = wechatpay.NewCertificateManager(wx, wechatpay.CertificateManagerOptions{
+			RefreshInterval: cfg.CertRefreshInterval, MinGap: cfg.CertRefreshMinGap, Logger: log, Registry: reg,
+		})
+		if err != nil {
+			return fail(2, "configuration: WECHATPAY_*: %v", err)
+		}
+		if err := certs.Refresh(ctx); err != nil {
+			if len(cfg.WeChat.PlatformCerts) == 0 {
+				return fail(1, "platform certificates: WECHATPAY_PLATFORM_CERT_FILES is not set and the first download failed: %v", err)
+			}
+			log.Warn("platform certificate download failed at start-up; the configured certificates are in use", "error", err.Error())
+		}
+	}
 	panics := lifecycle.NewPanicCounter()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), panics, store.PoolCollector(pool))
 	st := store.New(pool)
@@ -117,8 +132,15 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	workersDone := make(chan struct{})
 	go func() {
+		defer close(workersDone)
+		if certs == nil {
+			svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval)
+			return
+		}
+		refreshDone := make(chan struct{})
+		go func() { certs.Run(workCtx); close(refreshDone) }()
 		svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval)
-		close(workersDone)
+		<-refreshDone
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

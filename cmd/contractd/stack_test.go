@@ -153,6 +153,9 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		cancel()
 		t.Fatal("server did not start")
 	}
+	// Forget the start-up certificate downloads, so that a test counts only
+	// the WeChat calls of its own scenario.
+	sim.Reset()
 	s := &stack{t: t, URL: "http://" + addr, SimURL: simSrv.URL, Sim: sim, Keys: keys, DB: db, Env: env, stop: cancel, done: done}
 	t.Cleanup(s.Stop)
 	return s
