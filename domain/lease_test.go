@@ -155,6 +155,20 @@ func TestFinishAndFailPreSign(t *testing.T) {
 			t.Fatalf("%v %v %+v", out, err, c)
 		}
 	})
+	t.Run("holder whose lapsed predecessor recorded an identical session meanwhile: that one answers", func(t *testing.T) {
+		// The lease lapsed under the first holder, this caller took it
+		// over, and the first holder's session came back and was recorded
+		// while this caller's call ran (SessionOpened above, leaving our
+		// lease alone). Ours must not apply issue_session a second time.
+		c := holder
+		until := t0.Add(time.Hour)
+		c.State, c.SessionID, c.SessionExpiresAt = StateSessionIssued, "s-0", &until
+		c = stored(c)
+		out, err := c.FinishPreSign(ctx, "mine", fp, sess, nil, t0)
+		if err != nil || out != SessionFoundOther || c.SessionID != "s-0" || c.LeaseToken != "" || len(c.Pending()) != 0 {
+			t.Fatalf("%v %v %+v", out, err, c)
+		}
+	})
 	t.Run("lost lease to a request with other parameters", func(t *testing.T) {
 		c := leased(holder, "theirs", t0.Add(time.Second))
 		c.ParamsHash = "other"

@@ -125,9 +125,10 @@ const (
 
 // FinishPreSign records the session WeChat opened for the lease holder
 // token, asked for with parameters of fingerprint fp. The lease is released
-// and issue_session applied (its details as given). When the lease passed to
-// another caller meanwhile (ours lapsed), an identical request's valid
-// session is the answer; if that request has not recorded one yet, ours is
+// and issue_session applied (its details as given). When an identical
+// request's valid session was recorded meanwhile (ours lapsed and another
+// caller took over, or we took over from a lapsed holder whose session came
+// back first), that session is the answer; if that request has not recorded one yet, ours is
 // recorded and its lease left alone; a request with other parameters makes
 // ours INVALID_STATE. A contract WeChat reported signed or terminated
 // meanwhile only loses the lease.
@@ -136,7 +137,10 @@ func (c *Contract) FinishPreSign(ctx context.Context, token, fp string, sess *Se
 	switch {
 	case c.State == StateSigned || c.State == StateTerminated:
 		return ContractSignedMeanwhile, nil
-	case !released && c.SessionValid(now) && c.ParamsHash == fp:
+	case c.SessionValid(now) && c.ParamsHash == fp:
+		// An identical request's session is recorded: another caller's
+		// after ours lapsed, or (released) our lapsed predecessor's, which
+		// came back while we held the lease. That one answers.
 		return SessionFoundOther, nil
 	case !released && c.ParamsHash != fp:
 		return 0, Errorf(CodeInvalidState, "contract %s was pre-signed with other parameters while WeChat was called", c.Key())

@@ -107,7 +107,9 @@ type Options struct {
 	// SaveRetry is how long the outcome of a call to WeChat keeps being
 	// retried while the database is unavailable (default 5s).
 	SaveRetry time.Duration
-	// SweepBatch is how many expired sessions one sweep transaction takes.
+	// SweepBatch is how many expired sessions one sweep transaction takes
+	// (default 100): the rows stay locked until it commits, so batches are
+	// kept short for a notification about one of them not to wait long.
 	SweepBatch int
 	// ReconcileMinAge: a session is asked about once it is this old;
 	// ReconcileLookBack: expired sessions are asked about for this long;
@@ -144,7 +146,7 @@ func (o *Options) defaults() {
 		o.SaveRetry = 5 * time.Second
 	}
 	if o.SweepBatch <= 0 {
-		o.SweepBatch = 500
+		o.SweepBatch = 100
 	}
 	if o.ReconcileMinAge <= 0 {
 		o.ReconcileMinAge = time.Minute
