@@ -57,6 +57,8 @@ type stackOptions struct {
 	// WrapSim, when set, wraps the simulator's HTTP handler (for example to
 	// delay its answers).
 	WrapSim func(http.Handler) http.Handler
+	// LogOut, when set, receives contractd's JSON logs at info level.
+	LogOut io.Writer
 }
 
 // startStack starts a stack and stops it when the test ends.
@@ -133,7 +135,11 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	if os.Getenv("CONTRACTD_TEST_LOG") != "" {
 		logOut = os.Stderr
 	}
-	go func() { done <- serve(ctx, cfg, false, newLogger(cfg.LogLevel, logOut), listening) }()
+	level := cfg.LogLevel
+	if o.LogOut != nil {
+		logOut, level = o.LogOut, "info"
+	}
+	go func() { done <- serve(ctx, cfg, false, newLogger(level, logOut), listening) }()
 	select {
 	case a := <-listening:
 		addr = a
