@@ -222,7 +222,7 @@ func TestREADMEWalkthroughsAreTheScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marker := regexp.MustCompile("(?s)<!-- walkthrough: (scripts/walkthrough/[a-z-]+\\.sh) -->\n```sh\n(.*?)```\n")
+	marker := regexp.MustCompile("(?s)<!-- walkthrough: (scripts/walkthrough/[a-z0-9-]+\\.sh) -->\n```sh\n(.*?)```\n")
 	found := marker.FindAllStringSubmatch(string(readme), -1)
 	scripts, err := filepath.Glob(repoFile("scripts/walkthrough/*.sh"))
 	if err != nil {
