@@ -206,3 +206,25 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		})
 	}
 }
+
+// Variables is exactly the set of variables Load reads.
+func TestVariablesListsWhatLoadReads(t *testing.T) {
+	read := map[string]bool{}
+	env := validEnv(t)
+	_, err := Load(func(k string) string { read[k] = true; return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, v := range Variables {
+		listed[v] = true
+		if !read[v] {
+			t.Errorf("Variables lists %s, which Load does not read", v)
+		}
+	}
+	for v := range read {
+		if !listed[v] {
+			t.Errorf("Load reads %s, which Variables does not list", v)
+		}
+	}
+}

@@ -70,6 +70,9 @@ func (c *Contract) Apply(ctx context.Context, ch Change, now time.Time) (Decisio
 	if ch.OccurredAt.IsZero() {
 		ch.OccurredAt = now
 	}
+	// WeChat's own reports move LastOperateTime, also when attribution
+	// records them as the operator's.
+	reportedByWeChat := ch.Source == SourceNotification || ch.Source == SourceReconcile
 	ch = c.attribute(ch)
 	d, err := Decide(ctx, c.State, ch.Event)
 	if err != nil {
@@ -107,7 +110,7 @@ func (c *Contract) Apply(ctx context.Context, ch Change, now time.Time) (Decisio
 	if ch.OpenID != "" {
 		c.OpenID = ch.OpenID
 	}
-	if ch.Source == SourceNotification || ch.Source == SourceReconcile {
+	if reportedByWeChat {
 		if c.LastOperateTime == nil || at.After(*c.LastOperateTime) {
 			c.LastOperateTime = &at
 		}
@@ -126,7 +129,7 @@ func (c *Contract) record(d Decision, ch Change) {
 	if ch.Details == nil {
 		ch.Details = map[string]any{}
 	}
-	c.decided = append(c.decided, Record{Decision: d, Change: ch})
+	c.decided = append(c.decided, Record{Key: c.Key(), Decision: d, Change: ch})
 }
 
 // HistoryEntry is one row of a contract's append-only history.

@@ -112,6 +112,7 @@ type Contract struct {
 // Record is one history row the domain decided to write: the verdict on a
 // change and the change as it is to be recorded.
 type Record struct {
+	Key      Key
 	Decision Decision
 	Change   Change
 }

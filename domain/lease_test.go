@@ -294,6 +294,13 @@ func TestFinishAndFailTermination(t *testing.T) {
 		if len(p) != 1 || p[0].Change.Source != SourceOps || p[0].Change.Details["note"] != "customer asked" || p[0].Change.Details["reported_by"] != "reconcile" {
 			t.Fatalf("history %+v", p)
 		}
+		// WeChat's report still moves the last operate time it knows.
+		if c.LastOperateTime == nil || !c.LastOperateTime.Equal(t0) {
+			t.Fatalf("LastOperateTime %v after WeChat's report attributed to ops, want %v", c.LastOperateTime, t0)
+		}
+		if p[0].Key != c.Key() {
+			t.Fatalf("record key %v, want %v", p[0].Key, c.Key())
+		}
 	})
 	t.Run("the notification was first: a repeat, lease and mark go", func(t *testing.T) {
 		c := marked("mine")

@@ -1,7 +1,9 @@
 package lifecycle
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/wechatpay"
@@ -47,9 +49,27 @@ func newMetrics(reg prometheus.Registerer, panics *prometheus.CounterVec) *metri
 	return m
 }
 
-func (m *metrics) decidedAll(rs []domain.Record) {
+// recordDecisions counts and logs decisions the store has persisted. The
+// metrics labels and the log line take the source from the change as the
+// domain recorded it (after attribution), the same value as the history
+// row, so the three always agree on who drove a transition. Applied and
+// ignored events are logged at info, repeats (which write no history) at
+// debug.
+func (s *Service) recordDecisions(ctx context.Context, rs []domain.Record) {
 	for _, r := range rs {
-		m.transitions.WithLabelValues(string(r.Change.Event), string(r.Change.Source), r.Decision.Outcome.String()).Inc()
+		outcome := r.Decision.Outcome.String()
+		s.metrics.transitions.WithLabelValues(string(r.Change.Event), string(r.Change.Source), outcome).Inc()
+		level := slog.LevelInfo
+		if r.Decision.Outcome == domain.OutcomeRepeat {
+			level = slog.LevelDebug
+		}
+		attrs := []slog.Attr{slog.String("contract", r.Key.String()), slog.String("event", string(r.Change.Event)),
+			slog.String("source", string(r.Change.Source)), slog.String("outcome", outcome),
+			slog.String("from", string(r.Decision.From)), slog.String("to", string(r.Decision.To))}
+		if by, ok := r.Change.Details["reported_by"].(string); ok {
+			attrs = append(attrs, slog.String("reported_by", by))
+		}
+		s.log.LogAttrs(ctx, level, "contract transition", attrs...)
 	}
 }
 

@@ -67,7 +67,7 @@ func (s *Service) HandleNotification(ctx context.Context, header http.Header, bo
 	if !first {
 		res.Duplicate, res.Outcome = true, "duplicate"
 	}
-	s.metrics.decidedAll(decided)
+	s.recordDecisions(ctx, decided)
 	s.metrics.notifications.WithLabelValues(res.Outcome).Inc()
 	return res, nil
 }

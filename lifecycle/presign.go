@@ -106,7 +106,7 @@ func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, 
 		}
 		return PreSignResult{}, upstreamError(callErr)
 	}
-	details := map[string]any{"session_id": sess.ID, "session_expires_at": sess.ExpiresAt, "channel": req.Channel}
+	details := map[string]any{sessionHandleName(req): sess.ID, "session_expires_at": sess.ExpiresAt, "channel": req.Channel}
 	if plan.TookOver {
 		// The lapsed holder may have opened a session WeChat cannot tell us
 		// about: say so in the history.
@@ -156,6 +156,24 @@ func (s *Service) contractExisted(ctx context.Context, c domain.Contract, callEr
 	}
 	return &domain.Error{Code: domain.CodeExists, Message: "WeChat Pay already has a signed contract " + c.OutContractCode + "; use a new out_contract_code",
 		Detail: map[string]any{"wechat_code": "CONTRACT_EXISTED"}, Err: callErr}
+}
+
+// sessionHandleName names, in the history's details, what identifies a
+// session WeChat opened for req: WeChat's session_id for app and mini
+// program sessions, pre_entrustweb_id for password-exempt ones, and for h5,
+// jsapi and web the URL WeChat answers, which is the session's only handle
+// (it is also what the contract keeps as its session id): sign_url for
+// the redirect channels, qr_code_url for web.
+func sessionHandleName(req domain.PreSignRequest) string {
+	switch {
+	case req.Product == domain.ProductPasswordExempt:
+		return "pre_entrustweb_id"
+	case req.Channel == domain.ChannelH5 || req.Channel == domain.ChannelJSAPI:
+		return "sign_url"
+	case req.Channel == domain.ChannelWeb:
+		return "qr_code_url"
+	}
+	return "session_id"
 }
 
 // openSession makes one pre-sign call and builds the session and launch

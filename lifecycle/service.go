@@ -269,7 +269,7 @@ func (s *Service) update(ctx context.Context, key domain.Key, fn func(c *domain.
 		return err
 	})
 	if err == nil {
-		s.metrics.decidedAll(decided)
+		s.recordDecisions(ctx, decided)
 	}
 	return c, err
 }
@@ -283,7 +283,7 @@ func (s *Service) updateOrCreate(ctx context.Context, fresh domain.Contract, fn 
 		return err
 	})
 	if err == nil {
-		s.metrics.decidedAll(decided)
+		s.recordDecisions(ctx, decided)
 	}
 	return c, err
 }

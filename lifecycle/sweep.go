@@ -41,7 +41,7 @@ func (s *Service) sweepBatch(ctx context.Context) (locked, expired int, err erro
 	if err != nil {
 		return 0, 0, err
 	}
-	s.metrics.decidedAll(decided)
+	s.recordDecisions(ctx, decided)
 	s.metrics.swept.Add(float64(expired))
 	return locked, expired, nil
 }

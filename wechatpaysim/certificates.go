@@ -94,7 +94,7 @@ func (s *Simulator) RotatePlatformCertificate(req RotateRequest) (PlatformCertif
 	if validFor == 0 {
 		validFor = 5 * 365 * 24 * time.Hour
 	}
-	key, cert, err := newKeyAndCertFor("WeChat Pay simulator platform", at, at.Add(validFor))
+	key, cert, err := newKeyAndCertFor("WeChat Pay simulator platform", nil, at, at.Add(validFor))
 	if err != nil {
 		return PlatformCertificate{}, fmt.Errorf("rotate: %w", err)
 	}

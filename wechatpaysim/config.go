@@ -20,7 +20,18 @@ const EnvHelp = `  SIM_ADDR                       listen address (default ` + De
   SIM_TERMINATE_NOTIFY_URL       where termination notifications go
   SIM_NOTIFY_TARGET              optional base URL deliveries are redirected to (scheme and host)
   SIM_TIME_SCALE                 optional factor on the retry schedule (default 1; 0.001 = ms)
+  SIM_PUBLIC_URL                 optional base URL a browser opens the simulator at, used in the
+                                 sign page URLs pre-sign answers (default: the Host pre-sign was
+                                 sent to; set it when listening on 0.0.0.0 or behind a port map)
 `
+
+// EnvVariables lists every variable LoadConfigFromEnv (and the keys
+// command, which reads the identifiers among them) reads.
+var EnvVariables = []string{
+	"SIM_ADDR", "SIM_MCHID", "SIM_MERCHANT_SERIAL", "SIM_MERCHANT_PUBLIC_KEY_FILE",
+	"SIM_PLATFORM_PRIVATE_KEY_FILE", "SIM_PLATFORM_SERIAL", "SIM_APIV3_KEY",
+	"SIM_TERMINATE_NOTIFY_URL", "SIM_NOTIFY_TARGET", "SIM_TIME_SCALE", "SIM_PUBLIC_URL",
+}
 
 // LoadConfigFromEnv builds a Config from SIM_* environment variables read with getenv. A
 // missing or unreadable setting is an error naming it.
@@ -79,6 +90,12 @@ func LoadConfigFromEnv(getenv func(string) string) (Config, error) {
 			return Config{}, fmt.Errorf("SIM_NOTIFY_TARGET %q is not an absolute URL", v)
 		}
 		cfg.NotifyTarget = v
+	}
+	if v := getenv("SIM_PUBLIC_URL"); v != "" {
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Config{}, fmt.Errorf("SIM_PUBLIC_URL %q is not an absolute http(s) URL", v)
+		}
+		cfg.PublicURL = v
 	}
 	if v := getenv("SIM_TIME_SCALE"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)

@@ -26,6 +26,12 @@ func (s *Simulator) routes() http.Handler {
 	mux.Handle("GET "+domesticCertificatesPath, s.api(s.certificates))
 	mux.Handle("/v3/", s.api(func(*http.Request, []byte) (int, any, error) { return 0, nil, notFound() }))
 
+	mux.HandleFunc("GET /sim/{$}", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"simulator": "WeChat Pay simulator: control routes (unsigned JSON) acting as the WeChat user",
+			"routes":    ControlRoutes,
+		})
+	})
 	mux.HandleFunc("POST /sim/sign", s.handleSign)
 	mux.HandleFunc("GET /sim/sign-page/{session_id}", s.handleSignPage)
 	mux.HandleFunc("POST /sim/sign-page/{session_id}", s.handleSignPageSubmit)
@@ -62,6 +68,32 @@ func (s *Simulator) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	return mux
+}
+
+// ControlRoute is one of the simulator's control routes, as GET /sim/
+// lists them.
+type ControlRoute struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Does   string `json:"does"`
+}
+
+// ControlRoutes lists the control routes under /sim/.
+var ControlRoutes = []ControlRoute{
+	{"GET", "/sim/", "this index"},
+	{"POST", "/sim/sign", `sign as the WeChat user: {"session_id": "<session_id or pre_entrustweb_id>"} or {"out_contract_code": "...", "sub_mchid": "..."}; optional "openid"`},
+	{"GET", "/sim/sign-page/{session_id}", "the user's signing page (HTML); the URL an h5, jsapi or web pre-sign answers"},
+	{"POST", "/sim/sign-page/{session_id}", `what the page's "Agree" button posts (form field openid optional): signs the session`},
+	{"POST", "/sim/contracts/{contract_id}/terminate", "terminate a signed contract as the user"},
+	{"GET", "/sim/contracts", "every contract the simulator holds"},
+	{"GET", "/sim/sessions", "every signing session"},
+	{"GET", "/sim/requests", "every merchant API request received, with its answer"},
+	{"GET", "/sim/deliveries", "every notification delivery and its attempts"},
+	{"GET", "/sim/faults", "the faults in force"},
+	{"PUT", "/sim/faults", "inject faults (JSON: error_code, error_status, error_count, error_rate, path_contains, latency_ms, duplicate_deliveries, drop_deliveries, reorder_sign_terminate, probe_signatures, tamper_responses, override_serial)"},
+	{"DELETE", "/sim/faults", "clear faults"},
+	{"POST", "/sim/reset", "clear faults, requests and deliveries"},
+	{"GET", "/sim/healthz", "liveness"},
 }
 
 // writeJSON writes an unsigned control answer.

@@ -309,3 +309,71 @@ func TestSignPage(t *testing.T) {
 		t.Errorf("expired session page %d:\n%s", st, page)
 	}
 }
+
+// GET /sim/ lists every control route the mux serves.
+func TestControlIndexListsTheControlRoutes(t *testing.T) {
+	e := newEnv(t)
+	var index struct {
+		Routes []ControlRoute `json:"routes"`
+	}
+	if st := e.control("GET", "/sim/", "", &index); st != 200 {
+		t.Fatalf("GET /sim/: %d", st)
+	}
+	if len(index.Routes) != len(ControlRoutes) {
+		t.Fatalf("index lists %d routes, want %d", len(index.Routes), len(ControlRoutes))
+	}
+	for _, r := range index.Routes {
+		if r.Does == "" {
+			t.Errorf("%s %s: no description", r.Method, r.Path)
+		}
+		// Every listed route is served: a GET without parameters
+		// answers 200; any other route is at least routed (not 404 or 405).
+		if strings.Contains(r.Path, "{") || r.Method != "GET" {
+			continue
+		}
+		if st := e.control("GET", r.Path, "", nil); st != 200 {
+			t.Errorf("GET %s: %d, want 200", r.Path, st)
+		}
+	}
+	// The other routes are served: they answer the simulator's own JSON
+	// (or page), not the mux's plain "404 page not found".
+	for _, r := range []struct{ method, path string }{{"POST", "/sim/sign"}, {"POST", "/sim/contracts/nope/terminate"}, {"POST", "/sim/sign-page/nope"}} {
+		resp, err := e.srv.Client().Post(e.srv.URL+r.path, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 405 || strings.Contains(string(b), "404 page not found") {
+			t.Errorf("%s %s: %d %s, the route is not served", r.method, r.path, resp.StatusCode, b)
+		}
+	}
+}
+
+// With PublicURL set, the sign page URLs pre-sign answers are under it,
+// whatever host the merchant reached the simulator at.
+func TestPublicURLIsTheBaseOfSignPageURLs(t *testing.T) {
+	for _, tt := range []struct {
+		public, want string
+	}{
+		{"", "http://127.0.0.1:"},
+		{"http://localhost:18090/", "http://localhost:18090/sim/sign-page/"},
+	} {
+		e := newEnv(t, func(c *Config) { c.PublicURL = tt.public })
+		for _, kind := range []struct{ path, field string }{{"h5", "sign_url"}, {"jsapi", "sign_url"}, {"web", "show_code_url"}} {
+			code := "PUB" + kind.path
+			body := globalBody(t, code, nil)
+			if kind.path != "jsapi" {
+				body = globalBody(t, code, func(m map[string]any) { delete(m, "openid") })
+			}
+			a := e.call("POST", "/v3/global/papay/contracts/"+kind.path+"-pre-entrust-sign", body)
+			u, _ := a.json(t)[kind.field].(string)
+			if !strings.HasPrefix(u, tt.want) {
+				t.Errorf("public %q, %s: %s = %q, want it under %q", tt.public, kind.path, kind.field, u, tt.want)
+			}
+		}
+	}
+	if _, err := New(func() Config { c := keys(t).SimConfig(); c.PublicURL = "ftp://x"; return c }()); err == nil {
+		t.Error("New accepted PublicURL ftp://x")
+	}
+}

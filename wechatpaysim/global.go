@@ -121,7 +121,7 @@ func (s *Simulator) globalPreSign(r *http.Request, body []byte) (int, any, error
 	if err := s.addSession(sess); err != nil {
 		return 0, nil, err
 	}
-	pageURL := "http://" + r.Host + "/sim/sign-page/" + url.PathEscape(sess.ID)
+	pageURL := s.signPageURL(r, sess.ID)
 	switch channel {
 	case "h5", "jsapi":
 		return http.StatusOK, map[string]string{"sign_url": pageURL}, nil

@@ -40,18 +40,51 @@ type KeySet struct {
 
 // GenerateKeys creates a fresh KeySet: RSA-2048 merchant and platform keys with self-signed
 // certificates, a public key id for the platform key and a random APIv3 key.
-func GenerateKeys() (*KeySet, error) {
+func GenerateKeys() (*KeySet, error) { return GenerateKeysWith(KeyIDs{}) }
+
+// KeyIDs fixes the identifiers of a generated KeySet, so that a deployment can configure
+// both sides before the keys exist (docker-compose.yml does). Empty fields are random.
+type KeyIDs struct {
+	MchID string
+	// MerchantSerial is the merchant certificate's serial, upper-case hex.
+	MerchantSerial string
+	// PlatformSerial is the platform certificate's serial (upper-case hex) or, when it
+	// starts with PUB_KEY_ID_, the platform key's public key id.
+	PlatformSerial string
+	APIv3Key       string
+}
+
+// GenerateKeysWith is GenerateKeys with the identifiers ids fixes.
+func GenerateKeysWith(ids KeyIDs) (*KeySet, error) {
 	k := &KeySet{
 		MchID:       "19" + randomString(8, digits),
 		AppID:       "wx" + randomString(16, "0123456789abcdef"),
 		PublicKeyID: "PUB_KEY_ID_" + randomString(32, digits),
 		APIv3Key:    randomString(32, alnum),
 	}
-	var err error
-	if k.MerchantKey, k.MerchantCert, err = newKeyAndCert("WeChat Pay simulator merchant " + k.MchID); err != nil {
+	if ids.MchID != "" {
+		k.MchID = ids.MchID
+	}
+	if ids.APIv3Key != "" {
+		if len(ids.APIv3Key) != 32 {
+			return nil, fmt.Errorf("APIv3 key must be 32 bytes, got %d", len(ids.APIv3Key))
+		}
+		k.APIv3Key = ids.APIv3Key
+	}
+	merchantSerial, err := serialNumber(ids.MerchantSerial)
+	if err != nil {
+		return nil, fmt.Errorf("merchant serial: %w", err)
+	}
+	var platformSerial *big.Int
+	if strings.HasPrefix(ids.PlatformSerial, "PUB_KEY_ID_") {
+		k.PublicKeyID = ids.PlatformSerial
+	} else if platformSerial, err = serialNumber(ids.PlatformSerial); err != nil {
+		return nil, fmt.Errorf("platform serial: %w", err)
+	}
+	if k.MerchantKey, k.MerchantCert, err = newKeyAndCert("WeChat Pay simulator merchant "+k.MchID, merchantSerial); err != nil {
 		return nil, fmt.Errorf("merchant key: %w", err)
 	}
-	if k.PlatformKey, k.PlatformCert, err = newKeyAndCert("WeChat Pay simulator platform"); err != nil {
+	if k.PlatformKey, k.PlatformCert, err = newKeyAndCert("WeChat Pay simulator platform", platformSerial); err != nil {
 		return nil, fmt.Errorf("platform key: %w", err)
 	}
 	k.MerchantSerial = certSerial(k.MerchantCert)
@@ -59,28 +92,43 @@ func GenerateKeys() (*KeySet, error) {
 	return k, nil
 }
 
+// serialNumber parses an upper-case hex certificate serial; "" is nil (random).
+func serialNumber(hex string) (*big.Int, error) {
+	if hex == "" {
+		return nil, nil
+	}
+	n, ok := new(big.Int).SetString(hex, 16)
+	if !ok || n.Sign() <= 0 || len(hex) > 40 || hex != strings.ToUpper(hex) || len(hex)%2 != 0 {
+		return nil, fmt.Errorf("%q is not an upper-case hex serial of whole bytes, at most 40 digits", hex)
+	}
+	return n, nil
+}
+
 // certSerial is a certificate serial as WeChat writes it: upper-case hex of its bytes.
 func certSerial(c *x509.Certificate) string {
 	return fmt.Sprintf("%X", c.SerialNumber.Bytes())
 }
 
-func newKeyAndCert(commonName string) (*rsa.PrivateKey, *x509.Certificate, error) {
+// newKeyAndCert makes an RSA-2048 key and a self-signed certificate valid for five years,
+// with the given serial (nil: random).
+func newKeyAndCert(commonName string, serial *big.Int) (*rsa.PrivateKey, *x509.Certificate, error) {
 	now := time.Now()
-	return newKeyAndCertFor(commonName, now.Add(-time.Hour), now.AddDate(5, 0, 0))
+	return newKeyAndCertFor(commonName, serial, now.Add(-time.Hour), now.AddDate(5, 0, 0))
 }
 
 // newKeyAndCertFor makes an RSA-2048 key and a self-signed certificate valid from notBefore
-// to notAfter.
-func newKeyAndCertFor(commonName string, notBefore, notAfter time.Time) (*rsa.PrivateKey, *x509.Certificate, error) {
+// to notAfter, with the given serial (nil: random).
+func newKeyAndCertFor(commonName string, serial *big.Int, notBefore, notAfter time.Time) (*rsa.PrivateKey, *x509.Certificate, error) {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate RSA key: %w", err)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 159))
-	if err != nil {
-		return nil, nil, fmt.Errorf("certificate serial: %w", err)
+	if serial == nil {
+		if serial, err = rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 159)); err != nil {
+			return nil, nil, fmt.Errorf("certificate serial: %w", err)
+		}
+		serial.SetBit(serial, 158, 1) // always 20 bytes, 40 hex digits
 	}
-	serial.SetBit(serial, 158, 1) // always 20 bytes, 40 hex digits
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"wechatpay-sim"}},

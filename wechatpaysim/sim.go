@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -61,6 +62,12 @@ type Config struct {
 	// HTTPClient delivers notifications; a client with a 5 s timeout (WeChat waits 5 s for an
 	// acknowledgement) when nil.
 	HTTPClient *http.Client
+	// PublicURL is the base URL a browser opens the simulator at (for example
+	// http://127.0.0.1:8090), used for the sign page URLs pre-sign answers:
+	// behind a port mapping or when listening on all interfaces the host a
+	// merchant's server reaches the simulator at is not one a browser can
+	// open. When empty, the Host the pre-sign request was sent to is used.
+	PublicURL string
 	// Addr is the listen address used by cmd/wechatpay-sim; New ignores it.
 	Addr string
 }
@@ -110,6 +117,7 @@ type Simulator struct {
 	cfg      Config
 	log      *slog.Logger
 	target   *url.URL
+	public   string // Config.PublicURL without a trailing slash
 	pages    *template.Template
 	handler  http.Handler
 	ctx      context.Context
@@ -172,6 +180,13 @@ func New(cfg Config) (*Simulator, error) {
 			return nil, fmt.Errorf("wechatpaysim: NotifyTarget %q must be an absolute URL", cfg.NotifyTarget)
 		}
 		s.target = u
+	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("wechatpaysim: PublicURL %q must be an absolute http(s) URL", cfg.PublicURL)
+		}
+		s.public = strings.TrimRight(u.String(), "/")
 	}
 	pages, err := parsePages()
 	if err != nil {
@@ -321,4 +336,14 @@ func (s *Simulator) now() time.Time { return s.cfg.Now() }
 func drain(r io.ReadCloser) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10))
 	_ = r.Close()
+}
+
+// signPageURL is the URL of session id's sign page: under PublicURL when
+// configured, otherwise under the host r was sent to.
+func (s *Simulator) signPageURL(r *http.Request, id string) string {
+	base := s.public
+	if base == "" {
+		base = "http://" + r.Host
+	}
+	return base + "/sim/sign-page/" + url.PathEscape(id)
 }

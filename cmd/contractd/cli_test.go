@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/wechatpaysim"
 )
@@ -226,6 +227,52 @@ func TestCLI(t *testing.T) {
 		r := cliRun(t, bin, nil, "--help")
 		if r.Code != 0 || !strings.Contains(r.Stdout, "DATABASE_URL") {
 			t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and usage naming DATABASE_URL", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("HelpListsEveryConfigVariableInOneColumn", func(t *testing.T) {
+		t.Parallel()
+		r := cliRun(t, bin, nil, "--help")
+		_, vars, _ := strings.Cut(r.Stdout, "Configuration (environment):\n")
+		col := -1
+		for line := range strings.Lines(vars) {
+			line = strings.TrimRight(line, "\n")
+			if line == "" {
+				break
+			}
+			name, rest, _ := strings.Cut(strings.TrimPrefix(line, "  "), " ")
+			if !strings.HasPrefix(line, "   ") && rest == "" {
+				continue // a name too long for the column, its text on the next line
+			}
+			// The description starts in the same column on every line.
+			start := len(line) - len(strings.TrimLeft(line[2+len(name):], " "))
+			if strings.HasPrefix(line, "   ") {
+				start = len(line) - len(strings.TrimLeft(line, " "))
+			}
+			if col == -1 {
+				col = start
+			}
+			if start != col {
+				t.Errorf("help line %q: text starts at column %d, the others at %d", line, start, col)
+			}
+		}
+		for _, v := range config.Variables {
+			if !strings.Contains(vars, "  "+v+" ") && !strings.Contains(vars, "  "+v+"\n") {
+				t.Errorf("--help does not list %s", v)
+			}
+		}
+	})
+
+	t.Run("HealthcheckFollowsReadiness", func(t *testing.T) {
+		t.Parallel()
+		s := startStack(t, stackOptions{})
+		addr := strings.TrimPrefix(s.URL, "http://")
+		if r := cliRun(t, bin, map[string]string{"CONTRACTD_HTTP_ADDR": addr}, "healthcheck"); r.Code != 0 {
+			t.Fatalf("healthcheck of a ready service: exit %d, stderr %q", r.Code, r.Stderr)
+		}
+		s.Stop()
+		if r := cliRun(t, bin, map[string]string{"CONTRACTD_HTTP_ADDR": addr}, "healthcheck"); r.Code != 1 || len(cliLines(r.Stderr)) != 1 {
+			t.Fatalf("healthcheck of a stopped service: exit %d, stderr %q; want 1 and one line", r.Code, r.Stderr)
 		}
 	})
 

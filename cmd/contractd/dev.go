@@ -59,9 +59,15 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return fail(1, "dev: simulator listen on %s: %v", simAddr, err)
 	}
+	// The simulator may listen on all interfaces (SIM_ADDR=0.0.0.0:8090, in
+	// a container); the URLs it hands out and the banner name one a browser
+	// opens: SIM_PUBLIC_URL, or the loopback form of the listen address.
+	simURL := localURL(simLn.Addr().String())
+	simPublic := envOr(getenv, "SIM_PUBLIC_URL", simURL)
 	simCfg := keys.SimConfig()
 	simCfg.TerminateNotifyURL = devPublicURL + config.NotifyPath
 	simCfg.NotifyTarget = localURL(addr)
+	simCfg.PublicURL = simPublic
 	log := newLogger(envOr(getenv, "CONTRACTD_LOG_LEVEL", "info"), stderr)
 	simCfg.Logger = log.With("component", "wechatpay-sim")
 	sim, err := wechatpaysim.New(simCfg)
@@ -72,7 +78,6 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	simSrv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = simSrv.Serve(simLn) }()
 	defer simSrv.Close()
-	simURL := "http://" + simLn.Addr().String()
 
 	env := simulatedWeChatEnv(keys, dir, simURL)
 	env["DATABASE_URL"] = dbURL
@@ -87,7 +92,7 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	go func() {
 		select {
 		case a := <-listening:
-			printDevBanner(ctx, stdout, localURL(a), simURL)
+			printDevBanner(ctx, stdout, localURL(a), simPublic)
 		case <-ctx.Done():
 		}
 	}()
@@ -168,7 +173,7 @@ func printDevBanner(ctx context.Context, w io.Writer, base, simURL string) {
 	fmt.Fprintf(w, `
 contractd dev is running.
   API:        %[1]s   (tokens: app %[4]q, ops %[5]q)
-  Simulator:  %[2]s   (WeChat Pay on loopback)
+  Simulator:  %[2]s   (WeChat Pay on loopback; control routes: %[2]s/sim/)
 
 A demo contract %[3]q has a signing session. Click to sign it as the WeChat user:
   %[6]s
@@ -176,11 +181,18 @@ A demo contract %[3]q has a signing session. Click to sign it as the WeChat user
 Then look at it:
   curl -s -H 'Authorization: Bearer %[5]s' %[1]s/v1/contracts/%[3]s
   curl -s -H 'Authorization: Bearer %[5]s' %[1]s/v1/contracts/%[3]s/events
-Start your own:
-  curl -s -H 'Authorization: Bearer %[4]s' -d '{"channel":"h5","out_contract_code":"mine-1","plan_id":123,"user_display_name":"Li Si"}' %[1]s/v1/contracts/pre-sign
+Start your own (channel app, mini_program, h5, jsapi or web; README.md walks through each):
+  curl -s -H 'Authorization: Bearer %[4]s' -H 'Content-Type: application/json' -d '{"channel":"app","out_contract_code":"mine-1","plan_id":123,"user_display_name":"Li Si"}' %[1]s/v1/contracts/pre-sign
+Sign any session as the WeChat user, by the launch object pre-sign answered:
+  app ("query":"sessionId=ID"), mini_program ("session_id":"ID"), password_exempt ("pre_entrustweb_id":"ID"):
+    curl -s -H 'Content-Type: application/json' -d '{"session_id":"ID"}' %[2]s/sim/sign
+  or by the contract code, whatever the channel:
+    curl -s -H 'Content-Type: application/json' -d '{"out_contract_code":"mine-1"}' %[2]s/sim/sign
+  h5, jsapi, web ("url":"URL"): open URL in a browser and press Agree, or post the page's form:
+    curl -s -X POST -d openid= URL
 Rotate WeChat's platform certificate (contractd learns it at the next notification):
   curl -s -X POST -d '{}' %[2]s/sim/platform-certificates/rotate
-Health: %[1]s/readyz   Metrics: %[1]s/metrics   Deliveries: %[2]s/sim/deliveries
-Stop with Ctrl-C.
+Health: %[1]s/readyz   Metrics: %[1]s/metrics   Sessions: %[2]s/sim/sessions   Deliveries: %[2]s/sim/deliveries
+Stop with Ctrl-C (or SIGTERM).
 `, base, simURL, code, devAppToken, devOpsToken, strings.TrimSpace(link))
 }

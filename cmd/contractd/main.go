@@ -5,6 +5,7 @@
 //	contractd serve              run the service (configuration from the environment)
 //	contractd migrate up|down|status
 //	contractd fsm                print the lifecycle as a Mermaid state diagram
+//	contractd healthcheck        exit 0 when the service at CONTRACTD_HTTP_ADDR is ready
 //	contractd dev                run Postgres checks, the WeChat Pay simulator and the service together
 package main
 
@@ -31,6 +32,8 @@ Usage:
   contractd dev                    development mode: generates keys, starts the WeChat Pay
                                    simulator on 127.0.0.1:8090, migrates the database and serves
                                    on 127.0.0.1:8080, printing where to click
+  contractd healthcheck            GET /readyz at CONTRACTD_HTTP_ADDR; exit 0 when it answers 200,
+                                   1 otherwise (for container health checks: no shell or curl needed)
   contractd help                   this text
 
 Configuration (environment):
@@ -56,7 +59,8 @@ Configuration (environment):
   WECHATPAY_PUBLIC_KEY_FILE      the public key, PEM; may be set together with certificates
   WECHATPAY_BASE_URL             global papay host (default https://apihk.mch.weixin.qq.com)
   WECHATPAY_DOMESTIC_BASE_URL    domestic host (default https://api.mch.weixin.qq.com)
-  WECHATPAY_PASSWORD_EXEMPT_VARIANT normal (default) or ecommerce, for common mode
+  WECHATPAY_PASSWORD_EXEMPT_VARIANT
+                                 normal (default) or ecommerce, for common mode
   WECHATPAY_TIMEOUT              timeout of one call to WeChat (default 10s)
   CONTRACTD_SWEEP_INTERVAL       expiry sweep period (default 5s)
   CONTRACTD_RECONCILE_INTERVAL   reconciliation period (default 30s)
@@ -139,6 +143,11 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return serveCmd(ctx, getenv, migrate, stderr)
 	case "dev":
 		return devCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "healthcheck":
+		if len(args) > 1 {
+			return fail(2, "healthcheck takes no arguments")
+		}
+		return healthcheckCmd(ctx, getenv)
 	}
 	fmt.Fprint(stderr, usage)
 	return fail(2, "unknown command %q", args[0])

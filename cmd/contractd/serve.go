@@ -170,6 +170,30 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	return nil
 }
 
+// healthcheckCmd runs `contractd healthcheck`: GET /readyz on the address
+// the service listens on (CONTRACTD_HTTP_ADDR, default :8080).
+func healthcheckCmd(ctx context.Context, getenv func(string) string) error {
+	addr := strings.TrimSpace(getenv("CONTRACTD_HTTP_ADDR"))
+	if addr == "" {
+		addr = ":8080"
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, localURL(addr)+"/readyz", nil)
+	if err != nil {
+		return fail(1, "healthcheck: CONTRACTD_HTTP_ADDR %q: %v", addr, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fail(1, "healthcheck: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fail(1, "healthcheck: /readyz answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
 // localURL turns a listen address into a URL a browser on this machine can open.
 func localURL(addr string) string {
 	host, port, err := net.SplitHostPort(addr)

@@ -61,6 +61,8 @@ type stackOptions struct {
 	// (for example a throwaway cluster the test restarts) instead of the
 	// shared test database.
 	ServerURL string
+	// LogOut, when set, receives contractd's JSON logs at info level.
+	LogOut io.Writer
 }
 
 // startStack starts a stack and stops it when the test ends.
@@ -142,7 +144,11 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	if os.Getenv("CONTRACTD_TEST_LOG") != "" {
 		logOut = os.Stderr
 	}
-	go func() { done <- serve(ctx, cfg, false, newLogger(cfg.LogLevel, logOut), listening) }()
+	level := cfg.LogLevel
+	if o.LogOut != nil {
+		logOut, level = o.LogOut, "info"
+	}
+	go func() { done <- serve(ctx, cfg, false, newLogger(level, logOut), listening) }()
 	select {
 	case a := <-listening:
 		addr = a

@@ -28,7 +28,11 @@ Usage:
   wechatpay-sim [serve]     serve the merchant API and the /sim/ control routes
   wechatpay-sim keys DIR    write a matching key set into DIR: merchant and platform keys
                             and certificates, platform public key, apiv3_key, sim.env (for
-                            this simulator) and contractd.env (for the merchant)
+                            this simulator) and contractd.env (for the merchant). SIM_MCHID,
+                            SIM_MERCHANT_SERIAL, SIM_PLATFORM_SERIAL (a certificate serial or
+                            a PUB_KEY_ID_ id) and SIM_APIV3_KEY, when set, fix those values
+  wechatpay-sim healthcheck GET /sim/healthz at SIM_ADDR; exit 0 when it answers 200, else 1
+                            (for container health checks: the image has no shell or curl)
 
 Environment (serve):
 ` + wechatpaysim.EnvHelp + `
@@ -54,6 +58,7 @@ Control routes (no signature; JSON):
   DELETE /sim/faults                        clear faults
   POST   /sim/reset                         clear faults, requests and deliveries
   GET    /sim/healthz                       liveness
+  GET    /sim/                              this list, as JSON
 `
 
 func main() {
@@ -91,7 +96,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		if len(args) != 1 {
 			return errors.New("usage: wechatpay-sim keys DIR")
 		}
-		return writeKeys(args[0], stdout)
+		return writeKeys(args[0], getenv, stdout)
+	case "healthcheck":
+		return healthcheck(getenv)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -99,8 +106,33 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	return fmt.Errorf("unknown command %q (try --help)", cmd)
 }
 
-func writeKeys(dir string, stdout io.Writer) error {
-	keys, err := wechatpaysim.GenerateKeys()
+// healthcheck asks the simulator at SIM_ADDR whether it is alive.
+func healthcheck(getenv func(string) string) error {
+	addr := getenv("SIM_ADDR")
+	if addr == "" {
+		addr = wechatpaysim.DefaultAddr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("SIM_ADDR %q: %w", addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + net.JoinHostPort(host, port) + "/sim/healthz")
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /sim/healthz answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func writeKeys(dir string, getenv func(string) string, stdout io.Writer) error {
+	keys, err := wechatpaysim.GenerateKeysWith(wechatpaysim.KeyIDs{MchID: getenv("SIM_MCHID"),
+		MerchantSerial: getenv("SIM_MERCHANT_SERIAL"), PlatformSerial: getenv("SIM_PLATFORM_SERIAL"), APIv3Key: getenv("SIM_APIV3_KEY")})
 	if err != nil {
 		return fmt.Errorf("generate keys: %w", err)
 	}

@@ -75,6 +75,14 @@ func TestKeysThenServe(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("healthz %d", resp.StatusCode)
 	}
+	if err := run([]string{"healthcheck"}, func(k string) string {
+		if k == "SIM_ADDR" {
+			return addr
+		}
+		return ""
+	}, io.Discard, io.Discard); err != nil {
+		t.Errorf("healthcheck of a running simulator: %v", err)
+	}
 	resp, err = http.Post("http://"+addr+"/v3/global/papay/contracts/app-pre-entrust-sign", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +101,47 @@ func TestKeysThenServe(t *testing.T) {
 		t.Fatal("no graceful shutdown")
 	}
 
+	if err := run([]string{"healthcheck"}, func(k string) string {
+		if k == "SIM_ADDR" {
+			return addr
+		}
+		return ""
+	}, io.Discard, io.Discard); err == nil {
+		t.Error("healthcheck of a stopped simulator succeeded")
+	}
+
 	delete(env, "SIM_MCHID")
 	if err := serve(context.Background(), getenv, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "SIM_MCHID") {
 		t.Errorf("missing SIM_MCHID: %v", err)
+	}
+}
+
+// The keys command keeps the identifiers the environment fixes, so that
+// docker-compose.yml can configure both sides before the keys exist.
+func TestKeysWithFixedIdentifiers(t *testing.T) {
+	ids := map[string]string{
+		"SIM_MCHID":           "1900000109",
+		"SIM_MERCHANT_SERIAL": "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+		"SIM_PLATFORM_SERIAL": "PUB_KEY_ID_0000000000000000000000000000000001",
+		"SIM_APIV3_KEY":       "contractdcomposeapiv3key00000000",
+	}
+	dir := t.TempDir()
+	if err := run([]string{"keys", dir}, func(k string) string { return ids[k] }, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, wechatpaysim.FileContractdEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"WECHATPAY_MCHID=1900000109\n", "WECHATPAY_MERCHANT_SERIAL=5157F09EFDC096DE15EBE81A47057A7232F1B8E1\n",
+		"WECHATPAY_PUBLIC_KEY_ID=PUB_KEY_ID_0000000000000000000000000000000001\n", "WECHATPAY_APIV3_KEY=contractdcomposeapiv3key00000000\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("contractd.env lacks %q:\n%s", want, b)
+		}
+	}
+	for _, bad := range []map[string]string{{"SIM_MERCHANT_SERIAL": "xyz"}, {"SIM_APIV3_KEY": "short"}} {
+		if err := run([]string{"keys", t.TempDir()}, func(k string) string { return bad[k] }, io.Discard, io.Discard); err == nil {
+			t.Errorf("keys with %v: no error", bad)
+		}
 	}
 }

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/wechatpaysim"
+	"go.yaml.in/yaml/v3"
+)
+
+// repoFile is the path of a file at the repository's root.
+func repoFile(name string) string { return filepath.Join("..", "..", name) }
+
+// composeConfig runs `docker-compose config` on docker-compose.yml with
+// the given profiles and returns the resolved file.
+func composeConfig(t *testing.T, profiles ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("docker-compose")
+	if err != nil {
+		t.Fatalf("docker-compose is not installed (scripts/test installs Debian's docker-compose): %v", err)
+	}
+	args := []string{"-f", repoFile("docker-compose.yml")}
+	for _, p := range profiles {
+		args = append(args, "--profile", p)
+	}
+	cmd := exec.Command(bin, append(args, "config")...)
+	// Only the file's defaults: nothing from the test's environment.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker-compose config %v: %v\n%s", profiles, err, out)
+	}
+	return string(out)
+}
+
+// composeFile is the part of a resolved compose file the checks read.
+type composeFile struct {
+	Services map[string]struct {
+		Image       string            `yaml:"image"`
+		Entrypoint  []string          `yaml:"entrypoint"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		Profiles    []string          `yaml:"profiles"`
+		Ports       []string          `yaml:"ports"` // [host_ip:]published:target
+
+		Healthcheck *struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
+	} `yaml:"services"`
+}
+
+func TestComposeFileIsAcceptedAndSetsOnlyVariablesTheProgramsRead(t *testing.T) {
+	t.Parallel()
+	composeConfig(t) // without the simulator profile
+	var f composeFile
+	if err := yaml.Unmarshal([]byte(composeConfig(t, "sim")), &f); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"postgres", "migrate", "contractd", "sim-keys", "sim"} {
+		if _, ok := f.Services[want]; !ok {
+			t.Fatalf("docker-compose.yml has no service %s", want)
+		}
+	}
+	for name, s := range f.Services {
+		if s.Image != "contractd:local" {
+			continue
+		}
+		program, known := "contractd", config.Variables
+		if len(s.Entrypoint) > 0 && strings.HasSuffix(s.Entrypoint[0], "/wechatpay-sim") {
+			program, known = "wechatpay-sim", wechatpaysim.EnvVariables
+			if !slices.Contains(s.Profiles, "sim") {
+				t.Errorf("service %s runs the simulator outside the sim profile", name)
+			}
+		}
+		for k := range s.Environment {
+			if !slices.Contains(known, k) {
+				t.Errorf("service %s sets %s, which %s does not read", name, k, program)
+			}
+		}
+		for _, k := range []string{"CONTRACTD_HTTP_ADDR", "SIM_ADDR"} {
+			if v, ok := s.Environment[k]; ok && !strings.HasPrefix(v, "0.0.0.0:") {
+				t.Errorf("service %s: %s=%s, want all interfaces inside the container", name, k, v)
+			}
+		}
+	}
+	// What is advertised is what a browser on the host opens.
+	sim := f.Services["sim"]
+	if u := sim.Environment["SIM_PUBLIC_URL"]; !strings.HasPrefix(u, "http://127.0.0.1:") && !strings.HasPrefix(u, "http://localhost:") {
+		t.Errorf("SIM_PUBLIC_URL %q is not a URL a browser on the host opens", u)
+	}
+	pg := f.Services["postgres"].Ports
+	if len(pg) == 0 {
+		t.Error("Postgres is not published on the host")
+	}
+	for _, p := range pg {
+		if parts := strings.Split(p, ":"); len(parts) < 2 || parts[len(parts)-2] == "5432" {
+			t.Errorf("Postgres published as %q: host port 5432 is the host's own Postgres", p)
+		}
+	}
+	for _, name := range []string{"postgres", "contractd", "sim"} {
+		if f.Services[name].Healthcheck == nil {
+			t.Errorf("service %s has no health check", name)
+		}
+	}
+	if hc := f.Services["contractd"].Healthcheck; hc != nil && !slices.Equal(hc.Test, []string{"CMD", "/usr/local/bin/contractd", "healthcheck"}) {
+		t.Errorf("contractd's health check %v, want its own healthcheck command (the image has no shell)", hc.Test)
+	}
+	if c := f.Services["migrate"].Command; !slices.Equal(c, []string{"migrate", "up"}) {
+		t.Errorf("migrate runs %v", c)
+	}
+}
+
+// dockerStage is one FROM ... stage of a Dockerfile.
+type dockerStage struct {
+	From         string
+	Instructions []string // upper-case instruction and its arguments, continuation lines joined
+}
+
+func parseDockerfile(t *testing.T, path string) []dockerStage {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages []dockerStage
+	var cur strings.Builder
+	flush := func() {
+		line := strings.TrimSpace(cur.String())
+		cur.Reset()
+		if line == "" {
+			return
+		}
+		instr, args, _ := strings.Cut(line, " ")
+		instr = strings.ToUpper(instr)
+		if instr == "FROM" {
+			stages = append(stages, dockerStage{From: strings.TrimSpace(args)})
+			return
+		}
+		if len(stages) == 0 {
+			t.Fatalf("%s: %s before the first FROM", path, instr)
+		}
+		stages[len(stages)-1].Instructions = append(stages[len(stages)-1].Instructions, instr+" "+strings.TrimSpace(args))
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			cur.WriteString(strings.TrimSuffix(line, "\\") + " ")
+			continue
+		}
+		cur.WriteString(line)
+		flush()
+	}
+	flush()
+	return stages
+}
+
+func TestDockerfileIsMultiStageNonRootWithoutToolchain(t *testing.T) {
+	t.Parallel()
+	stages := parseDockerfile(t, repoFile("Dockerfile"))
+	if len(stages) < 2 {
+		t.Fatalf("%d stages, want a build stage and a final one", len(stages))
+	}
+	final := stages[len(stages)-1]
+	toolchain := regexp.MustCompile(`(?i)\b(golang|go:|/go\b|gcc|build-essential)`)
+	if toolchain.MatchString(final.From) {
+		t.Errorf("final stage FROM %s carries a toolchain", final.From)
+	}
+	var user string
+	for _, in := range final.Instructions {
+		instr, args, _ := strings.Cut(in, " ")
+		switch instr {
+		case "USER":
+			user = args
+		case "RUN":
+			t.Errorf("final stage runs %q: it must only copy the built binaries (no shell there)", args)
+		case "COPY", "ADD":
+			if !strings.Contains(args, "--from=") {
+				t.Errorf("final stage %s %q copies from the build context, not the build stage", instr, args)
+			}
+			if toolchain.MatchString(args) {
+				t.Errorf("final stage %s %q copies a toolchain", instr, args)
+			}
+		}
+	}
+	if name, _, _ := strings.Cut(user, ":"); name == "" || name == "root" || name == "0" {
+		t.Errorf("final stage USER %q, want a non-root user", user)
+	}
+	if !slices.ContainsFunc(final.Instructions, func(in string) bool {
+		return strings.HasPrefix(in, "HEALTHCHECK ") && strings.Contains(in, "contractd") && strings.Contains(in, "healthcheck")
+	}) {
+		t.Error("final stage has no HEALTHCHECK through contractd healthcheck")
+	}
+	if !slices.ContainsFunc(final.Instructions, func(in string) bool {
+		return strings.HasPrefix(in, "ENTRYPOINT ") && strings.Contains(in, "contractd")
+	}) {
+		t.Error("final stage does not run contractd")
+	}
+	if !slices.ContainsFunc(stages[0].Instructions, func(in string) bool {
+		return strings.HasPrefix(in, "RUN ") && strings.Contains(in, "CGO_ENABLED=0") && strings.Contains(in, "go build")
+	}) {
+		t.Error("the build stage does not build static binaries (CGO_ENABLED=0 go build)")
+	}
+}
+
+// Each channel's walkthrough in the README is, line for line, the block a
+// script under scripts/walkthrough runs (scripts/walkthroughs runs them all
+// against contractd dev in CI).
+func TestREADMEWalkthroughsAreTheScripts(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile(repoFile("README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := regexp.MustCompile("(?s)<!-- walkthrough: (scripts/walkthrough/[a-z0-9-]+\\.sh) -->\n```sh\n(.*?)```\n")
+	found := marker.FindAllStringSubmatch(string(readme), -1)
+	scripts, err := filepath.Glob(repoFile("scripts/walkthrough/*.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, s := range scripts {
+		if filepath.Base(s) != "lib.sh" {
+			want++
+		}
+	}
+	if want != 6 || len(found) != want {
+		t.Fatalf("README shows %d walkthroughs, scripts/walkthrough holds %d; want the six channels in both", len(found), want)
+	}
+	for _, m := range found {
+		b, err := os.ReadFile(repoFile(m[1]))
+		if err != nil {
+			t.Fatalf("README names %s: %v", m[1], err)
+		}
+		_, body, ok := strings.Cut(string(b), "# README:begin\n")
+		body, _, ok2 := strings.Cut(body, "# README:end\n")
+		if !ok || !ok2 {
+			t.Fatalf("%s lacks the README:begin/end markers", m[1])
+		}
+		if body != m[2] {
+			t.Errorf("README's block for %s differs from the script:\nREADME:\n%s\nscript:\n%s", m[1], m[2], body)
+		}
+	}
+}

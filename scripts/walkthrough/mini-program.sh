@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Walkthrough: the mini program channel of papay (README.md, "Walkthrough:
+# mini program session"). The lines between the README markers are the
+# README's block, character for character.
+. "$(dirname "$0")/lib.sh"
+# README:begin
+CODE=mp-$(date +%s%N)
+# 1. The mini program's server asks contractd for a signing session.
+ANSWER=$(curl -sSf -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
+  -d '{"channel":"mini_program","out_contract_code":"'"$CODE"'","plan_id":123,"user_display_name":"Zhang San","openid":"o-demo-user"}' \
+  "$API/v1/contracts/pre-sign")
+echo "$ANSWER" | jq .launch
+# 2. The mini program opens WeChat's signing mini program with
+#    launch.session_id (navigateToMiniProgram, extraData sessionId).
+SESSION=$(echo "$ANSWER" | jq -r .launch.session_id)
+# 3. The simulated WeChat user agrees.
+curl -sSf -H 'Content-Type: application/json' -d '{"session_id":"'"$SESSION"'"}' "$SIM/sim/sign" | jq '{contract_id, state}'
+# 4. WeChat's PAPAY.SIGN notification reaches contractd: the contract is signed.
+until curl -sSf -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
+# README:end

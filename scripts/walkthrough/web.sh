@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Walkthrough: the web channel, a QR code (README.md, "Walkthrough: web QR
+# code"). The lines between the README markers are the README's block,
+# character for character.
+. "$(dirname "$0")/lib.sh"
+# README:begin
+CODE=web-$(date +%s%N)
+# 1. The web server asks contractd for a signing session.
+ANSWER=$(curl -sSf -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
+  -d '{"channel":"web","out_contract_code":"'"$CODE"'","plan_id":123,"user_display_name":"Zhang San"}' \
+  "$API/v1/contracts/pre-sign")
+echo "$ANSWER" | jq .launch
+# 2. The desktop page shows launch.url as a QR code; the user scans it with
+#    WeChat, which opens the signing page at that URL.
+URL=$(echo "$ANSWER" | jq -r .launch.url)
+# 3. The simulated WeChat user presses "Agree and sign" on that page.
+curl -sSf -X POST -d openid= "$URL" | grep -o 'Signed\. Contract [^ ]* is SIGNED'
+# 4. WeChat's PAPAY.SIGN notification reaches contractd: the contract is signed.
+until curl -sSf -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
+# README:end
