@@ -121,7 +121,7 @@ func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh d
 		rows, err := br.Query()
 		var c domain.Contract
 		if err == nil {
-			c, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[domain.Contract])
+			c, err = pgx.CollectExactlyOneRow(rows, scanContract)
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
