@@ -98,6 +98,7 @@ func BenchmarkLoad(b *testing.B) {
 	env["CONTRACTD_LOG_LEVEL"] = "error"
 	pprofAddr := cliFreeAddr(b)
 	env["CONTRACTD_PPROF_ADDR"] = pprofAddr
+	delete(env, "CONTRACTD_DB_MAX_CONNS") // the test stacks' small pool: the server's own default unless told
 	if *loadMaxConns > 0 {
 		env["CONTRACTD_DB_MAX_CONNS"] = strconv.Itoa(*loadMaxConns)
 	}

@@ -123,6 +123,10 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		"CONTRACTD_SWEEP_INTERVAL":     "1h",
 		"CONTRACTD_RECONCILE_INTERVAL": "1h",
 		"CONTRACTD_LOG_LEVEL":          "error",
+		// Many stacks run at once against one Postgres (max_connections
+		// 100 on Debian's default cluster): a smaller pool than the
+		// default keeps them all under it.
+		"CONTRACTD_DB_MAX_CONNS": "6",
 	})
 	if o.Mode != "" {
 		env["WECHATPAY_MODE"] = o.Mode
