@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,177 +136,12 @@ func requireJSON(c *echo.Context) error {
 	return nil
 }
 
-// checkJSONText walks a JSON document and refuses, naming the field, what
-// encoding/json would accept silently: a repeated key (the last would win),
-// an unpaired surrogate escape (it would become U+FFFD), a NUL, and a
-// string over domain.MaxTextLength. Syntax errors are left to the decoder.
+// checkJSONText applies domain.CheckJSONText to a body.
 func checkJSONText(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	type frame struct {
-		object bool
-		keys   map[string]bool
-		next   string // the key whose value comes next (objects)
-		index  int    // the next element's index (arrays)
-		path   string
-	}
-	var stack []*frame
-	var fields []domain.FieldError
-	bad := func(field, reason string) {
-		if field == "" {
-			field = "body"
-		}
-		fields = append(fields, domain.FieldError{Field: field, Reason: reason})
-	}
-	// where names the value about to be read.
-	where := func() string {
-		if len(stack) == 0 {
-			return ""
-		}
-		f := stack[len(stack)-1]
-		var name string
-		if f.object {
-			name = f.next
-		} else {
-			name = "[" + strconv.Itoa(f.index) + "]"
-		}
-		switch {
-		case f.path == "":
-			return name
-		case f.object:
-			return f.path + "." + name
-		default:
-			return f.path + name
-		}
-	}
-	// expectKey reports whether the next string token is an object's key.
-	expectKey := func() bool {
-		return len(stack) > 0 && stack[len(stack)-1].object && stack[len(stack)-1].next == ""
-	}
-	afterValue := func() {
-		if len(stack) == 0 {
-			return
-		}
-		f := stack[len(stack)-1]
-		if f.object {
-			f.next = ""
-		} else {
-			f.index++
-		}
-	}
-	for {
-		start := dec.InputOffset()
-		tok, err := dec.Token()
-		if err != nil {
-			break // io.EOF or a syntax error the decoder reports later
-		}
-		end := dec.InputOffset()
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				stack = append(stack, &frame{object: t == '{', keys: map[string]bool{}, path: where()})
-			case '}', ']':
-				stack = stack[:len(stack)-1]
-				afterValue()
-			}
-		case string:
-			key := expectKey()
-			field := where()
-			if key {
-				field = t
-				if p := stack[len(stack)-1].path; p != "" {
-					field = p + "." + t
-				}
-			}
-			if why := rawStringProblem(b[start:end]); why != "" {
-				bad(clip(field), why)
-			} else if why := domain.CheckText(t); why != "" {
-				bad(clip(field), why)
-			} else if len(t) > domain.MaxTextLength {
-				bad(clip(field), fmt.Sprintf("must be at most %d bytes", domain.MaxTextLength))
-			}
-			if key {
-				f := stack[len(stack)-1]
-				if f.keys[t] {
-					bad(clip(field), "is repeated; each key may appear once")
-				}
-				f.keys[t] = true
-				f.next = t
-				if t == "" {
-					f.next = `""`
-				}
-				continue
-			}
-			afterValue()
-		default:
-			afterValue()
-		}
-		if len(fields) > 16 {
-			break
-		}
-	}
-	if len(fields) > 0 {
+	if fields := domain.CheckJSONText(b); len(fields) > 0 {
 		return &domain.Error{Code: domain.CodeParamError, Message: "the JSON body holds text contractd cannot take: " + fields[0].Field + " " + fields[0].Reason, Fields: fields}
 	}
 	return nil
-}
-
-// rawStringProblem scans the raw bytes of one JSON string token (with the
-// delimiters around it) for an unpaired UTF-16 surrogate escape.
-func rawStringProblem(raw []byte) string {
-	i := bytes.IndexByte(raw, '"')
-	if i < 0 {
-		return ""
-	}
-	pendingHigh := false
-	for i++; i < len(raw); i++ {
-		ch := raw[i]
-		if ch == '"' {
-			break
-		}
-		if ch != '\\' {
-			if pendingHigh {
-				return "holds an unpaired surrogate escape"
-			}
-			continue
-		}
-		if i+1 >= len(raw) {
-			break
-		}
-		if raw[i+1] != 'u' || i+6 > len(raw) {
-			if pendingHigh {
-				return "holds an unpaired surrogate escape"
-			}
-			i++
-			continue
-		}
-		n, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
-		if err != nil {
-			return ""
-		}
-		switch {
-		case n >= 0xD800 && n <= 0xDBFF:
-			if pendingHigh {
-				return "holds an unpaired surrogate escape"
-			}
-			pendingHigh = true
-		case n >= 0xDC00 && n <= 0xDFFF:
-			if !pendingHigh {
-				return "holds an unpaired surrogate escape"
-			}
-			pendingHigh = false
-		default:
-			if pendingHigh {
-				return "holds an unpaired surrogate escape"
-			}
-		}
-		i += 5
-	}
-	if pendingHigh {
-		return "holds an unpaired surrogate escape"
-	}
-	return ""
 }
 
 // jsonKind speaks a Go type as the JSON value it decodes from.
