@@ -65,4 +65,10 @@ func TestExpiryRuleSpeaksMinutes(t *testing.T) {
 	if got := spoken(LongSessionLifetime); got != "2 hours" {
 		t.Errorf("%q", got)
 	}
+	if got := spokenRange(MinSessionLifetime, ShortSessionLifetime); got != "5 and 10 minutes" {
+		t.Errorf("%q", got)
+	}
+	if got := spokenRange(MinSessionLifetime, LongSessionLifetime); got != "5 minutes and 2 hours" {
+		t.Errorf("%q", got)
+	}
 }

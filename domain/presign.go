@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -242,7 +243,7 @@ func (r *PreSignRequest) validatePapay(fe *fieldErrors, now time.Time) {
 		}
 		max := r.Channel.maxLifetime()
 		if d := t.Sub(now); d <= MinSessionLifetime || d >= max {
-			fe.add("expired_time", "must be between %s and %s after the request for channel %s", spoken(MinSessionLifetime), spoken(max), ch)
+			fe.add("expired_time", "must be between %s after the request for channel %s", spokenRange(MinSessionLifetime, max), ch)
 		}
 	}
 }
@@ -276,6 +277,17 @@ func spoken(d time.Duration) string {
 		return plural(int64(d/time.Hour), "hour")
 	}
 	return plural(int64(d/time.Minute), "minute")
+}
+
+// spokenRange renders "5 and 10 minutes", or "5 minutes and 2 hours" when
+// the units differ.
+func spokenRange(lo, hi time.Duration) string {
+	l, h := spoken(lo), spoken(hi)
+	lu, hu := l[strings.IndexByte(l, ' '):], h[strings.IndexByte(h, ' '):]
+	if lu == hu {
+		return strings.TrimSuffix(l, lu) + " and " + h
+	}
+	return l + " and " + h
 }
 
 func plural(n int64, unit string) string {
