@@ -343,6 +343,6 @@ func (a *API) notification(c *echo.Context) error {
 		return c.NoContent(http.StatusNoContent)
 	}
 	status, body := toErrorBody(err)
-	a.log.WarnContext(c.Request().Context(), "notification refused", "status", status, "code", body.Code, "error", err.Error())
+	a.log.WarnContext(c.Request().Context(), "notification refused", "status", status, "code", body.Code, "error", clipLong(err.Error()))
 	return c.JSON(status, map[string]string{"code": "FAIL", "message": string(body.Code) + ": " + body.Message})
 }

@@ -133,3 +133,33 @@ func TestAPanicIsA500WithItsStackLoggedAndCounted(t *testing.T) {
 		t.Fatalf("panic logged without its stack: %q", buf.String())
 	}
 }
+
+func TestALongRefusedPathIsLoggedCut(t *testing.T) {
+	var buf bytes.Buffer
+	s := New(Deps{Logger: logging.New(&buf, "info")})
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/"+strings.Repeat("a", 100<<10), nil))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"field":"path"`) {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if rec.Body.Len() > 2048 {
+		t.Errorf("the answer echoes the path: %d bytes", rec.Body.Len())
+	}
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if len(l) > 2048 {
+			t.Errorf("a %d-byte log line: %.200s", len(l), l)
+		}
+	}
+}
+
+func TestAnErrorSaysItsCauseOnce(t *testing.T) {
+	cause := errors.New("wechatpay: missing Wechatpay-* headers: Wechatpay-Nonce")
+	err := &domain.Error{Code: domain.CodeSignError, Message: cause.Error(), Err: cause}
+	if n := strings.Count(err.Error(), "missing Wechatpay-* headers"); n != 1 {
+		t.Fatalf("%q says it %d times", err.Error(), n)
+	}
+	wrapped := &domain.Error{Code: domain.CodeUnavailable, Message: "database unreachable", Err: cause}
+	if !strings.Contains(wrapped.Error(), "database unreachable: wechatpay") {
+		t.Fatalf("%q lost its cause", wrapped.Error())
+	}
+}
