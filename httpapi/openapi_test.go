@@ -82,7 +82,7 @@ func TestOpenAPIIsServed(t *testing.T) {
 	s := New(Deps{})
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/openapi.yaml", nil))
-	if rec.Code != http.StatusOK || string(rec.Body.Bytes()) != string(openAPI) {
+	if rec.Code != http.StatusOK || rec.Body.String() != string(openAPI) {
 		t.Fatalf("%d %.40q", rec.Code, rec.Body.String())
 	}
 	if rec.Header().Get("X-Request-Id") == "" {

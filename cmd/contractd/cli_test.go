@@ -129,12 +129,14 @@ type cliProcess struct {
 // until /healthz answers; the process is killed when t ends if still running.
 func cliStartServe(t *testing.T, bin string, env map[string]string) *cliProcess {
 	t.Helper()
+	return cliStartServeAt(t, bin, env, cliFreeAddr(t))
+}
+
+// cliStartServeAt is cliStartServe on a given address.
+func cliStartServeAt(t *testing.T, bin string, env map[string]string, addr string) *cliProcess {
+	t.Helper()
 	env = maps.Clone(env)
-	addr := env["CONTRACTD_HTTP_ADDR"]
-	if addr == "" || strings.HasSuffix(addr, ":0") {
-		addr = cliFreeAddr(t)
-		env["CONTRACTD_HTTP_ADDR"] = addr
-	}
+	env["CONTRACTD_HTTP_ADDR"] = addr
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = cliEnviron(env)
 	p := &cliProcess{URL: "http://" + addr, cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan struct{})}

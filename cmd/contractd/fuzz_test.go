@@ -136,7 +136,6 @@ func FuzzRoutePathsAndQueries(f *testing.F) {
 	})
 }
 
-
 // fuzzRaw writes raw on a new connection and reads the first answer.
 func fuzzRaw(addr, raw string) (response, error) {
 	conn, err := net.Dial("tcp", addr)

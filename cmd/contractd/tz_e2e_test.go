@@ -16,7 +16,7 @@ import (
 	"github.com/contractd/contractd/wechatpaysim"
 )
 
-// tzGet asks contractd at base and checks the answer against openapi.yaml
+// tzDo asks contractd at base and checks the answer against openapi.yaml
 // (which includes: every time in it is UTC).
 func tzDo(t *testing.T, base, method, path, token, body string) response {
 	t.Helper()
@@ -83,7 +83,7 @@ func TestTimesAreUTCUnderAnotherHostTimeZone(t *testing.T) {
 		"CONTRACTD_LOG_LEVEL":  "error",
 		"TZ":                   "Asia/Shanghai",
 	})
-	p := cliStartServe(t, bin, env)
+	p := cliStartServeAt(t, bin, env, addr)
 
 	r := tzDo(t, p.URL, "POST", "/v1/contracts/pre-sign", appToken,
 		`{"channel":"app","out_contract_code":"tz1","plan_id":123,"user_display_name":"Zhang San","expired_time":"`+
