@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/domain"
 	"github.com/labstack/echo/v5"
 )
@@ -117,6 +118,11 @@ func (s *Server) errorHandler(c *echo.Context, err error) {
 	s.log.Log(c.Request().Context(), level, "request failed", "method", c.Request().Method, "path", clip(c.Request().URL.Path), "status", status, "code", body.Code, "error", clipLong(err.Error()))
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)
+		return
+	}
+	if c.Path() == config.NotifyPath && c.Request().Method == http.MethodPost {
+		// WeChat reads {"code":"FAIL"} on its route, whoever refused.
+		_ = c.JSON(status, map[string]string{"code": "FAIL", "message": string(body.Code) + ": " + body.Message})
 		return
 	}
 	_ = c.JSON(status, body)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -39,6 +38,12 @@ type NotificationResult struct {
 // it, in which case nothing was written and WeChat will retry.
 func (s *Service) HandleNotification(ctx context.Context, header http.Header, body []byte) (NotificationResult, error) {
 	n, err := s.parser.Parse(ctx, header, body)
+	if err != nil && n != nil && errors.Is(err, wechatpay.ErrMalformed) {
+		// Verified and decrypted, but its resource is no contract event
+		// (out_contract_code missing, a time or id that does not parse):
+		// it can never apply, so keep it rather than have WeChat retry it.
+		return s.rejectNotification(ctx, n, body, []domain.FieldError{{Field: "resource", Reason: err.Error()}})
+	}
 	if err != nil {
 		s.metrics.notifications.WithLabelValues(rejection(err)).Inc()
 		return NotificationResult{}, notificationError(err)
@@ -136,9 +141,14 @@ func (s *Service) rejectNotification(ctx context.Context, n *wechatpay.Notificat
 	for i, p := range problems {
 		parts[i] = p.Field + " " + p.Reason
 	}
-	reason := strings.Join(parts, "; ")
+	// The reason quotes the broken input (field names, WeChat's text): keep
+	// it text Postgres takes, and short.
+	reason := strings.ToValidUTF8(strings.ReplaceAll(strings.Join(parts, "; "), "\x00", `\u0000`), "\uFFFD")
+	if len(reason) > 1024 {
+		reason = strings.ToValidUTF8(reason[:1024], "") + "…"
+	}
 	id := n.ID
-	if slices.ContainsFunc(problems, func(p domain.FieldError) bool { return p.Field == "id" }) {
+	if domain.CheckText(id) != "" || utf8.RuneCountInString(id) > maxNotifiedIDLength {
 		sum := sha256.Sum256(body)
 		id = "sha256:" + hex.EncodeToString(sum[:])
 	}

@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
@@ -105,6 +106,13 @@ func hostileEnvelope(t testing.TB, keys *wechatpaysim.KeySet, id, eventType stri
 // answer against openapi.yaml.
 func hostilePostNotification(t testing.TB, s *stack, body []byte, key *rsa.PrivateKey) response {
 	t.Helper()
+	return hostilePostNotificationAs(t, s, body, key, "application/json")
+}
+
+// hostilePostNotificationAs is hostilePostNotification with a chosen
+// Content-Type ("" for none).
+func hostilePostNotificationAs(t testing.TB, s *stack, body []byte, key *rsa.PrivateKey, contentType string) response {
+	t.Helper()
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	nonce := ntRandom(16)
 	sum := sha256.Sum256([]byte(ts + "\n" + nonce + "\n" + string(body) + "\n"))
@@ -116,7 +124,9 @@ func hostilePostNotification(t testing.TB, s *stack, body []byte, key *rsa.Priva
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	req.Header.Set("Wechatpay-Timestamp", ts)
 	req.Header.Set("Wechatpay-Nonce", nonce)
 	req.Header.Set("Wechatpay-Signature", base64.StdEncoding.EncodeToString(sig))
@@ -318,8 +328,24 @@ func TestNotificationBreakingFieldRulesIsKeptAsRejectedAnd204(t *testing.T) {
 		{"a lone surrogate", bytes.Replace(mustJSON(good("n2", "LONE")), []byte("LONE"), []byte(`\ud800`), 1), "surrogate"},
 		{"raw invalid UTF-8", bytes.Replace(mustJSON(good("n3", "LONE")), []byte("LONE"), []byte("\xff"), 1), "UTF-8"},
 		{"a repeated key", bytes.Replace(mustJSON(good("n4", "o1")), []byte(`{`), []byte(`{"out_contract_code":"n5",`), 1), "repeated"},
+		{"a NUL in a key", bytes.Replace(mustJSON(good("n6", "o1")), []byte(`{`), []byte(`{"a\u0000":1,`), 1), "must not contain NUL"},
+		{"no out_contract_code", mustJSON(without(good("n7", "o1"), "out_contract_code")), "lacks out_contract_code"},
+		{"an operate_time that does not parse", mustJSON(with(good("n8", "o1"), "operate_time", "soon")), "operate time"},
 	}
 	metricBefore := rejectedMetric(t, s)
+	t.Run("an envelope id holding NUL", func(t *testing.T) {
+		plain := mustJSON(good("n9", "o1"))
+		body := hostileEnvelope(t, s.Keys, "bad\x00id", "PAPAY.SIGN", plain)
+		if r := hostilePostNotification(t, s, body, s.Keys.PlatformKey); r.Status != http.StatusNoContent {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		sum := sha256.Sum256(body)
+		if n := s.count(`SELECT count(*) FROM wechat_notifications WHERE notification_id = $1 AND outcome = 'rejected'
+			AND reason LIKE 'id must not contain NUL%'`, "sha256:"+hex.EncodeToString(sum[:])); n != 1 {
+			t.Fatalf("no rejected row under the body's digest")
+		}
+	})
+	metricBefore++ // the envelope case above
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id := "rej-" + strconv.Itoa(i) + "-" + ntRandom(4)
@@ -350,6 +376,25 @@ func TestNotificationBreakingFieldRulesIsKeptAsRejectedAnd204(t *testing.T) {
 	if got := rejectedMetric(t, s) - metricBefore; got != float64(len(cases)) {
 		t.Errorf(`contractd_notifications_total{result="rejected"} rose by %v, want %d`, got, len(cases))
 	}
+	t.Run("the route stays lenient about Content-Type", func(t *testing.T) {
+		for i, ct := range []string{"text/plain", ""} {
+			code := "lenient" + strconv.Itoa(i)
+			body := hostileEnvelope(t, s.Keys, "ok-"+ntRandom(6), "PAPAY.SIGN", mustJSON(good(code, "o1")))
+			if r := hostilePostNotificationAs(t, s, body, s.Keys.PlatformKey, ct); r.Status != http.StatusNoContent {
+				t.Fatalf("Content-Type %q: %d %s", ct, r.Status, r.Body)
+			}
+			if st := ntState(t, s, code); st != "signed" {
+				t.Fatalf("Content-Type %q: state %q, want signed", ct, st)
+			}
+		}
+	})
+	t.Run("the input boundary answers FAIL on the notification route", func(t *testing.T) {
+		r := hostileDo(s, "POST", "/v1/notifications/wechatpay?x=%00", "", "text/plain", `{}`)
+		ntExpectFail(t, r, http.StatusBadRequest)
+		if !strings.Contains(string(r.Body), "NUL") {
+			t.Fatalf("%s", r.Body)
+		}
+	})
 	t.Run("a refused notification's message says its cause once", func(t *testing.T) {
 		r := hostileDo(s, "POST", "/v1/notifications/wechatpay", "", "application/json", `{}`)
 		if r.Status != http.StatusUnauthorized {
@@ -360,6 +405,10 @@ func TestNotificationBreakingFieldRulesIsKeptAsRejectedAnd204(t *testing.T) {
 		}
 	})
 }
+
+func without(m map[string]any, key string) map[string]any { delete(m, key); return m }
+
+func with(m map[string]any, key string, v any) map[string]any { m[key] = v; return m }
 
 // rejectedMetric reads contractd_notifications_total{result="rejected"}.
 func rejectedMetric(t *testing.T, s *stack) float64 {
