@@ -29,6 +29,15 @@ const (
 	ChannelWeb         Channel = "web"
 )
 
+// Valid reports whether c is one of the signing channels.
+func (c Channel) Valid() bool {
+	switch c {
+	case ChannelApp, ChannelMiniProgram, ChannelH5, ChannelJSAPI, ChannelWeb:
+		return true
+	}
+	return false
+}
+
 // Mode is the merchant's relation to WeChat Pay: a merchant signing for
 // itself (common) or a service provider signing for sub-merchants
 // (institutional).

@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -27,6 +28,13 @@ const (
 	// CodeInProgress: somebody else's call to WeChat for the same contract
 	// is still under way after the caller's wait bound.
 	CodeInProgress Code = "IN_PROGRESS"
+	// CodeRouteNotFound: no route has this path.
+	CodeRouteNotFound Code = "NOT_FOUND"
+	// CodeMethodNotAllowed: a known path asked with another method.
+	CodeMethodNotAllowed Code = "METHOD_NOT_ALLOWED"
+	// CodeUnsupportedMediaType: a JSON route called without
+	// Content-Type: application/json.
+	CodeUnsupportedMediaType Code = "UNSUPPORTED_MEDIA_TYPE"
 	// CodeLeaseLost: a lease holder's token no longer holds the lease. It
 	// never reaches a caller of the API: the flows act on it.
 	CodeLeaseLost Code = "LEASE_LOST"
@@ -51,9 +59,10 @@ type Error struct {
 	Err        error
 }
 
-// Error implements error.
+// Error implements error. It says each cause once: a cause whose text the
+// message already holds is not repeated.
 func (e *Error) Error() string {
-	if e.Err != nil {
+	if e.Err != nil && !strings.Contains(e.Message, e.Err.Error()) {
 		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
 	}
 	return fmt.Sprintf("%s: %s", e.Code, e.Message)

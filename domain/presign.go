@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -83,8 +84,8 @@ func (f *fieldErrors) text(field, v string, required bool, max int) bool {
 		f.add(field, "is required")
 	case v == "":
 		return false
-	case !utf8.ValidString(v):
-		f.add(field, "must be valid UTF-8")
+	case CheckText(v) != "":
+		f.add(field, "%s", CheckText(v))
 	case utf8.RuneCountInString(v) > max:
 		f.add(field, "must be at most %d characters", max)
 	default:
@@ -124,12 +125,39 @@ func (f *fieldErrors) code(field, v string) {
 	if !f.text(field, v, true, maxCodeLength) {
 		return
 	}
+	if why := codeChars(v); why != "" {
+		f.add(field, "%s", why)
+	}
+}
+
+// ReservedCode is the out_contract_code nobody may use: it would shadow the
+// pre-sign route.
+const ReservedCode = "pre-sign"
+
+// codeChars says why v's characters break the out_contract_code rule, or "".
+func codeChars(v string) string {
 	for i := 0; i < len(v); i++ {
 		if v[i] <= 0x20 || v[i] >= 0x7f || v[i] == '/' || v[i] == '?' || v[i] == '#' || v[i] == '%' {
-			f.add(field, "must be visible ASCII without '/', '?', '#' or '%%'")
-			return
+			return "must be visible ASCII without '/', '?', '#' or '%'"
 		}
 	}
+	if v == ReservedCode {
+		return fmt.Sprintf("%q is reserved", ReservedCode)
+	}
+	return ""
+}
+
+// CheckCode applies the out_contract_code rule (1-32 visible ASCII
+// characters, no '/', '?', '#' or '%', not the reserved "pre-sign") to v and
+// says why it breaks it, or "" when v keeps it. sub_mchid follows the same
+// rule.
+func CheckCode(v string) string {
+	var fe fieldErrors
+	fe.code("x", v)
+	if len(fe) > 0 {
+		return fe[0].Reason
+	}
+	return ""
 }
 
 // Validate checks every field rule of wechatpay-papay.md for mode at time
@@ -215,7 +243,7 @@ func (r *PreSignRequest) validatePapay(fe *fieldErrors, now time.Time) {
 		}
 		max := r.Channel.maxLifetime()
 		if d := t.Sub(now); d <= MinSessionLifetime || d >= max {
-			fe.add("expired_time", "must be more than %s and less than %s after the request for channel %s", MinSessionLifetime, max, ch)
+			fe.add("expired_time", "must be between %s after the request for channel %s", spokenRange(MinSessionLifetime, max), ch)
 		}
 	}
 }
@@ -240,6 +268,33 @@ func (r *PreSignRequest) validatePasswordExempt(fe *fieldErrors, mode Mode) {
 	fe.refuse("return_url", r.ReturnURL != "", "for product password_exempt")
 	fe.refuse("return_appid", r.ReturnAppID != "", "for product password_exempt")
 	fe.refuse("expired_time", r.ExpiredTime != "", "for product password_exempt (its session always lives 2 hours)")
+}
+
+// spoken renders a whole number of minutes or hours the way the API's
+// messages speak ("5 minutes", "2 hours"), never Go's "5m0s".
+func spoken(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return plural(int64(d/time.Hour), "hour")
+	}
+	return plural(int64(d/time.Minute), "minute")
+}
+
+// spokenRange renders "5 and 10 minutes", or "5 minutes and 2 hours" when
+// the units differ.
+func spokenRange(lo, hi time.Duration) string {
+	l, h := spoken(lo), spoken(hi)
+	lu, hu := l[strings.IndexByte(l, ' '):], h[strings.IndexByte(h, ' '):]
+	if lu == hu {
+		return strings.TrimSuffix(l, lu) + " and " + h
+	}
+	return l + " and " + h
+}
+
+func plural(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }
 
 // maxLifetime is the longest session WeChat grants on a channel, and the

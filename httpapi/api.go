@@ -79,34 +79,33 @@ func readBody(c *echo.Context) ([]byte, error) {
 	return b, nil
 }
 
-// decodeStrict decodes one JSON object, refusing unknown fields, trailing
-// data and wrong types with a PARAM_ERROR that names the field.
-func decodeStrict(b []byte, v any) error {
+// decodeStrict decodes one JSON object after checkJSONText, refusing an
+// empty body (naming required, the field the route cannot do without),
+// unknown fields, trailing data and wrong types with a PARAM_ERROR that
+// names the field in the API's words.
+func decodeStrict(b []byte, v any, required string) error {
 	if !utf8.Valid(b) {
 		// encoding/json would silently turn invalid bytes into U+FFFD and
 		// send a garbled name to WeChat: refuse, naming the field.
 		return invalidUTF8(b)
 	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return &domain.Error{Code: domain.CodeParamError, Message: "the body is empty: a JSON object with " + required + " is required",
+			Fields: []domain.FieldError{{Field: required, Reason: "is required"}}}
+	}
+	if err := checkJSONText(b); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil && dec.More() {
-		err = errors.New("trailing data after the JSON object")
+		err = errTrailing
 	}
 	if err == nil {
 		return nil
 	}
-	de := &domain.Error{Code: domain.CodeParamError, Message: "malformed JSON body: " + err.Error()}
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &te):
-		de.Fields = []domain.FieldError{{Field: te.Field, Reason: "must be a JSON " + te.Type.String()}}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		de.Message = "unknown field " + f
-		de.Fields = []domain.FieldError{{Field: f, Reason: "is not a known field"}}
-	}
-	return de
+	return decodeError(err)
 }
 
 // invalidUTF8 names the top-level fields of a body whose raw values are not
@@ -117,7 +116,7 @@ func invalidUTF8(b []byte) error {
 	if json.Unmarshal(b, &raw) == nil {
 		for k, v := range raw {
 			if !utf8.Valid(v) {
-				de.Fields = append(de.Fields, domain.FieldError{Field: k, Reason: "must be valid UTF-8"})
+				de.Fields = append(de.Fields, domain.FieldError{Field: clip(strings.ToValidUTF8(k, "\ufffd")), Reason: "must be valid UTF-8"})
 			}
 		}
 	}
@@ -125,17 +124,35 @@ func invalidUTF8(b []byte) error {
 	return de
 }
 
-func keyOf(c *echo.Context) domain.Key {
-	return domain.Key{SubMchID: c.QueryParam("sub_mchid"), OutContractCode: c.Param("code")}
+// keyOf reads the contract key of a route: the code in the path and the
+// optional sub_mchid query value, both held to the out_contract_code rule.
+func keyOf(c *echo.Context) (domain.Key, error) {
+	k := domain.Key{SubMchID: c.QueryParam("sub_mchid"), OutContractCode: c.Param("code")}
+	var fields []domain.FieldError
+	if why := domain.CheckCode(k.OutContractCode); why != "" {
+		fields = append(fields, domain.FieldError{Field: "out_contract_code", Reason: why})
+	}
+	if k.SubMchID != "" {
+		if why := domain.CheckCode(k.SubMchID); why != "" {
+			fields = append(fields, domain.FieldError{Field: "sub_mchid", Reason: why})
+		}
+	}
+	if len(fields) > 0 {
+		return k, &domain.Error{Code: domain.CodeParamError, Message: fields[0].Field + " " + fields[0].Reason, Fields: fields}
+	}
+	return k, nil
 }
 
 func (a *API) preSign(c *echo.Context) error {
+	if err := requireJSON(c); err != nil {
+		return err
+	}
 	b, err := readBody(c)
 	if err != nil {
 		return err
 	}
 	var req domain.PreSignRequest
-	if err := decodeStrict(b, &req); err != nil {
+	if err := decodeStrict(b, &req, "out_contract_code"); err != nil {
 		return err
 	}
 	res, err := a.Service.PreSign(c.Request().Context(), req)
@@ -150,7 +167,16 @@ func (a *API) preSign(c *echo.Context) error {
 }
 
 func (a *API) getContract(c *echo.Context) error {
-	ct, err := a.Service.Get(c.Request().Context(), keyOf(c))
+	if c.Param("code") == domain.ReservedCode {
+		// The pre-sign route's path, asked with another method.
+		c.Response().Header().Set("Allow", http.MethodPost)
+		return domain.Errorf(domain.CodeMethodNotAllowed, "%s %s is not a route; pre-sign takes POST", c.Request().Method, c.Request().URL.Path)
+	}
+	key, err := keyOf(c)
+	if err != nil {
+		return err
+	}
+	ct, err := a.Service.Get(c.Request().Context(), key)
 	if err != nil {
 		return err
 	}
@@ -163,14 +189,17 @@ func (a *API) listContracts(c *echo.Context) error {
 	if f.State != "" && !f.State.Valid() {
 		fields = append(fields, domain.FieldError{Field: "state", Reason: "is not a lifecycle state"})
 	}
+	if f.Channel != "" && !f.Channel.Valid() {
+		fields = append(fields, domain.FieldError{Field: "channel", Reason: "is not a signing channel"})
+	}
 	intParam := func(name string) *int64 {
 		v := c.QueryParam(name)
 		if v == "" {
 			return nil
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			fields = append(fields, domain.FieldError{Field: name, Reason: "must be an integer"})
+		if err != nil || n < 1 {
+			fields = append(fields, domain.FieldError{Field: name, Reason: "must be a positive integer"})
 			return nil
 		}
 		return &n
@@ -191,6 +220,9 @@ func (a *API) listContracts(c *echo.Context) error {
 	f.CreatedFrom, f.CreatedTo = timeParam("created_from"), timeParam("created_to")
 	if c.Request().URL.Query().Has("sub_mchid") {
 		v := c.QueryParam("sub_mchid")
+		if why := domain.CheckCode(v); v != "" && why != "" {
+			fields = append(fields, domain.FieldError{Field: "sub_mchid", Reason: why})
+		}
 		f.SubMchID = &v
 	}
 	if l := intParam("limit"); l != nil {
@@ -214,7 +246,11 @@ func (a *API) listContracts(c *echo.Context) error {
 }
 
 func (a *API) history(c *echo.Context) error {
-	h, err := a.Service.History(c.Request().Context(), keyOf(c))
+	key, err := keyOf(c)
+	if err != nil {
+		return err
+	}
+	h, err := a.Service.History(c.Request().Context(), key)
 	if err != nil {
 		return err
 	}
@@ -246,6 +282,13 @@ func (a *API) feed(c *echo.Context) error {
 }
 
 func (a *API) terminate(c *echo.Context) error {
+	key, err := keyOf(c)
+	if err != nil {
+		return err
+	}
+	if err := requireJSON(c); err != nil {
+		return err
+	}
 	b, err := readBody(c)
 	if err != nil {
 		return err
@@ -253,10 +296,10 @@ func (a *API) terminate(c *echo.Context) error {
 	var req struct {
 		Note string `json:"note"`
 	}
-	if err := decodeStrict(b, &req); err != nil {
+	if err := decodeStrict(b, &req, "note"); err != nil {
 		return err
 	}
-	ct, err := a.Service.Terminate(c.Request().Context(), keyOf(c), req.Note)
+	ct, err := a.Service.Terminate(c.Request().Context(), key, req.Note)
 	if err != nil {
 		return err
 	}
@@ -264,7 +307,11 @@ func (a *API) terminate(c *echo.Context) error {
 }
 
 func (a *API) sync(c *echo.Context) error {
-	ct, err := a.Service.Sync(c.Request().Context(), keyOf(c))
+	key, err := keyOf(c)
+	if err != nil {
+		return err
+	}
+	ct, err := a.Service.Sync(c.Request().Context(), key)
 	if err != nil {
 		return err
 	}
@@ -283,6 +330,6 @@ func (a *API) notification(c *echo.Context) error {
 		return c.NoContent(http.StatusNoContent)
 	}
 	status, body := toErrorBody(err)
-	a.log.WarnContext(c.Request().Context(), "notification refused", "status", status, "code", body.Code, "error", err.Error())
+	a.log.WarnContext(c.Request().Context(), "notification refused", "status", status, "code", body.Code, "error", clipLong(err.Error()))
 	return c.JSON(status, map[string]string{"code": "FAIL", "message": string(body.Code) + ": " + body.Message})
 }

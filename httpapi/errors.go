@@ -7,7 +7,9 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
+	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/domain"
 	"github.com/labstack/echo/v5"
 )
@@ -28,6 +30,10 @@ var statusOf = map[domain.Code]int{
 	domain.CodeUpstream:         http.StatusBadGateway,
 	domain.CodeUnavailable:      http.StatusServiceUnavailable,
 	domain.CodeInternal:         http.StatusInternalServerError,
+
+	domain.CodeRouteNotFound:        http.StatusNotFound,
+	domain.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	domain.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 }
 
 // ErrorBody is the JSON every error answers with.
@@ -66,14 +72,33 @@ func toErrorBody(err error) (int, ErrorBody) {
 	if errors.As(err, &sc) {
 		switch s := sc.StatusCode(); s {
 		case http.StatusNotFound:
-			return s, ErrorBody{Code: "NOT_FOUND", Message: "no such route"}
+			return s, ErrorBody{Code: domain.CodeRouteNotFound, Message: "no such route"}
 		case http.StatusMethodNotAllowed:
-			return s, ErrorBody{Code: "METHOD_NOT_ALLOWED", Message: "method not allowed on this route"}
+			return s, ErrorBody{Code: domain.CodeMethodNotAllowed, Message: "method not allowed on this route"}
 		case http.StatusRequestEntityTooLarge:
 			return s, ErrorBody{Code: domain.CodePayloadTooLarge, Message: "the body is over the limit"}
+		case http.StatusUnsupportedMediaType:
+			return s, ErrorBody{Code: domain.CodeUnsupportedMediaType, Message: "unsupported Content-Type"}
+		}
+		if s := sc.StatusCode(); s >= 400 && s < 500 {
+			return s, ErrorBody{Code: domain.CodeParamError, Message: http.StatusText(s)}
 		}
 	}
 	return http.StatusInternalServerError, ErrorBody{Code: domain.CodeInternal, Message: "internal error"}
+}
+
+// clipLong cuts an error's text for a log line: an error may quote input,
+// and one line must stay a sane size.
+func clipLong(s string) string {
+	const max = 1024
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // errorHandler writes every error a handler returns.
@@ -90,9 +115,14 @@ func (s *Server) errorHandler(c *echo.Context, err error) {
 	if status >= 500 {
 		level = slog.LevelError
 	}
-	s.log.Log(c.Request().Context(), level, "request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "code", body.Code, "error", err.Error())
+	s.log.Log(c.Request().Context(), level, "request failed", "method", c.Request().Method, "path", clip(c.Request().URL.Path), "status", status, "code", body.Code, "error", clipLong(err.Error()))
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(status)
+		return
+	}
+	if c.Path() == config.NotifyPath && c.Request().Method == http.MethodPost {
+		// WeChat reads {"code":"FAIL"} on its route, whoever refused.
+		_ = c.JSON(status, map[string]string{"code": "FAIL", "message": string(body.Code) + ": " + body.Message})
 		return
 	}
 	_ = c.JSON(status, body)

@@ -81,7 +81,7 @@ func New(d Deps) *Server {
 	s.deps.Panics = d.Panics
 	s.echo.Logger = d.Logger
 	s.echo.HTTPErrorHandler = s.errorHandler
-	s.echo.Use(s.requestIDAndLog, s.recoverPanics)
+	s.echo.Use(s.requestIDAndLog, s.recoverPanics, checkInput)
 
 	s.echo.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
@@ -124,7 +124,7 @@ func (s *Server) requestIDAndLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		start := time.Now()
 		id := c.Request().Header.Get("X-Request-Id")
-		if id == "" || len(id) > 64 {
+		if !saneRequestID(id) {
 			id = newRequestID()
 		}
 		c.SetRequest(c.Request().WithContext(logging.WithRequestID(c.Request().Context(), id)))
@@ -146,6 +146,20 @@ func (s *Server) requestIDAndLog(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return nil
 	}
+}
+
+// saneRequestID reports whether a caller's X-Request-Id may be echoed and
+// logged: 1-64 visible ASCII characters.
+func saneRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= 0x20 || id[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // recoverPanics turns a handler's panic into a 500, a log line with the

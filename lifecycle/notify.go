@@ -2,9 +2,15 @@ package lifecycle
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
+	"sort"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/store"
@@ -32,11 +38,20 @@ type NotificationResult struct {
 // it, in which case nothing was written and WeChat will retry.
 func (s *Service) HandleNotification(ctx context.Context, header http.Header, body []byte) (NotificationResult, error) {
 	n, err := s.parser.Parse(ctx, header, body)
+	if err != nil && n != nil && errors.Is(err, wechatpay.ErrMalformed) {
+		// Verified and decrypted, but its resource is no contract event
+		// (out_contract_code missing, a time or id that does not parse):
+		// it can never apply, so keep it rather than have WeChat retry it.
+		return s.rejectNotification(ctx, n, body, []domain.FieldError{{Field: "resource", Reason: err.Error()}})
+	}
 	if err != nil {
 		s.metrics.notifications.WithLabelValues(rejection(err)).Inc()
 		return NotificationResult{}, notificationError(err)
 	}
 	ev := n.Contract
+	if problems := notificationProblems(n, s.opt.Mode); len(problems) > 0 {
+		return s.rejectNotification(ctx, n, body, problems)
+	}
 	key, err := s.route(ev)
 	if err != nil {
 		s.metrics.notifications.WithLabelValues("foreign").Inc()
@@ -69,6 +84,86 @@ func (s *Service) HandleNotification(ctx context.Context, header http.Header, bo
 	}
 	s.recordDecisions(ctx, decided)
 	s.metrics.notifications.WithLabelValues(res.Outcome).Inc()
+	return res, nil
+}
+
+// Bounds on fields of a notification that have no rule of their own in
+// domain.
+const (
+	maxNotifiedIDLength     = 64 // notification id, contract_id
+	maxNotifiedOpenIDLength = 128
+)
+
+// notificationProblems applies the field rules the API applies to a
+// verified, decrypted notification: every string of the resource is text
+// Postgres can take (no NUL, unpaired surrogate or invalid UTF-8, nothing
+// over domain.MaxTextLength, no repeated key), out_contract_code (and
+// sub_mchid) keep the rule of pre-sign, and ids are of sane length.
+func notificationProblems(n *wechatpay.Notification, mode domain.Mode) []domain.FieldError {
+	var out []domain.FieldError
+	add := func(field, reason string) { out = append(out, domain.FieldError{Field: field, Reason: reason}) }
+	if why := domain.CheckText(n.ID); why != "" {
+		add("id", why)
+	} else if utf8.RuneCountInString(n.ID) > maxNotifiedIDLength {
+		add("id", fmt.Sprintf("must be at most %d characters", maxNotifiedIDLength))
+	}
+	for _, f := range domain.CheckJSONText(n.Plaintext) {
+		add("resource."+f.Field, f.Reason)
+	}
+	ev := n.Contract
+	if why := domain.CheckCode(ev.OutContractCode); why != "" {
+		add("resource.out_contract_code", why)
+	}
+	if mode == domain.ModeInstitutional && ev.SubMchID != "" {
+		if why := domain.CheckCode(ev.SubMchID); why != "" {
+			add("resource.sub_mchid", why)
+		}
+	}
+	if utf8.RuneCountInString(ev.ContractID) > maxNotifiedIDLength {
+		add("resource.contract_id", fmt.Sprintf("must be at most %d characters", maxNotifiedIDLength))
+	}
+	for name, v := range map[string]string{"openid": ev.OpenID, "sp_openid": ev.SpOpenID, "sub_openid": ev.SubOpenID} {
+		if utf8.RuneCountInString(v) > maxNotifiedOpenIDLength {
+			add("resource."+name, fmt.Sprintf("must be at most %d characters", maxNotifiedOpenIDLength))
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Field < out[j].Field })
+	return out
+}
+
+// rejectNotification keeps a verified notification that breaks field rules
+// in the inbox as 'rejected' with the reason, counts it, and acknowledges it
+// (WeChat would otherwise retry it until it gives up; it can never apply).
+// Its id is kept as sent when it is sane text, else replaced by a digest of
+// the body, so that redeliveries still count on one row.
+func (s *Service) rejectNotification(ctx context.Context, n *wechatpay.Notification, body []byte, problems []domain.FieldError) (NotificationResult, error) {
+	parts := make([]string, len(problems))
+	for i, p := range problems {
+		parts[i] = p.Field + " " + p.Reason
+	}
+	// The reason quotes the broken input (field names, WeChat's text): keep
+	// it text Postgres takes, and short.
+	reason := strings.ToValidUTF8(strings.ReplaceAll(strings.Join(parts, "; "), "\x00", `\u0000`), "\uFFFD")
+	if len(reason) > 1024 {
+		reason = strings.ToValidUTF8(reason[:1024], "") + "…"
+	}
+	id := n.ID
+	if domain.CheckText(id) != "" || utf8.RuneCountInString(id) > maxNotifiedIDLength {
+		sum := sha256.Sum256(body)
+		id = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	first, err := s.store.RejectNotification(ctx, store.Notification{NotificationID: id, EventType: n.EventType,
+		CreateTime: n.CreateTime, Resource: n.Plaintext}, reason)
+	if err != nil {
+		s.metrics.notifications.WithLabelValues("failed").Inc()
+		return NotificationResult{}, err
+	}
+	res := NotificationResult{NotificationID: id, EventType: n.EventType, Outcome: "rejected"}
+	if !first {
+		res.Duplicate, res.Outcome = true, "duplicate"
+	}
+	s.metrics.notifications.WithLabelValues(res.Outcome).Inc()
+	s.log.WarnContext(ctx, "notification rejected", "notification_id", id, "event_type", n.EventType, "reason", reason)
 	return res, nil
 }
 

@@ -61,6 +61,9 @@ type Store interface {
 	UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) (int, error)
 	ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error)
 	ReceiveNotification(ctx context.Context, n store.Notification, fresh domain.Contract, apply func(c *domain.Contract) (string, error)) (bool, string, error)
+	// RejectNotification keeps a notification that breaks field rules in
+	// the inbox as rejected; it touches no contract.
+	RejectNotification(ctx context.Context, n store.Notification, reason string) (bool, error)
 }
 
 // WeChat is what the flows need of WeChat Pay; *wechatpay.Client is the one
@@ -161,7 +164,8 @@ func (o *Options) defaults() {
 		o.ReconcileBatch = 50
 	}
 	if o.Now == nil {
-		o.Now = time.Now
+		// UTC, so that no time the flows record carries the host's zone.
+		o.Now = func() time.Time { return time.Now().UTC() }
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

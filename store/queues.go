@@ -158,6 +158,27 @@ func (tx *Tx) exec(ctx context.Context, sql string, args ...any) error {
 	return mapErr(err)
 }
 
+// RejectNotification keeps a verified notification that breaks a field rule
+// in the inbox with outcome 'rejected', reason, and its resource exactly as
+// received in raw_resource (resource holds JSON null: the plaintext may not
+// be storable as jsonb). n's SubMchID and OutContractCode are stored only as
+// given, so a caller passes them empty when they are the broken fields. A
+// repeated delivery of the same id only counts (first false). No contract
+// is touched.
+func (s *Store) RejectNotification(ctx context.Context, n Notification, reason string) (first bool, err error) {
+	var ct *time.Time
+	if !n.CreateTime.IsZero() {
+		ct = &n.CreateTime
+	}
+	err = s.pool.QueryRow(ctx, `INSERT INTO wechat_notifications (notification_id, event_type, sub_mchid,
+		out_contract_code, create_time, resource, outcome, reason, raw_resource)
+		VALUES ($1, $2, $3, $4, $5, 'null'::jsonb, 'rejected', $6, $7)
+		ON CONFLICT (notification_id) DO UPDATE
+		SET delivery_count = wechat_notifications.delivery_count + 1, last_received_at = now()
+		RETURNING xmax = 0`, n.NotificationID, n.EventType, n.SubMchID, n.OutContractCode, ct, reason, []byte(n.Resource)).Scan(&first)
+	return first, mapErr(err)
+}
+
 // queueNotification queues the inbox insert of n, which answers whether
 // this is the first delivery of its id. A repeated one only counts its
 // delivery; concurrent deliveries of one id wait for the first one's

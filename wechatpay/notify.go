@@ -93,8 +93,10 @@ type Notification struct {
 
 // Parse checks a notification's headers, clock and signature over the raw
 // body, decrypts its resource and decodes the contract event. Every error
-// wraps one of the Err* sentinels. For ErrUnknownEventType the decrypted
-// Notification is returned along with the error.
+// wraps one of the Err* sentinels. For ErrUnknownEventType, and for an
+// ErrMalformed resource that verified and decrypted but does not decode as
+// a contract event, the decrypted Notification (without Contract) is
+// returned along with the error.
 func (p *NotificationParser) Parse(ctx context.Context, header http.Header, body []byte) (*Notification, error) {
 	serial, err := p.verify(ctx, header, body)
 	if err != nil {
@@ -122,7 +124,7 @@ func (p *NotificationParser) Parse(ctx context.Context, header http.Header, body
 	}
 	event, err := decodeContractEvent(kind, family, plaintext)
 	if err != nil {
-		return nil, fmt.Errorf("notification %s: %w", env.ID, err)
+		return n, fmt.Errorf("notification %s: %w", env.ID, err)
 	}
 	n.Contract = *event
 	return n, nil

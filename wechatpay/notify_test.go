@@ -254,10 +254,10 @@ func TestParseFailures(t *testing.T) {
 		{"other algorithm", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, mutate: func(env map[string]any) {
 			env["resource"].(map[string]any)["algorithm"] = "AEAD_SM4_GCM"
 		}}), ErrMalformed, false},
-		{"resource lacks out_contract_code", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "out_contract_code", nil)}), ErrMalformed, false},
-		{"resource not JSON", fromNotif(notif{eventType: "ENTRUST.SIGN", resource: []byte("not json")}), ErrMalformed, false},
-		{"bad plan_id", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "plan_id", "twelve")}), ErrMalformed, false},
-		{"bad operate_time", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "operate_time", "soon")}), ErrMalformed, false},
+		{"resource lacks out_contract_code", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "out_contract_code", nil)}), ErrMalformed, true},
+		{"resource not JSON", fromNotif(notif{eventType: "ENTRUST.SIGN", resource: []byte("not json")}), ErrMalformed, true},
+		{"bad plan_id", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "plan_id", "twelve")}), ErrMalformed, true},
+		{"bad operate_time", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "operate_time", "soon")}), ErrMalformed, true},
 		{"unknown event type", fromNotif(notif{eventType: "TRANSACTION.SUCCESS", resource: globalSign}), ErrUnknownEventType, true},
 	}
 	for _, tt := range tests {

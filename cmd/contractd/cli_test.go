@@ -131,7 +131,12 @@ type cliProcess struct {
 // until /healthz answers; the process is killed when t ends if still running.
 func cliStartServe(t testing.TB, bin string, env map[string]string) *cliProcess {
 	t.Helper()
-	addr := cliFreeAddr(t)
+	return cliStartServeAt(t, bin, env, cliFreeAddr(t))
+}
+
+// cliStartServeAt is cliStartServe on a given address.
+func cliStartServeAt(t testing.TB, bin string, env map[string]string, addr string) *cliProcess {
+	t.Helper()
 	env = maps.Clone(env)
 	env["CONTRACTD_HTTP_ADDR"] = addr
 	cmd := exec.Command(bin, "serve")

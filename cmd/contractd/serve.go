@@ -143,7 +143,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		<-refreshDone
 	}()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(httpapi.Listener(ln)) }()
 	log.Info("contractd serving", "addr", ln.Addr().String(), "mode", string(cfg.Mode),
 		"notify_url", cfg.NotifyURL(), "tokens", cfg.Tokens.Len())
 	if cfg.Tokens.Len() == 0 {

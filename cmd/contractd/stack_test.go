@@ -245,7 +245,10 @@ func (s *stack) do(method, path, token string, body any) response {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	// Every answer an end-to-end test sees must be what openapi.yaml says.
+	specFor(s.t, s.URL).check(s.t, req, r)
+	return r
 }
 
 // count runs a count(*) query in the stack's schema.
