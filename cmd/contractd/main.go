@@ -52,8 +52,10 @@ Configuration (environment):
   WECHATPAY_PLATFORM_CERT_FILES  comma-separated platform certificates, PEM; optional: in certificate
                                  mode the certificates are downloaded from WeChat at start-up (which
                                  then fails when the download does) and kept up to date
-  WECHATPAY_CERT_REFRESH_INTERVAL how often platform certificates are downloaded (default 12h)
-  WECHATPAY_CERT_REFRESH_MIN_GAP least time between two downloads of one host on unknown
+  WECHATPAY_CERT_REFRESH_INTERVAL
+                                 how often platform certificates are downloaded (default 12h)
+  WECHATPAY_CERT_REFRESH_MIN_GAP
+                                 least time between two downloads of one host on unknown
                                  serials (default 1m)
   WECHATPAY_PUBLIC_KEY_ID        WeChat Pay public key id (PUB_KEY_ID_...), with
   WECHATPAY_PUBLIC_KEY_FILE      the public key, PEM; may be set together with certificates
