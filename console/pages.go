@@ -124,7 +124,7 @@ func mask(s string) string {
 	if len(r) <= 6 {
 		return strings.Repeat("•", len(r))
 	}
-	return string(r[:4]) + strings.Repeat("•", len(r)-6) + string(r[len(r)-2:])
+	return string(r[:4]) + "••••••" + string(r[len(r)-2:])
 }
 
 // maxText is the longest text the console accepts in a query or form field.
