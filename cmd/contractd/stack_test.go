@@ -57,6 +57,8 @@ type stackOptions struct {
 	// WrapSim, when set, wraps the simulator's HTTP handler (for example to
 	// delay its answers).
 	WrapSim func(http.Handler) http.Handler
+	// Log, when set, receives contractd's log lines (at CONTRACTD_LOG_LEVEL).
+	Log io.Writer
 }
 
 // startStack starts a stack and stops it when the test ends.
@@ -132,6 +134,9 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	var logOut io.Writer = io.Discard
 	if os.Getenv("CONTRACTD_TEST_LOG") != "" {
 		logOut = os.Stderr
+	}
+	if o.Log != nil {
+		logOut = o.Log
 	}
 	go func() { done <- serve(ctx, cfg, false, newLogger(cfg.LogLevel, logOut), listening) }()
 	select {
