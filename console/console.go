@@ -143,7 +143,9 @@ func New(o Options) *Console {
 func (c *Console) routes() {
 	m := http.NewServeMux()
 	m.Handle("GET /ops/assets/", http.StripPrefix("/ops/", http.FileServerFS(mustSub(assetFS))))
-	m.HandleFunc("GET /ops", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ops/", http.StatusMovedPermanently) })
+	m.HandleFunc("GET /ops", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ops/", http.StatusMovedPermanently)
+	})
 	m.HandleFunc("GET /ops/signin", c.signInPage)
 	m.HandleFunc("POST /ops/signin", c.signIn)
 	m.HandleFunc("POST /ops/signout", c.authed(c.signOut))
