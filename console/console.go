@@ -75,8 +75,9 @@ type Options struct {
 	SessionTTL time.Duration
 	// SecureCookies marks cookies Secure (when the public URL is https).
 	SecureCookies bool
-	// OverviewMaxAge is how long the overview's figures are reused before
-	// they are read again (default 10s); the page shows their age.
+	// OverviewMaxAge is how old the overview's figures may grow before a
+	// view starts reading them again in the background (default 10s); the
+	// page shows their age.
 	OverviewMaxAge time.Duration
 	// ReconcileMinAge and ReconcileLookBack are reconciliation's rule, for
 	// the overview's backlog (defaults 1m and 24h).
@@ -99,7 +100,14 @@ type Console struct {
 	pages map[string]*template.Template
 
 	mu       sync.Mutex
-	overview map[string]store.Overview
+	overview map[string]overviewEntry
+}
+
+// overviewEntry is the last overview figures read for one period, and
+// whether a read of newer ones is under way.
+type overviewEntry struct {
+	ov         store.Overview
+	refreshing bool
 }
 
 // Cookie names.
@@ -135,7 +143,7 @@ func New(o Options) *Console {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	c := &Console{opt: o, log: o.Logger, pages: parsePages(), overview: map[string]store.Overview{}}
+	c := &Console{opt: o, log: o.Logger, pages: parsePages(), overview: map[string]overviewEntry{}}
 	c.routes()
 	return c
 }

@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -199,7 +200,7 @@ func (c *Console) overviewPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		period, span = "24h", 24*time.Hour
 	}
-	ov, err := c.cachedOverview(r, period, span)
+	ov, err := c.cachedOverview(r, period, span, r.URL.Query().Get("fresh") != "")
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -223,25 +224,67 @@ func (c *Console) overviewPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "overview.html", page{Title: "Overview", Nav: "overview", Data: d})
 }
 
-// cachedOverview reads the overview's figures at most every
-// OverviewMaxAge per period; the page shows how old they are.
-func (c *Console) cachedOverview(r *http.Request, period string, span time.Duration) (store.Overview, error) {
-	now := c.opt.Now()
+// cachedOverview answers with the overview's figures for period. The first
+// view reads them; later views get the last figures read at once, and when
+// those are older than OverviewMaxAge one read starts in the background for
+// the next view (so that no view waits for counting millions of rows). The
+// page shows the figures' age. fresh reads them now, waiting.
+func (c *Console) cachedOverview(r *http.Request, period string, span time.Duration, fresh bool) (store.Overview, error) {
 	c.mu.Lock()
-	ov, ok := c.overview[period]
-	c.mu.Unlock()
-	if ok && now.Sub(ov.At) < c.opt.OverviewMaxAge {
-		return ov, nil
+	e, ok := c.overview[period]
+	if ok && !fresh {
+		if c.opt.Now().Sub(e.ov.At) >= c.opt.OverviewMaxAge && !e.refreshing {
+			e.refreshing = true
+			c.overview[period] = e
+			go c.refreshOverview(r, period, span)
+		}
+		c.mu.Unlock()
+		return e.ov, nil
 	}
-	ov, err := c.opt.Store.Overview(r.Context(), store.OverviewOptions{From: now.Add(-span), To: now,
-		ReconcileMinAge: c.opt.ReconcileMinAge, ReconcileLookBack: c.opt.ReconcileLookBack, RecentErrors: 10})
+	c.mu.Unlock()
+	ov, err := c.readOverview(r.Context(), span)
 	if err != nil {
 		return ov, err
 	}
 	c.mu.Lock()
-	c.overview[period] = ov
+	c.overview[period] = overviewEntry{ov: ov}
 	c.mu.Unlock()
 	return ov, nil
+}
+
+// refreshOverview reads the figures of period in the background, on behalf
+// of the view that found them old; it is bounded by a timeout, and a
+// failure keeps the old figures (and is logged).
+func (c *Console) refreshOverview(r *http.Request, period string, span time.Duration) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 30*time.Second)
+	defer cancel()
+	e := overviewEntry{}
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.ErrorContext(ctx, "panic recovered", "where", "console overview", "panic", fmt.Sprint(p))
+		}
+		c.mu.Lock()
+		if e.ov.At.IsZero() {
+			old := c.overview[period]
+			old.refreshing = false
+			c.overview[period] = old
+		} else {
+			c.overview[period] = e
+		}
+		c.mu.Unlock()
+	}()
+	ov, err := c.readOverview(ctx, span)
+	if err != nil {
+		c.log.WarnContext(ctx, "console overview refresh failed", "error", err.Error())
+		return
+	}
+	e.ov = ov
+}
+
+func (c *Console) readOverview(ctx context.Context, span time.Duration) (store.Overview, error) {
+	now := c.opt.Now()
+	return c.opt.Store.Overview(ctx, store.OverviewOptions{From: now.Add(-span), To: now,
+		ReconcileMinAge: c.opt.ReconcileMinAge, ReconcileLookBack: c.opt.ReconcileLookBack, RecentErrors: 10})
 }
 
 // listData is the contract list's content.

@@ -25,6 +25,8 @@ CREATE INDEX contracts_out_contract_code ON contracts (out_contract_code);
 CREATE INDEX contracts_openid ON contracts (openid) WHERE openid <> '';
 -- The overview's "last WeChat call failed" list reads only contracts with an error.
 CREATE INDEX contracts_last_error ON contracts (updated_at) WHERE last_error IS NOT NULL;
+-- The overview's reconciliation backlog reads recently expired sessions by expiry.
+CREATE INDEX contracts_expired_at ON contracts (expired_at) WHERE state = 'expired';
 -- The signing funnel counts events of one kind in a period.
 CREATE INDEX contract_events_funnel ON contract_events (event, occurred_at);
 -- A contract's notifications, and notifications by outcome in a period.
@@ -35,6 +37,7 @@ CREATE INDEX wechat_notifications_received ON wechat_notifications (received_at)
 DROP INDEX wechat_notifications_received;
 DROP INDEX wechat_notifications_contract;
 DROP INDEX contract_events_funnel;
+DROP INDEX contracts_expired_at;
 DROP INDEX contracts_last_error;
 DROP INDEX contracts_openid;
 DROP INDEX contracts_out_contract_code;

@@ -151,7 +151,7 @@ type OverviewOptions struct {
 // Overview reads the overview's figures in one round trip. Each query
 // follows an index: counts by state the state index (index-only), the
 // funnel the events' (event, occurred_at) index and the created_at index,
-// the backlog the partial reconcile index, the failing list the partial
+// the backlog the partial reconcile and expired_at indexes, the failing list the partial
 // last_error index.
 func (s *Store) Overview(ctx context.Context, o OverviewOptions) (Overview, error) {
 	ov := Overview{ByState: map[domain.State]int64{}, Notifications: map[string]int64{}, From: o.From, To: o.To}
@@ -188,13 +188,19 @@ func (s *Store) Overview(ctx context.Context, o OverviewOptions) (Overview, erro
 			}
 			return rows.Err()
 		})
-	const due = `state IN ('session_issued', 'expired')
-		AND COALESCE(next_check_at, updated_at + $1::interval) <= now()
-		AND (state = 'session_issued' OR expired_at > now() - $2::interval)`
-	b.Queue(`SELECT count(*) FROM contracts WHERE `+due, o.ReconcileMinAge, o.ReconcileLookBack).
+	// Reconciliation's rule (reconcileDueSQL), split so that each half
+	// follows its partial index: open sessions by (state, next_check_at),
+	// recently expired ones by expired_at.
+	const dueOpen = `state = 'session_issued' AND COALESCE(next_check_at, updated_at + $1::interval) <= now()`
+	const dueExpired = `state = 'expired' AND expired_at > now() - $2::interval AND COALESCE(next_check_at, updated_at + $1::interval) <= now()`
+	b.Queue(`SELECT (SELECT count(*) FROM contracts WHERE `+dueOpen+`) + (SELECT count(*) FROM contracts WHERE `+dueExpired+`)`,
+		o.ReconcileMinAge, o.ReconcileLookBack).
 		QueryRow(func(r pgx.Row) error { return r.Scan(&ov.ReconcileBacklog) })
-	b.Queue(`SELECT sub_mchid, out_contract_code, COALESCE(next_check_at, updated_at + $1::interval) FROM contracts WHERE `+due+`
-		ORDER BY COALESCE(next_check_at, updated_at + $1::interval) LIMIT 1`, o.ReconcileMinAge, o.ReconcileLookBack).
+	b.Queue(`SELECT sub_mchid, out_contract_code, due FROM (
+		(SELECT sub_mchid, out_contract_code, COALESCE(next_check_at, updated_at + $1::interval) AS due FROM contracts WHERE `+dueOpen+` ORDER BY 3 LIMIT 1)
+		UNION ALL
+		(SELECT sub_mchid, out_contract_code, COALESCE(next_check_at, updated_at + $1::interval) AS due FROM contracts WHERE `+dueExpired+` ORDER BY 3 LIMIT 1)
+		) d ORDER BY due LIMIT 1`, o.ReconcileMinAge, o.ReconcileLookBack).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				d := DueContract{}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -79,12 +80,12 @@ func startReplica(t *testing.T, s *stack, logOut io.Writer) string {
 // cookies it is given (by hand, because the stack's cookies are Secure and
 // the stack speaks plain http on loopback) and follows no redirects.
 type consoleClient struct {
-	t       *testing.T
+	t       testing.TB
 	base    string
 	cookies map[string]string
 }
 
-func newConsoleClient(t *testing.T, base string) *consoleClient {
+func newConsoleClient(t testing.TB, base string) *consoleClient {
 	return &consoleClient{t: t, base: base, cookies: map[string]string{}}
 }
 
@@ -130,7 +131,7 @@ func (c *consoleClient) do(method, path string, form url.Values) consoleAnswer {
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
 // csrf is the CSRF token of the page's forms.
-func csrf(t *testing.T, page consoleAnswer) string {
+func csrf(t testing.TB, page consoleAnswer) string {
 	t.Helper()
 	m := csrfField.FindStringSubmatch(page.Body)
 	if m == nil {
@@ -292,6 +293,27 @@ func TestConsoleSessionsSignInAndSecurity(t *testing.T) {
 		}
 		if _, err := s.DB.Pool.Exec(context.Background(), `DELETE FROM console_signin_failures`); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("the overview's figures can be read now", func(t *testing.T) {
+		c := newConsoleClient(t, s.URL)
+		if r := c.signIn(aliceToken); r.Status != http.StatusSeeOther {
+			t.Fatalf("sign-in: %d", r.Status)
+		}
+		count := func(path string) string {
+			p := c.do(http.MethodGet, path, nil)
+			m := regexp.MustCompile(`id="count-session_issued">(\d+)<`).FindStringSubmatch(p.Body)
+			if p.Status != http.StatusOK || m == nil || !strings.Contains(p.Body, "Figures read at") {
+				t.Fatalf("overview: %d", p.Status)
+			}
+			return m[1]
+		}
+		_ = count("/ops/")
+		ntPreSign(t, s, "console-e2e-fresh")
+		want := s.count(`SELECT count(*) FROM contracts WHERE state = 'session_issued'`)
+		if got := count("/ops/?fresh=1"); got != strconv.Itoa(want) {
+			t.Fatalf("fresh overview shows %s open sessions, the database has %d", got, want)
 		}
 	})
 
