@@ -270,6 +270,15 @@ func TestConsoleInABrowser(t *testing.T) {
 	if first := value(t, ctx, "feed's newest row", chromedp.Text(chromedp.CSS("#feed tbody tr"))); !strings.Contains(first, "terminate") {
 		t.Fatalf("the feed's newest row is %q", first)
 	}
+	// Its script runs under the page's CSP and picks up new rows: sign
+	// another contract and wait for its row to appear without a reload.
+	eventually(t, 60*time.Second, "the feed's script polling", func() bool {
+		return strings.HasPrefix(value(t, ctx, "feed status", chromedp.Text(chromedp.ID("feed-status"))), "live")
+	})
+	ntPreSign(t, s, "console-feed-new")
+	eventually(t, 60*time.Second, "the new row in the live feed", func() bool {
+		return strings.Contains(value(t, ctx, "feed's newest row", chromedp.Text(chromedp.CSS("#feed tbody tr"))), "console-feed-new")
+	})
 	screenshot(t, ctx, shots, "feed-1440.png", 1440)
 
 	// Signing out ends the session in the database; the console then leads
