@@ -31,7 +31,8 @@ const (
 	ScopeOps Scope = "ops"
 )
 
-// Tokens maps bearer tokens to their scopes.
+// Tokens maps bearer tokens to their scopes and, when the entry names one,
+// their holders.
 type Tokens struct {
 	entries []tokenEntry
 }
@@ -39,27 +40,63 @@ type Tokens struct {
 type tokenEntry struct {
 	token []byte
 	scope Scope
+	name  string
+}
+
+// Holder is who a token belongs to: its scope and the holder's name ("" for
+// an entry of the form scope:token).
+type Holder struct {
+	Scope Scope
+	Name  string
 }
 
 // Lookup returns the scope of token. Every configured token is compared in
 // constant time, so the answer's timing says nothing about how much of a
 // token matched or which entry did.
 func (t Tokens) Lookup(token string) (Scope, bool) {
-	var found Scope
+	h, ok := t.Holder(token)
+	return h.Scope, ok
+}
+
+// Holder returns the scope and holder name of token, comparing every
+// configured token in constant time as Lookup does.
+func (t Tokens) Holder(token string) (Holder, bool) {
+	var found Holder
 	ok := 0
 	for _, e := range t.entries {
 		if subtle.ConstantTimeCompare(e.token, []byte(token)) == 1 {
-			found = e.scope
+			found = Holder{Scope: e.scope, Name: e.name}
 			ok = 1
 		}
 	}
 	return found, ok == 1
 }
 
+// maxHolderName is the longest holder name a token entry may carry.
+const maxHolderName = 64
+
+// validHolderName reports whether name may name a token's holder: 1 to 64
+// letters, digits, '.', '_', '-' or '@', so that it is safe in logs,
+// history details and pages.
+func validHolderName(name string) bool {
+	if name == "" || len(name) > maxHolderName {
+		return false
+	}
+	for _, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-@", r)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // Len is the number of configured tokens.
 func (t Tokens) Len() int { return len(t.entries) }
 
-// ParseTokens reads a comma-separated list of scope:token pairs.
+// ParseTokens reads a comma-separated list of scope:token or
+// scope:name:token entries. A token itself never contains ':' when a name
+// is given; an entry with one ':' is scope:token, as before names existed.
 func ParseTokens(s string) (Tokens, error) {
 	var t Tokens
 	for _, pair := range strings.Split(s, ",") {
@@ -69,12 +106,22 @@ func ParseTokens(s string) (Tokens, error) {
 		}
 		scope, token, ok := strings.Cut(pair, ":")
 		if !ok || token == "" {
-			return Tokens{}, fmt.Errorf("each entry must be scope:token")
+			return Tokens{}, fmt.Errorf("each entry must be scope:token or scope:name:token")
+		}
+		name := ""
+		if n, rest, named := strings.Cut(token, ":"); named {
+			if !validHolderName(n) {
+				return Tokens{}, fmt.Errorf("a holder name must be 1 to %d letters, digits, '.', '_', '-' or '@'", maxHolderName)
+			}
+			if rest == "" {
+				return Tokens{}, fmt.Errorf("each entry must be scope:token or scope:name:token")
+			}
+			name, token = n, rest
 		}
 		if Scope(scope) != ScopeApp && Scope(scope) != ScopeOps {
 			return Tokens{}, fmt.Errorf("scope %q is neither app nor ops", scope)
 		}
-		t.entries = append(t.entries, tokenEntry{token: []byte(token), scope: Scope(scope)})
+		t.entries = append(t.entries, tokenEntry{token: []byte(token), scope: Scope(scope), name: name})
 	}
 	return t, nil
 }
@@ -98,6 +145,9 @@ var Variables = []string{
 const (
 	DefaultPresignWait = 3 * time.Second
 	DefaultLeaseTTL    = 5 * time.Second
+	// DefaultConsoleSessionTTL is the operations console's session
+	// lifetime: a working day.
+	DefaultConsoleSessionTTL = 8 * time.Hour
 )
 
 // DefaultDBMaxConns is the database pool's size when CONTRACTD_DB_MAX_CONNS
@@ -146,11 +196,20 @@ type Config struct {
 	// of one host caused by unknown serials.
 	CertRefreshInterval time.Duration
 	CertRefreshMinGap   time.Duration
-	ShutdownTimeout     time.Duration
-	LogLevel            string
+	// ConsoleSessionTTL is how long an operations console session lasts
+	// after sign-in.
+	ConsoleSessionTTL time.Duration
+	ShutdownTimeout   time.Duration
+	LogLevel          string
 	// PprofAddr, when set, is where Go's profiler (net/http/pprof) answers,
 	// apart from the API: keep it on loopback.
 	PprofAddr string
+}
+
+// SecureCookies reports whether the console's cookies must be Secure: when
+// the public URL is https.
+func (c Config) SecureCookies() bool {
+	return strings.HasPrefix(strings.ToLower(c.PublicURL), "https://")
 }
 
 // NotifyURL is the success_notify_url sent to WeChat.
@@ -237,6 +296,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CONTRACTD_RECONCILE_AFTER", time.Minute, &c.ReconcileAfter},
 		{"CONTRACTD_PRESIGN_WAIT", DefaultPresignWait, &c.PresignWait},
 		{"CONTRACTD_LEASE_TTL", DefaultLeaseTTL, &c.LeaseTTL},
+		{"CONTRACTD_CONSOLE_SESSION_TTL", DefaultConsoleSessionTTL, &c.ConsoleSessionTTL},
 		{"CONTRACTD_SHUTDOWN_TIMEOUT", 20 * time.Second, &c.ShutdownTimeout},
 		{"WECHATPAY_CERT_REFRESH_INTERVAL", wechatpay.DefaultCertRefreshInterval, &c.CertRefreshInterval},
 		{"WECHATPAY_CERT_REFRESH_MIN_GAP", wechatpay.DefaultCertRefreshMinGap, &c.CertRefreshMinGap},
@@ -251,6 +311,9 @@ func Load(getenv func(string) string) (Config, error) {
 		if *d.dst, err = time.ParseDuration(v); err != nil || *d.dst <= 0 {
 			return c, bad(d.name, "must be a positive duration such as 5s")
 		}
+	}
+	if c.ConsoleSessionTTL < time.Minute || c.ConsoleSessionTTL > 7*24*time.Hour {
+		return c, bad("CONTRACTD_CONSOLE_SESSION_TTL", "must be between 1m and 168h")
 	}
 	if c.LeaseTTL < 300*time.Millisecond {
 		return c, bad("CONTRACTD_LEASE_TTL", "must be at least 300ms: the lease is renewed every third of it")

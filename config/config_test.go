@@ -186,6 +186,11 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"bad cert refresh interval", map[string]string{"WECHATPAY_CERT_REFRESH_INTERVAL": "daily"}, "WECHATPAY_CERT_REFRESH_INTERVAL"},
 		{"zero cert refresh interval", map[string]string{"WECHATPAY_CERT_REFRESH_INTERVAL": "0s"}, "WECHATPAY_CERT_REFRESH_INTERVAL"},
 		{"bad cert refresh gap", map[string]string{"WECHATPAY_CERT_REFRESH_MIN_GAP": "-1m"}, "WECHATPAY_CERT_REFRESH_MIN_GAP"},
+		{"bad console ttl", map[string]string{"CONTRACTD_CONSOLE_SESSION_TTL": "a day"}, "CONTRACTD_CONSOLE_SESSION_TTL"},
+		{"console ttl too short", map[string]string{"CONTRACTD_CONSOLE_SESSION_TTL": "10s"}, "CONTRACTD_CONSOLE_SESSION_TTL"},
+		{"console ttl too long", map[string]string{"CONTRACTD_CONSOLE_SESSION_TTL": "720h"}, "CONTRACTD_CONSOLE_SESSION_TTL"},
+		{"bad holder name", map[string]string{"CONTRACTD_API_TOKENS": "ops:al ice:tok"}, "CONTRACTD_API_TOKENS"},
+		{"named entry without token", map[string]string{"CONTRACTD_API_TOKENS": "ops:alice:"}, "CONTRACTD_API_TOKENS"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -226,5 +231,48 @@ func TestVariablesListsWhatLoadReads(t *testing.T) {
 		if !listed[v] {
 			t.Errorf("Load reads %s, which Variables does not list", v)
 		}
+	}
+}
+
+func TestConsoleSessionTTLDefaultAndOverride(t *testing.T) {
+	env := validEnv(t)
+	c, err := Load(func(k string) string { return env[k] })
+	if err != nil || c.ConsoleSessionTTL != DefaultConsoleSessionTTL || !c.SecureCookies() {
+		t.Fatalf("defaults: %v %s secure=%v", err, c.ConsoleSessionTTL, c.SecureCookies())
+	}
+	env["CONTRACTD_CONSOLE_SESSION_TTL"] = "30m"
+	c, err = Load(func(k string) string { return env[k] })
+	if err != nil || c.ConsoleSessionTTL != 30*time.Minute {
+		t.Fatalf("override: %v %s", err, c.ConsoleSessionTTL)
+	}
+}
+
+func TestTokenHolders(t *testing.T) {
+	tokens, err := ParseTokens("app:plain-app, ops:alice:alice-token, ops:plain-ops, app:shop-1:shop-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		token string
+		want  Holder
+		known bool
+	}{
+		{"plain-app", Holder{Scope: ScopeApp}, true},
+		{"alice-token", Holder{Scope: ScopeOps, Name: "alice"}, true},
+		{"plain-ops", Holder{Scope: ScopeOps}, true},
+		{"shop-token", Holder{Scope: ScopeApp, Name: "shop-1"}, true},
+		{"alice:alice-token", Holder{}, false},
+		{"alice", Holder{}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.token, func(t *testing.T) {
+			h, ok := tokens.Holder(tc.token)
+			if ok != tc.known || h != tc.want {
+				t.Fatalf("Holder(%q) = %+v %v, want %+v %v", tc.token, h, ok, tc.want, tc.known)
+			}
+			if s, ok := tokens.Lookup(tc.token); ok != tc.known || s != tc.want.Scope {
+				t.Fatalf("Lookup(%q) = %v %v", tc.token, s, ok)
+			}
+		})
 	}
 }

@@ -49,6 +49,9 @@ func (c *Contract) attribute(ch Change) Change {
 		details[k] = v
 	}
 	details["note"] = ot.Note
+	if ot.Actor != "" {
+		details["actor"] = ot.Actor
+	}
 	if ch.Source != SourceOps {
 		details["reported_by"] = string(ch.Source)
 	}

@@ -18,6 +18,8 @@ import (
 type OpsTermination struct {
 	Note        string    `json:"note"`
 	RequestedAt time.Time `json:"requested_at"`
+	// Actor names the operator who asked, when their token names them.
+	Actor string `json:"actor,omitempty"`
 }
 
 // OpsTerminationTTL is how long an operator's termination claims the
@@ -119,6 +121,17 @@ func (c *Contract) BeginTermination(note string, now time.Time, ttl time.Duratio
 	token, tookOver := c.takeLease(now, ttl)
 	c.OpsTermination = &OpsTermination{Note: note, RequestedAt: now}
 	return TerminationPlan{Step: TerminationCall, Token: token, TookOver: tookOver}, nil
+}
+
+// BeginTerminationBy is BeginTermination for a named operator: the
+// operator's mark also carries actor, so that a termination WeChat reports
+// while the mark stands is recorded as actor's.
+func (c *Contract) BeginTerminationBy(actor, note string, now time.Time, ttl time.Duration, since time.Time) (TerminationPlan, error) {
+	plan, err := c.BeginTermination(note, now, ttl, since)
+	if err == nil && plan.Step == TerminationCall && actor != "" {
+		c.OpsTermination.Actor = actor
+	}
+	return plan, err
 }
 
 // FinishTermination records that WeChat ended the contract for lease holder

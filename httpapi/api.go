@@ -16,6 +16,7 @@ import (
 	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/lifecycle"
+	"github.com/contractd/contractd/logging"
 	"github.com/labstack/echo/v5"
 )
 
@@ -50,12 +51,17 @@ func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
 			if !ok || token == "" {
 				return domain.Errorf(domain.CodeUnauthorized, "a bearer token is required")
 			}
-			scope, known := a.Tokens.Lookup(token)
+			holder, known := a.Tokens.Holder(token)
 			if !known {
 				return domain.Errorf(domain.CodeUnauthorized, "unknown token")
 			}
 			for _, s := range scopes {
-				if s == scope {
+				if s == holder.Scope {
+					if holder.Name != "" {
+						// The holder is the actor of what this request does:
+						// history details and log lines name them.
+						c.SetRequest(c.Request().WithContext(logging.WithActor(c.Request().Context(), holder.Name)))
+					}
 					return next(c)
 				}
 			}

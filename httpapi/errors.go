@@ -127,3 +127,11 @@ func (s *Server) errorHandler(c *echo.Context, err error) {
 	}
 	_ = c.JSON(status, body)
 }
+
+// StatusOf is the HTTP status an error answers with, by the same mapping
+// the API uses, for pages (the operations console) that render errors
+// themselves.
+func StatusOf(err error) int {
+	status, _ := toErrorBody(err)
+	return status
+}

@@ -51,6 +51,9 @@ type Deps struct {
 	Panics *prometheus.CounterVec
 	// API, when set, adds the contract and notification routes.
 	API *API
+	// Console, when set, serves the operations console under /ops/ (it
+	// authenticates its own requests).
+	Console http.Handler
 }
 
 type httpMetrics struct {
@@ -93,6 +96,11 @@ func New(d Deps) *Server {
 	s.echo.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})))
 	if d.API != nil {
 		d.API.register(s)
+	}
+	if d.Console != nil {
+		console := echo.WrapHandler(d.Console)
+		s.echo.Any("/ops", console)
+		s.echo.Any("/ops/*", console)
 	}
 	return s
 }

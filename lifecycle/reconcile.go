@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/logging"
 	"github.com/contractd/contractd/wechatpay"
 )
 
@@ -135,6 +136,11 @@ func (s *Service) syncContract(ctx context.Context, c domain.Contract, src domai
 	}
 	if remote == nil {
 		return s.store.Get(ctx, c.Key())
+	}
+	if actor := logging.Actor(ctx); actor != "" {
+		// An operator's sync (or a terminate that asked WeChat first):
+		// the history says who.
+		remote.Details["actor"] = actor
 	}
 	return s.update(ctx, c.Key(), func(c *domain.Contract) error {
 		_, err := c.Apply(ctx, *remote, s.opt.Now())

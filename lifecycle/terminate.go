@@ -5,6 +5,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/logging"
 	"github.com/contractd/contractd/wechatpay"
 )
 
@@ -45,7 +46,7 @@ func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (d
 		var plan domain.TerminationPlan
 		c, err := s.update(ctx, key, func(c *domain.Contract) error {
 			var err error
-			plan, err = c.BeginTermination(note, s.opt.Now(), s.opt.LeaseTTL, since)
+			plan, err = c.BeginTerminationBy(logging.Actor(ctx), note, s.opt.Now(), s.opt.LeaseTTL, since)
 			return err
 		})
 		if err != nil {
@@ -89,6 +90,9 @@ func (s *Service) callTerminate(ctx context.Context, c domain.Contract, note str
 		}
 	}()
 	details := map[string]any{"note": note}
+	if actor := logging.Actor(ctx); actor != "" {
+		details["actor"] = actor
+	}
 	if plan.TookOver {
 		details["took_over_lapsed_lease"] = true
 	}
@@ -103,6 +107,9 @@ func (s *Service) callTerminate(ctx context.Context, c domain.Contract, note str
 			callErr = qerr
 		case remote != nil && remote.Event == domain.EventTerminate:
 			ch, callErr = *remote, nil
+			if actor := logging.Actor(ctx); actor != "" {
+				ch.Details["actor"] = actor
+			}
 		}
 	}
 	if callErr != nil {

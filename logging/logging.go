@@ -1,5 +1,6 @@
-// Package logging carries a request's id through its context into every log
-// line written while serving it, whichever package writes the line.
+// Package logging carries a request's id, and the name of the operator
+// acting, through its context into every log line written while serving it,
+// whichever package writes the line.
 package logging
 
 import (
@@ -21,7 +22,21 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// contextHandler adds request_id to records logged with a context that
+type actorKey struct{}
+
+// WithActor returns ctx carrying the name of the operator acting (the
+// holder named by the token of the request).
+func WithActor(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, actorKey{}, name)
+}
+
+// Actor returns the operator's name ctx carries, or "".
+func Actor(ctx context.Context) string {
+	a, _ := ctx.Value(actorKey{}).(string)
+	return a
+}
+
+// contextHandler adds request_id and actor to records logged with a context that
 // carries one.
 type contextHandler struct{ slog.Handler }
 
@@ -29,6 +44,9 @@ type contextHandler struct{ slog.Handler }
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
+	}
+	if a := Actor(ctx); a != "" {
+		r.AddAttrs(slog.String("actor", a))
 	}
 	return h.Handler.Handle(ctx, r)
 }

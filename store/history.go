@@ -70,10 +70,32 @@ func (s *Store) Feed(ctx context.Context, after string, limit int) ([]domain.His
 	if err != nil {
 		return nil, "", mapErr(err)
 	}
-	type feedRow struct {
-		domain.HistoryEntry
-		XID int64
+	return collectFeed(rows, after)
+}
+
+// FeedTail returns the newest limit rows the feed serves now, in feed
+// order, and the cursor that follows the last of them ("" when there is
+// none, which follows the feed from its beginning): where a live view of
+// the feed starts.
+func (s *Store) FeedTail(ctx context.Context, limit int) ([]domain.HistoryEntry, string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT * FROM (SELECT `+historyColumns+`, xid FROM contract_events
+		WHERE xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+		ORDER BY xid DESC, id DESC LIMIT $1) tail ORDER BY xid, id`, limit)
+	if err != nil {
+		return nil, "", mapErr(err)
 	}
+	return collectFeed(rows, "")
+}
+
+// feedRow is a history row with the id of the transaction that wrote it.
+type feedRow struct {
+	domain.HistoryEntry
+	XID int64
+}
+
+// collectFeed reads feed rows and the cursor after the last (after when
+// there is none).
+func collectFeed(rows pgx.Rows, after string) ([]domain.HistoryEntry, string, error) {
 	fr, err := pgx.CollectRows(rows, pgx.RowToStructByName[feedRow])
 	if err != nil {
 		return nil, "", mapErr(err)

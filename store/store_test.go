@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -525,4 +526,34 @@ func transition(ctx context.Context, st *store.Store, key domain.Key, ch domain.
 		return err
 	})
 	return c, d, err
+}
+
+// The overview counts the period's rejected notifications by reason, the
+// most frequent first; repeated deliveries of one notification count once.
+func TestOverviewCountsRejectedNotificationsByReason(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := newStore(t)
+	for i, reason := range []string{"resource.openid must not contain NUL", "resource.out_contract_code is reserved",
+		"resource.openid must not contain NUL", "resource.openid must not contain NUL"} {
+		n := store.Notification{NotificationID: fmt.Sprintf("rej-%d", i), EventType: "PAPAY.SIGN", Resource: []byte(`{}`)}
+		for range 2 {
+			if _, err := st.RejectNotification(ctx, n, reason); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	now := time.Now()
+	ov, err := st.Overview(ctx, store.OverviewOptions{From: now.Add(-time.Hour), To: now.Add(time.Hour),
+		ReconcileMinAge: time.Minute, ReconcileLookBack: time.Hour, RecentErrors: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.ReasonCount{{Reason: "resource.openid must not contain NUL", Count: 3}, {Reason: "resource.out_contract_code is reserved", Count: 1}}
+	if !slices.Equal(ov.Rejected, want) {
+		t.Fatalf("rejected by reason %+v, want %+v", ov.Rejected, want)
+	}
+	if ov.Notifications["rejected"] != 4 {
+		t.Fatalf("notifications by outcome %v, want 4 rejected", ov.Notifications)
+	}
 }

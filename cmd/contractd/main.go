@@ -41,7 +41,8 @@ Configuration (environment):
                                  (default postgres://postgres@127.0.0.1:5432/contractd?sslmode=disable)
   CONTRACTD_HTTP_ADDR            listen address (default :8080)
   CONTRACTD_PUBLIC_URL           public https base; WeChat posts to it + /v1/notifications/wechatpay
-  CONTRACTD_API_TOKENS           comma-separated scope:token pairs, scopes app and ops
+  CONTRACTD_API_TOKENS           comma-separated scope:token or scope:name:token entries, scopes
+                                 app and ops; the name is recorded as the actor of what it does
   WECHATPAY_MODE                 common (default) or institutional
   WECHATPAY_MCHID                merchant (or service provider) id
   WECHATPAY_APPID                app id (common mode)
@@ -73,6 +74,7 @@ Configuration (environment):
   CONTRACTD_LEASE_TTL            lease a WeChat caller holds on a contract, renewed every third of
                                  it; a crashed holder's lease lapses within it (default 5s)
   CONTRACTD_DB_MAX_CONNS         database connection pool size (default 16)
+  CONTRACTD_CONSOLE_SESSION_TTL  operations console session lifetime, 1m to 168h (default 8h)
   CONTRACTD_SHUTDOWN_TIMEOUT     how long SIGTERM waits for requests in flight (default 20s)
   CONTRACTD_PPROF_ADDR           where Go's profiler answers (/debug/pprof/), apart from the API;
                                  unset (default) for none, keep it on loopback

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/console"
 	"github.com/contractd/contractd/httpapi"
 	"github.com/contractd/contractd/lifecycle"
 	"github.com/contractd/contractd/logging"
@@ -92,8 +93,10 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter,
 		Logger: log, Registry: reg, Panics: panics,
 	})
+	ops := console.New(console.Options{Flows: svc, Store: st, Tokens: cfg.Tokens, SessionTTL: cfg.ConsoleSessionTTL,
+		SecureCookies: cfg.SecureCookies(), ReconcileMinAge: cfg.ReconcileAfter, Logger: log})
 	api := httpapi.New(httpapi.Deps{
-		Logger: log, Registry: reg, Panics: panics, API: &httpapi.API{Service: svc, Tokens: cfg.Tokens},
+		Logger: log, Registry: reg, Panics: panics, API: &httpapi.API{Service: svc, Tokens: cfg.Tokens}, Console: ops,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
