@@ -130,16 +130,28 @@ func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int,
 			return err
 		}
 		n = len(due)
+		// Every contract's writes go in one batch: one round trip for the
+		// whole claim, so its row locks are held for as short as can be.
+		var b pgx.Batch
+		reads := make([]func(pgx.BatchResults) (domain.Contract, error), 0, len(due))
 		for _, c := range due {
 			before := c
 			if err := fn(&c); err != nil {
 				return err
 			}
-			if _, err := tx.persist(ctx, before, c); err != nil {
+			reads = append(reads, queuePersist(&b, before, c))
+		}
+		if b.Len() == 0 {
+			return nil
+		}
+		br := tx.tx.SendBatch(ctx, &b)
+		for _, read := range reads {
+			if _, err := read(br); err != nil {
+				_ = br.Close()
 				return err
 			}
 		}
-		return nil
+		return mapErr(br.Close())
 	})
 	if err != nil {
 		return 0, err
@@ -276,7 +288,22 @@ type statement struct {
 // contract was read at must still be current.
 func (tx *Tx) persist(ctx context.Context, before, c domain.Contract, extra ...statement) (domain.Contract, error) {
 	var b pgx.Batch
-	saved := c
+	read := queuePersist(&b, before, c, extra...)
+	if b.Len() == 0 {
+		return c, nil
+	}
+	br := tx.tx.SendBatch(ctx, &b)
+	saved, err := read(br)
+	if cerr := br.Close(); err == nil {
+		err = mapErr(cerr)
+	}
+	return saved, err
+}
+
+// queuePersist queues on b what persist writes for c, and returns the
+// function that reads their results from the batch, in queue order, and
+// answers c as stored. Several contracts' writes can share one batch.
+func queuePersist(b *pgx.Batch, before, c domain.Contract, extra ...statement) func(br pgx.BatchResults) (domain.Contract, error) {
 	changed := c.Dirty()
 	if changed {
 		sets, args := []string{}, []any{c.ID, before.Version}
@@ -289,38 +316,36 @@ func (tx *Tx) persist(ctx context.Context, before, c domain.Contract, extra ...s
 		b.Queue(`UPDATE contracts SET `+strings.Join(append(sets, "updated_at = now()"), ", ")+`
 			WHERE id = $1 AND version = $2 RETURNING `+contractColumns, args...)
 	}
-	for _, r := range c.Pending() {
-		queueEvent(&b, &c, r)
+	pending := c.Pending()
+	for _, r := range pending {
+		queueEvent(b, &c, r)
 	}
 	for _, st := range extra {
 		b.Queue(st.sql, st.args...)
 	}
-	if b.Len() == 0 {
+	return func(br pgx.BatchResults) (domain.Contract, error) {
+		saved := c
+		if changed {
+			rows, err := br.Query()
+			if err == nil {
+				saved, err = pgx.CollectExactlyOneRow(rows, scanContract)
+			}
+			if errors.Is(err, pgx.ErrNoRows) {
+				// Not the caller's "no such contract": the row was read
+				// under a lock in this transaction, so this is a bug.
+				err = fmt.Errorf("store: contract %s was not at version %d under its own lock", c.Key(), before.Version)
+			}
+			if err != nil {
+				return c, mapErr(err)
+			}
+		}
+		for i := 0; i < len(pending)+len(extra); i++ {
+			if _, err := br.Exec(); err != nil {
+				return c, mapErr(err)
+			}
+		}
 		return saved, nil
 	}
-	br := tx.tx.SendBatch(ctx, &b)
-	if changed {
-		rows, err := br.Query()
-		if err == nil {
-			saved, err = pgx.CollectExactlyOneRow(rows, scanContract)
-		}
-		if errors.Is(err, pgx.ErrNoRows) {
-			// Not the caller's "no such contract": the row was read under
-			// a lock in this transaction, so this is a bug.
-			err = fmt.Errorf("store: contract %s was not at version %d under its own lock", c.Key(), before.Version)
-		}
-		if err != nil {
-			_ = br.Close()
-			return c, mapErr(err)
-		}
-	}
-	for i := 0; i < len(c.Pending())+len(extra); i++ {
-		if _, err := br.Exec(); err != nil {
-			_ = br.Close()
-			return c, mapErr(err)
-		}
-	}
-	return saved, mapErr(br.Close())
 }
 
 // queueEvent queues the insert of one history row of c. Its xid column

@@ -156,8 +156,18 @@ func BenchmarkLoad(b *testing.B) {
 		WHERE sub_mchid = '' AND out_contract_code IN (SELECT 'b-' || g FROM generate_series(0, $1 - 1) g)`, swept); err != nil {
 		b.Fatal(err)
 	}
+	due := time.Now()
 	during := run("POST notification while 10k sessions are swept", postAll(batch))
 	expired := s.count(`SELECT count(*) FROM contracts WHERE state = 'expired'`)
+	// The rest of the sweep (if any) finishes before pre-sign is measured,
+	// so that its CPU is not counted against pre-sign.
+	for s.count(`SELECT count(*) FROM contracts WHERE state = 'expired'`) < swept {
+		if time.Since(due) > 5*time.Minute {
+			b.Fatal("the sweep did not expire the 10,000 due sessions within 5 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	sweepTook := time.Since(due)
 
 	var seq atomic.Int64
 	run("POST /v1/contracts/pre-sign", func(_, _ int) error {
@@ -178,8 +188,8 @@ func BenchmarkLoad(b *testing.B) {
 		fmt.Printf("%-48s %9d %9.0f %9.2f %9.2f %14.0f%% %-7s %12.3f\n", r.name, r.ops, r.rate, ms(r.p50), ms(r.p99),
 			100*r.rate/ceil[c], c, r.cpuPerOp*1000)
 	}
-	fmt.Printf("sweep: %d of %d due sessions expired during the phase; notification p99 %.2f ms -> %.2f ms while sweeping (%.2fx)\n",
-		expired, swept, ms(notify.p99), ms(during.p99), float64(during.p99)/float64(notify.p99))
+	fmt.Printf("sweep: %d of %d due sessions expired during the phase, all of them %.1f s after they fell due; notification p99 %.2f ms -> %.2f ms while sweeping (%.2fx)\n",
+		expired, swept, sweepTook.Seconds(), ms(notify.p99), ms(during.p99), float64(during.p99)/float64(notify.p99))
 	if *loadProfile != "" {
 		fmt.Printf("CPU profiles of contractd: %s/*.pprof (go tool pprof -top FILE)\n", *loadProfile)
 	}
