@@ -106,9 +106,21 @@ func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Co
 // afterwards with its history. Concurrent callers with one key are
 // serialised by Postgres: exactly one stores its contract, the others wait
 // for its commit and then lock and update that one.
+//
+// The insert is tried first (fn decides on fresh, and the insert does
+// nothing when the key is taken): a first pre-sign, the usual caller, then
+// costs no lookup that finds nothing. A key that is taken falls back to
+// locking the stored contract and deciding again.
 func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	var out domain.Contract
 	err := s.InTx(ctx, func(tx *Tx) error {
+		c := fresh
+		if err := fn(&c); err == nil {
+			var err error
+			if out, err = tx.create(ctx, c); !domain.IsCode(err, domain.CodeExists) {
+				return err
+			}
+		}
 		var err error
 		out, err = tx.updateOrCreate(ctx, fresh, fn)
 		return err
