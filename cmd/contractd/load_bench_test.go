@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -104,7 +106,15 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	p := cliStartServe(b, cliBuild(b), env)
 	pid := p.cmd.Process.Pid
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients * 2}, Timeout: time.Minute}
+	// One kept-alive connection per client, spoken to with a lean HTTP/1.1
+	// client (like pgbench's lean C client for the ceilings), so that the
+	// load generator's own CPU, on the same two cores, weighs little.
+	addr := strings.TrimPrefix(p.URL, "http://")
+	conns := make([]*rawConn, clients)
+	for i := range conns {
+		conns[i] = &rawConn{addr: addr}
+		defer conns[i].close()
+	}
 
 	var results []loadResult
 	run := func(name string, op func(worker, i int) error) loadResult {
@@ -113,9 +123,9 @@ func BenchmarkLoad(b *testing.B) {
 		return r
 	}
 
-	run("GET /v1/contracts/{code}", func(_, _ int) error {
+	run("GET /v1/contracts/{code}", func(w, _ int) error {
 		k := sessions + int(randUint64()%uint64(n-sessions))
-		return loadDo(client, http.MethodGet, p.URL+"/v1/contracts/b-"+strconv.Itoa(k), appToken, "", nil, http.StatusOK)
+		return conns[w].expect(http.MethodGet, "/v1/contracts/b-"+strconv.Itoa(k), bearer(appToken), nil, http.StatusOK)
 	})
 
 	// Notifications: distinct PAPAY.SIGNs for open sessions, prepared first.
@@ -138,12 +148,12 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	postAll := func(ns []loadNotification) func(worker, i int) error {
 		var next atomic.Int64
-		return func(_, _ int) error {
+		return func(w, _ int) error {
 			j := int(next.Add(1) - 1)
 			if j >= len(ns) {
 				return errExhausted
 			}
-			return loadDo(client, http.MethodPost, p.URL+"/v1/notifications/wechatpay", "", "", ns[j], http.StatusNoContent)
+			return conns[w].expect(http.MethodPost, "/v1/notifications/wechatpay", ns[j].header, ns[j].body, http.StatusNoContent)
 		}
 	}
 	batch := prepare(0)
@@ -174,10 +184,12 @@ func BenchmarkLoad(b *testing.B) {
 	sweepTook := lastExpired.Sub(due)
 
 	var seq atomic.Int64
-	run("POST /v1/contracts/pre-sign", func(_, _ int) error {
+	presignHeader := bearer(appToken)
+	presignHeader.Set("Content-Type", "application/json")
+	run("POST /v1/contracts/pre-sign", func(w, _ int) error {
 		body, _ := json.Marshal(map[string]any{"channel": "app", "out_contract_code": fmt.Sprintf("bp-%d", seq.Add(1)),
 			"plan_id": 123, "user_display_name": "Zhang San"})
-		return loadDo(client, http.MethodPost, p.URL+"/v1/contracts/pre-sign", appToken, "application/json", body, http.StatusCreated)
+		return conns[w].expect(http.MethodPost, "/v1/contracts/pre-sign", presignHeader, body, http.StatusCreated)
 	})
 
 	ceilingOf := map[string]string{
@@ -268,40 +280,98 @@ func loadPhase(b *testing.B, name string, clients int, dur time.Duration, pid in
 		p50: pct(0.50), p99: pct(0.99), cpuPerOp: cpu / float64(len(all))}
 }
 
-// loadDo sends one request and checks its status.
-func loadDo(client *http.Client, method, u, token, contentType string, body any, want int) error {
-	var rd io.Reader
-	var n *loadNotification
-	switch v := body.(type) {
-	case []byte:
-		rd = bytes.NewReader(v)
-	case loadNotification:
-		n = &v
-		rd = bytes.NewReader(v.body)
+func bearer(token string) http.Header {
+	h := http.Header{}
+	h.Set("Authorization", "Bearer "+token)
+	return h
+}
+
+// rawConn is a lean HTTP/1.1 client on one kept-alive connection: it
+// writes the request in one go and reads the answer's status line, headers
+// and Content-Length body, nothing more.
+type rawConn struct {
+	addr string
+	c    net.Conn
+	r    *bufio.Reader
+	out  bytes.Buffer
+}
+
+func (rc *rawConn) close() {
+	if rc.c != nil {
+		rc.c.Close()
+		rc.c = nil
 	}
-	req, err := http.NewRequest(method, u, rd)
+}
+
+// expect sends one request and checks the answer's status.
+func (rc *rawConn) expect(method, path string, header http.Header, body []byte, want int) error {
+	status, answer, err := rc.do(method, path, header, body)
 	if err != nil {
+		rc.close()
 		return err
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if n != nil {
-		maps.Copy(req.Header, n.header)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s answered %d %s, want %d", method, u, resp.StatusCode, raw, want)
+	if status != want {
+		return fmt.Errorf("%s %s answered %d %s, want %d", method, path, status, answer, want)
 	}
 	return nil
+}
+
+func (rc *rawConn) do(method, path string, header http.Header, body []byte) (int, []byte, error) {
+	if rc.c == nil {
+		c, err := net.Dial("tcp", rc.addr)
+		if err != nil {
+			return 0, nil, err
+		}
+		rc.c, rc.r = c, bufio.NewReaderSize(c, 16<<10)
+	}
+	_ = rc.c.SetDeadline(time.Now().Add(time.Minute))
+	rc.out.Reset()
+	fmt.Fprintf(&rc.out, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n", method, path, rc.addr, len(body))
+	for k, vs := range header {
+		for _, v := range vs {
+			rc.out.WriteString(k + ": " + v + "\r\n")
+		}
+	}
+	rc.out.WriteString("\r\n")
+	rc.out.Write(body)
+	if _, err := rc.c.Write(rc.out.Bytes()); err != nil {
+		return 0, nil, err
+	}
+	line, err := rc.r.ReadSlice('\n')
+	if err != nil || len(line) < 12 {
+		return 0, nil, fmt.Errorf("status line %q: %v", line, err)
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, nil, fmt.Errorf("status line %q", line)
+	}
+	length, closing := 0, false
+	for {
+		h, err := rc.r.ReadSlice('\n')
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(h) <= 2 {
+			break
+		}
+		name, value, _ := strings.Cut(strings.TrimSpace(string(h)), ":")
+		switch strings.ToLower(name) {
+		case "content-length":
+			length, _ = strconv.Atoi(strings.TrimSpace(value))
+		case "connection":
+			closing = strings.EqualFold(strings.TrimSpace(value), "close")
+		case "transfer-encoding":
+			return 0, nil, fmt.Errorf("chunked answers are not read by this client")
+		}
+	}
+	answer := make([]byte, length)
+	if _, err := io.ReadFull(rc.r, answer); err != nil {
+		return 0, nil, err
+	}
+	if closing {
+		rc.close()
+	}
+	return status, answer, nil
 }
 
 // loadNotification is a notification ready to post: body and WeChat's
