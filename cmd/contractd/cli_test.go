@@ -399,6 +399,19 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("ServeWithABadPoolSizeExitsWithOneLineNamingIt", func(t *testing.T) {
+		t.Parallel()
+		for _, v := range []string{"0", "-3", "lots", "100000"} {
+			env := cliServeEnv(t, "postgres://postgres@127.0.0.1:1/x?sslmode=disable")
+			env["CONTRACTD_DB_MAX_CONNS"] = v
+			r := cliRun(t, bin, env, "serve")
+			lines := cliLines(r.Stderr)
+			if r.Code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "CONTRACTD_DB_MAX_CONNS") {
+				t.Fatalf("CONTRACTD_DB_MAX_CONNS=%s: exit %d, stderr %q; want non-zero and one line naming it", v, r.Code, r.Stderr)
+			}
+		}
+	})
+
 	t.Run("SIGTERMShutsServeDownWithExitZero", func(t *testing.T) {
 		t.Parallel()
 		db := pgtest.New(t)
