@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -113,24 +111,14 @@ func hostilePostNotification(t testing.TB, s *stack, body []byte, key *rsa.Priva
 // Content-Type ("" for none).
 func hostilePostNotificationAs(t testing.TB, s *stack, body []byte, key *rsa.PrivateKey, contentType string) response {
 	t.Helper()
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	nonce := ntRandom(16)
-	sum := sha256.Sum256([]byte(ts + "\n" + nonce + "\n" + string(body) + "\n"))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
 	req, err := http.NewRequest(http.MethodPost, s.URL+"/v1/notifications/wechatpay", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header = ntWeChatHeaders(t, s.Keys, body, key)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	req.Header.Set("Wechatpay-Timestamp", ts)
-	req.Header.Set("Wechatpay-Nonce", nonce)
-	req.Header.Set("Wechatpay-Signature", base64.StdEncoding.EncodeToString(sig))
-	req.Header.Set("Wechatpay-Serial", s.Keys.PlatformSerial)
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatalf("post notification: %v", err)

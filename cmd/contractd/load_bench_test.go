@@ -3,11 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -383,19 +379,8 @@ type loadNotification struct {
 
 func prepareNotification(b *testing.B, s *stack, code string) loadNotification {
 	body := ntEnvelope(b, s.Keys, "bench-"+ntRandom(12), "PAPAY.SIGN", ntSignResource(s.Keys, code, "wx-"+code))
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	nonce := ntRandom(16)
-	sum := sha256.Sum256([]byte(ts + "\n" + nonce + "\n" + string(body) + "\n"))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, s.Keys.PlatformKey, crypto.SHA256, sum[:])
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := http.Header{}
+	h := ntWeChatHeaders(b, s.Keys, body, s.Keys.PlatformKey)
 	h.Set("Content-Type", "application/json")
-	h.Set("Wechatpay-Timestamp", ts)
-	h.Set("Wechatpay-Nonce", nonce)
-	h.Set("Wechatpay-Signature", base64.StdEncoding.EncodeToString(sig))
-	h.Set("Wechatpay-Serial", s.Keys.PlatformSerial)
 	return loadNotification{body: body, header: h}
 }
 

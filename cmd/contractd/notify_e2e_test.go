@@ -342,8 +342,16 @@ func ntRandom(nBytes int) string {
 }
 
 // ntPostNotification posts body to the notification route with WeChat's
-// headers, signed with key over "ts\nnonce\nbody\n".
+// headers, signed with key, and checks the answer against openapi.yaml.
 func ntPostNotification(t *testing.T, s *stack, body []byte, key *rsa.PrivateKey) response {
+	t.Helper()
+	return hostilePostNotificationAs(t, s, body, key, "application/json")
+}
+
+// ntWeChatHeaders are the headers WeChat sends with a notification body:
+// a fresh timestamp and nonce, and key's signature over
+// "ts\nnonce\nbody\n" naming the platform serial.
+func ntWeChatHeaders(t testing.TB, keys *wechatpaysim.KeySet, body []byte, key *rsa.PrivateKey) http.Header {
 	t.Helper()
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	nonce := ntRandom(16)
@@ -352,22 +360,12 @@ func ntPostNotification(t *testing.T, s *stack, body []byte, key *rsa.PrivateKey
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest(http.MethodPost, s.URL+"/v1/notifications/wechatpay", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Wechatpay-Timestamp", ts)
-	req.Header.Set("Wechatpay-Nonce", nonce)
-	req.Header.Set("Wechatpay-Signature", base64.StdEncoding.EncodeToString(sig))
-	req.Header.Set("Wechatpay-Serial", s.Keys.PlatformSerial)
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("post notification: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	h := http.Header{}
+	h.Set("Wechatpay-Timestamp", ts)
+	h.Set("Wechatpay-Nonce", nonce)
+	h.Set("Wechatpay-Signature", base64.StdEncoding.EncodeToString(sig))
+	h.Set("Wechatpay-Serial", keys.PlatformSerial)
+	return h
 }
 
 // ntExpectFail checks a refused notification: status and {"code":"FAIL","message":...}.
