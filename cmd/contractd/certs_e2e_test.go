@@ -79,7 +79,12 @@ func TestCertRotationNotificationAcceptedAtFirstDelivery(t *testing.T) {
 	// next notification with the new one.
 	rotated := certRotate(t, s)
 	ntSign(t, s, code)
-	eventually(t, 30*time.Second, code+" signed", func() bool { return ntState(t, s, code) == "signed" })
+	// The simulator records an attempt once contractd's answer is back,
+	// which may be a moment after the contract reads signed.
+	eventually(t, 30*time.Second, code+" signed and its delivery acknowledged", func() bool {
+		ds := ntDeliveries(s, code)
+		return ntState(t, s, code) == "signed" && len(ds) == 1 && ds[0].Done
+	})
 	ds := ntDeliveries(s, code)
 	if len(ds) != 1 {
 		t.Fatalf("%d deliveries, want 1", len(ds))
