@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -88,6 +89,35 @@ func atHoldTerminateAnswersUntilNotified(sim *atomic.Pointer[wechatpaysim.Simula
 	}
 }
 
+// atTerminateGate stands where WeChat delivers notifications and forwards
+// them to contractd, holding PAPAY.TERMINATE deliveries until it is opened:
+// so that WeChat's answer to the terminate call reaches contractd first.
+type atTerminateGate struct {
+	target atomic.Pointer[string]
+	open   chan struct{}
+}
+
+func (g *atTerminateGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	if bytes.Contains(body, []byte(`"event_type":"PAPAY.TERMINATE"`)) {
+		select {
+		case <-g.open:
+		case <-time.After(20 * time.Second):
+		}
+	}
+	req, _ := http.NewRequestWithContext(r.Context(), r.Method, *g.target.Load()+r.URL.RequestURI(), bytes.NewReader(body))
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	maps.Copy(w.Header(), resp.Header)
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
 // An operator's terminate is the operator's in the history row, in the
 // contractd_transitions_total labels and in the log line of the transition,
 // whether WeChat's answer or its PAPAY.TERMINATE notification reaches
@@ -105,16 +135,24 @@ func TestOpsTerminateIsAttributedToOpsInHistoryMetricsAndLogsAlike(t *testing.T)
 			t.Parallel()
 			var sim atomic.Pointer[wechatpaysim.Simulator]
 			logs := &syncBuffer{}
-			o := stackOptions{LogOut: logs}
+			gate := &atTerminateGate{open: make(chan struct{})}
+			front := httptest.NewServer(gate)
+			defer front.Close()
+			o := stackOptions{LogOut: logs, NotifyTarget: front.URL}
 			if tt.notificationFirst {
 				o.WrapSim = atHoldTerminateAnswersUntilNotified(&sim)
+				close(gate.open)
 			}
 			s := startStack(t, o)
+			gate.target.Store(&s.URL)
 			sim.Store(s.Sim)
 			const code = "attr-1"
 			opsSigned(t, s, code)
 			if r := s.do(http.MethodPost, "/v1/contracts/"+code+"/terminate", opsToken, map[string]string{"note": "customer asked"}); r.Status != http.StatusOK {
 				t.Fatalf("terminate: %d %s", r.Status, r.Body)
+			}
+			if !tt.notificationFirst {
+				close(gate.open) // the answer came first: now the notification
 			}
 			eventually(t, 10*time.Second, "the PAPAY.TERMINATE delivery acknowledged", func() bool {
 				for _, d := range ntDeliveries(s, code) {
