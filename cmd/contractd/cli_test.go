@@ -131,17 +131,38 @@ type cliProcess struct {
 // until /healthz answers; the process is killed when t ends if still running.
 func cliStartServe(t testing.TB, bin string, env map[string]string) *cliProcess {
 	t.Helper()
-	return cliStartServeAt(t, bin, env, cliFreeAddr(t))
+	// A free port may be taken by another test's process between choosing
+	// it and the server's listen: then choose another.
+	for attempt := 1; ; attempt++ {
+		p, busy := cliTryServeAt(t, bin, env, cliFreeAddr(t))
+		if !busy {
+			return p
+		}
+		if attempt == 5 {
+			t.Fatal("contractd serve found its port taken five times in a row")
+		}
+	}
 }
 
 // cliStartServeAt is cliStartServe on a given address.
 func cliStartServeAt(t testing.TB, bin string, env map[string]string, addr string) *cliProcess {
 	t.Helper()
+	p, busy := cliTryServeAt(t, bin, env, addr)
+	if busy {
+		t.Fatalf("contractd serve: %s is taken", addr)
+	}
+	return p
+}
+
+// cliTryServeAt starts serve on addr; busy reports (with a nil process)
+// that the address was taken, and any other failure fails the test.
+func cliTryServeAt(t testing.TB, bin string, env map[string]string, addr string) (p *cliProcess, busy bool) {
+	t.Helper()
 	env = maps.Clone(env)
 	env["CONTRACTD_HTTP_ADDR"] = addr
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = cliEnviron(env)
-	p := &cliProcess{URL: "http://" + addr, cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan struct{})}
+	p = &cliProcess{URL: "http://" + addr, cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -159,6 +180,9 @@ func cliStartServeAt(t testing.TB, bin string, env map[string]string, addr strin
 	for {
 		select {
 		case <-p.exited:
+			if strings.Contains(p.stderr.String(), "address already in use") {
+				return nil, true
+			}
 			t.Fatalf("contractd serve exited early: %v\n%s", p.err, p.stderr)
 		default:
 		}
@@ -166,7 +190,7 @@ func cliStartServeAt(t testing.TB, bin string, env map[string]string, addr strin
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return p, false
 			}
 		}
 		if time.Now().After(deadline) {

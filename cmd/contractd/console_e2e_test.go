@@ -63,7 +63,7 @@ func startReplica(t *testing.T, s *stack, logOut io.Writer) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	listening, done := make(chan string, 1), make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, false, newLogger(cfg.LogLevel, logOut), listening) }()
+	go func() { done <- serve(ctx, cfg, false, newLogger(cfg.LogLevel, logOut), nil, listening) }()
 	t.Cleanup(func() { cancel(); <-done })
 	select {
 	case a := <-listening:

@@ -96,7 +96,7 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 		case <-ctx.Done():
 		}
 	}()
-	return serve(ctx, cfg, true, log, listening)
+	return serve(ctx, cfg, true, log, nil, listening)
 }
 
 // simulatedWeChatEnv is contractd's WeChat Pay configuration for a

@@ -34,14 +34,18 @@ func serveCmd(ctx context.Context, getenv func(string) string, migrate bool, std
 	if err != nil {
 		return fail(2, "configuration: %v", err)
 	}
-	return serve(ctx, cfg, migrate, newLogger(cfg.LogLevel, stderr), nil)
+	return serve(ctx, cfg, migrate, newLogger(cfg.LogLevel, stderr), nil, nil)
 }
 
 // serve runs the service until ctx ends, then shuts down gracefully: the
 // listener closes, requests in flight finish (up to ShutdownTimeout), the
 // workers stop, and the pool closes. When listening is non-nil it receives
 // the bound address once the server accepts connections.
-func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logger, listening chan<- string) error {
+//
+// ln, when non-nil, is the listener to serve on (already bound, as a test
+// that must know the address beforehand has it); otherwise serve listens on
+// cfg.HTTPAddr.
+func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logger, ln net.Listener, listening chan<- string) error {
 	pool, db, err := openDatabase(ctx, cfg.DatabaseURL, cfg.DBMaxConns)
 	if err != nil {
 		return err
@@ -112,9 +116,10 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		},
 	})
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fail(1, "listen on %s (CONTRACTD_HTTP_ADDR): %v", cfg.HTTPAddr, err)
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fail(1, "listen on %s (CONTRACTD_HTTP_ADDR): %v", cfg.HTTPAddr, err)
+		}
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),

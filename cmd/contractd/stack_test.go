@@ -87,8 +87,10 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = ln.Close() }) // serve closes it too; once more is harmless
 	addr := ln.Addr().String()
-	ln.Close()
+	// serve takes this very listener: no other process can take the port
+	// between choosing it and serving on it.
 
 	simCfg := keys.SimConfig()
 	simCfg.TerminateNotifyURL = devPublicURL + config.NotifyPath
@@ -152,7 +154,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	if o.LogOut != nil {
 		logOut, level = o.LogOut, "info"
 	}
-	go func() { done <- serve(ctx, cfg, false, newLogger(level, logOut), listening) }()
+	go func() { done <- serve(ctx, cfg, false, newLogger(level, logOut), ln, listening) }()
 	select {
 	case a := <-listening:
 		addr = a
