@@ -99,8 +99,9 @@ func New(d Deps) *Server {
 	}
 	if d.Console != nil {
 		console := echo.WrapHandler(d.Console)
-		s.echo.Any("/ops", console)
-		s.echo.Any("/ops/*", console)
+		s.echo.GET("/ops", console)
+		s.echo.GET("/ops/*", console)
+		s.echo.POST("/ops/*", console)
 	}
 	return s
 }
