@@ -97,6 +97,13 @@ func BenchmarkConsoleAt1M(b *testing.B) {
 					b.Fatalf("%s: %d %.300s", p.path, r.Status, r.Body)
 				}
 			}
+			// The first view of a page in the process is reported apart:
+			// for the overview it is the view that waits for the first
+			// read, on a cold database cache.
+			b.ReportMetric(float64(lat[0].Microseconds())/1000, "first-ms")
+			if len(lat) > 1 {
+				lat = lat[1:]
+			}
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
