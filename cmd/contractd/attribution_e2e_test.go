@@ -11,32 +11,12 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/contractd/contractd/wechatpaysim"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines to write
-// and the test to read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // atLogLines decodes the JSON log lines whose msg is msg.
 func atLogLines(t *testing.T, logs, msg string) []map[string]any {
@@ -134,7 +114,7 @@ func TestOpsTerminateIsAttributedToOpsInHistoryMetricsAndLogsAlike(t *testing.T)
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var sim atomic.Pointer[wechatpaysim.Simulator]
-			logs := &syncBuffer{}
+			logs := &logBuffer{}
 			gate := &atTerminateGate{open: make(chan struct{})}
 			front := httptest.NewServer(gate)
 			defer front.Close()

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -301,28 +299,7 @@ func ntEnvelope(t testing.TB, keys *wechatpaysim.KeySet, id, eventType string, r
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonce := ntRandom(6) // 12 hex characters: the 12-byte GCM nonce
-	block, err := aes.NewCipher([]byte(keys.APIv3Key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const ad = "papay"
-	body, err := json.Marshal(map[string]any{
-		"id": id, "create_time": time.Now().Format(time.RFC3339), "resource_type": "encrypt-resource",
-		"event_type": eventType, "summary": "test",
-		"resource": map[string]string{
-			"algorithm": "AEAD_AES_256_GCM", "original_type": ad, "associated_data": ad, "nonce": nonce,
-			"ciphertext": base64.StdEncoding.EncodeToString(gcm.Seal(nil, []byte(nonce), plain, []byte(ad))),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return body
+	return hostileEnvelope(t, keys, id, eventType, plain)
 }
 
 // ntSignResource is a global PAPAY.SIGN resource for code.
