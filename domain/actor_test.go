@@ -19,7 +19,7 @@ func TestTerminationMarkCarriesTheActor(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := signedContract(ProductPapay)
-			plan, err := c.BeginTerminationBy(tc.actor, "customer asked", t0, 5*time.Second, t0)
+			plan, err := c.BeginTermination(tc.actor, "customer asked", t0, 5*time.Second, t0)
 			if err != nil || plan.Step != TerminationCall || c.OpsTermination.Actor != tc.actor {
 				t.Fatalf("plan %+v, mark %+v, err %v", plan, c.OpsTermination, err)
 			}

@@ -240,7 +240,7 @@ func TestBeginTerminationDecides(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tc.c
-			plan, err := c.BeginTermination("customer asked", t0, ttl, t0)
+			plan, err := c.BeginTermination("", "customer asked", t0, ttl, t0)
 			if tc.code != "" {
 				var de *Error
 				if !IsCode(err, tc.code) {

@@ -101,8 +101,10 @@ type TerminationPlan struct {
 // signed contracts are terminated through WeChat, and only when the contract
 // carries the identifier WeChat's terminate call needs. A lease held by
 // another caller means wait; otherwise the caller takes the lease for ttl and
-// sets the operator's mark.
-func (c *Contract) BeginTermination(note string, now time.Time, ttl time.Duration, since time.Time) (TerminationPlan, error) {
+// sets the operator's mark, naming actor (the token's holder, "" when the
+// token names none), so that a termination WeChat reports while the mark
+// stands is recorded as actor's.
+func (c *Contract) BeginTermination(actor, note string, now time.Time, ttl time.Duration, since time.Time) (TerminationPlan, error) {
 	switch {
 	case c.State == StateTerminated:
 		return TerminationPlan{Step: TerminationDone}, nil
@@ -119,19 +121,8 @@ func (c *Contract) BeginTermination(note string, now time.Time, ttl time.Duratio
 		return TerminationPlan{}, e.Err()
 	}
 	token, tookOver := c.takeLease(now, ttl)
-	c.OpsTermination = &OpsTermination{Note: note, RequestedAt: now}
+	c.OpsTermination = &OpsTermination{Note: note, RequestedAt: now, Actor: actor}
 	return TerminationPlan{Step: TerminationCall, Token: token, TookOver: tookOver}, nil
-}
-
-// BeginTerminationBy is BeginTermination for a named operator: the
-// operator's mark also carries actor, so that a termination WeChat reports
-// while the mark stands is recorded as actor's.
-func (c *Contract) BeginTerminationBy(actor, note string, now time.Time, ttl time.Duration, since time.Time) (TerminationPlan, error) {
-	plan, err := c.BeginTermination(note, now, ttl, since)
-	if err == nil && plan.Step == TerminationCall && actor != "" {
-		c.OpsTermination.Actor = actor
-	}
-	return plan, err
 }
 
 // FinishTermination records that WeChat ended the contract for lease holder

@@ -183,7 +183,7 @@ func TestTerminateAfterAHolderDiedMidCallAsksWeChatAndRecordsIt(t *testing.T) {
 	e.sim.SetFaults(wechatpaysim.Faults{DropDeliveries: true}) // WeChat's notification is lost too
 	// A holder takes the lease, its terminate reaches WeChat, and it dies.
 	if _, err := e.store.Update(ctx, c.Key(), func(c *domain.Contract) error {
-		_, err := c.BeginTermination("first operator", e.clock.Now(), lease, e.clock.Now())
+		_, err := c.BeginTermination("", "first operator", e.clock.Now(), lease, e.clock.Now())
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (d
 		var plan domain.TerminationPlan
 		c, err := s.update(ctx, key, func(c *domain.Contract) error {
 			var err error
-			plan, err = c.BeginTerminationBy(logging.Actor(ctx), note, s.opt.Now(), s.opt.LeaseTTL, since)
+			plan, err = c.BeginTermination(logging.Actor(ctx), note, s.opt.Now(), s.opt.LeaseTTL, since)
 			return err
 		})
 		if err != nil {

@@ -166,16 +166,7 @@ func (tx *Tx) exec(ctx context.Context, sql string, args ...any) error {
 // repeated delivery of the same id only counts (first false). No contract
 // is touched.
 func (s *Store) RejectNotification(ctx context.Context, n Notification, reason string) (first bool, err error) {
-	var ct *time.Time
-	if !n.CreateTime.IsZero() {
-		ct = &n.CreateTime
-	}
-	err = s.pool.QueryRow(ctx, `INSERT INTO wechat_notifications (notification_id, event_type, sub_mchid,
-		out_contract_code, create_time, resource, outcome, reason, raw_resource)
-		VALUES ($1, $2, $3, $4, $5, 'null'::jsonb, 'rejected', $6, $7)
-		ON CONFLICT (notification_id) DO UPDATE
-		SET delivery_count = wechat_notifications.delivery_count + 1, last_received_at = now()
-		RETURNING xmax = 0`, n.NotificationID, n.EventType, n.SubMchID, n.OutContractCode, ct, reason, []byte(n.Resource)).Scan(&first)
+	err = s.pool.QueryRow(ctx, inboxSQL, inboxArgs(n, "rejected", json.RawMessage("null"), &reason, []byte(n.Resource))...).Scan(&first)
 	return first, mapErr(err)
 }
 
@@ -184,14 +175,22 @@ func (s *Store) RejectNotification(ctx context.Context, n Notification, reason s
 // delivery; concurrent deliveries of one id wait for the first one's
 // transaction.
 func queueNotification(b *pgx.Batch, n Notification) {
+	b.Queue(inboxSQL, inboxArgs(n, "received", n.Resource, nil, nil)...)
+}
+
+// inboxSQL records one delivery in the inbox: the first of its id inserts
+// the row, a repeated one counts; it answers whether this was the first.
+const inboxSQL = `INSERT INTO wechat_notifications (notification_id, event_type, sub_mchid,
+	out_contract_code, create_time, resource, outcome, reason, raw_resource)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+	ON CONFLICT (notification_id) DO UPDATE
+	SET delivery_count = wechat_notifications.delivery_count + 1, last_received_at = now()
+	RETURNING xmax = 0`
+
+func inboxArgs(n Notification, outcome string, resource json.RawMessage, reason *string, raw []byte) []any {
 	var ct *time.Time
 	if !n.CreateTime.IsZero() {
 		ct = &n.CreateTime
 	}
-	b.Queue(`INSERT INTO wechat_notifications (notification_id, event_type, sub_mchid,
-		out_contract_code, create_time, resource, outcome)
-		VALUES ($1, $2, $3, $4, $5, $6, 'received')
-		ON CONFLICT (notification_id) DO UPDATE
-		SET delivery_count = wechat_notifications.delivery_count + 1, last_received_at = now()
-		RETURNING xmax = 0`, n.NotificationID, n.EventType, n.SubMchID, n.OutContractCode, ct, n.Resource)
+	return []any{n.NotificationID, n.EventType, n.SubMchID, n.OutContractCode, ct, resource, outcome, reason, raw}
 }
