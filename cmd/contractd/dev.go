@@ -86,7 +86,7 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	env["CONTRACTD_LOG_LEVEL"] = envOr(getenv, "CONTRACTD_LOG_LEVEL", "info")
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
-		return fail(1, "dev: configuration: %v", err)
+		return configurationError("dev: configuration: ", err)
 	}
 	listening := make(chan string, 1)
 	go func() {
