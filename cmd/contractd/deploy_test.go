@@ -252,3 +252,50 @@ func TestREADMEWalkthroughsAreTheScripts(t *testing.T) {
 		}
 	}
 }
+
+// Every curl in a walkthrough fails on an HTTP error with the body shown
+// (--fail-with-body): -f alone would hide our JSON error, the one thing
+// that says what went wrong.
+func TestWalkthroughsShowTheErrorBody(t *testing.T) {
+	t.Parallel()
+	scripts, err := filepath.Glob(repoFile("scripts/walkthrough/*.sh"))
+	if err != nil || len(scripts) == 0 {
+		t.Fatalf("no walkthrough scripts: %v", err)
+	}
+	shortFail := regexp.MustCompile(`^-[a-zA-Z]*f[a-zA-Z]*$`)
+	for _, s := range scripts {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			words := strings.Fields(line)
+			for j, w := range words {
+				if w != "curl" && !strings.HasSuffix(w, "(curl") {
+					continue
+				}
+				withBody := false
+				for _, o := range words[j+1:] {
+					switch {
+					case o == "|" || o == "&&" || o == ";":
+					case shortFail.MatchString(o) || o == "--fail":
+						t.Errorf("%s:%d: curl %s hides the error body; use --fail-with-body", filepath.Base(s), i+1, o)
+						continue
+					case o == "--fail-with-body":
+						withBody = true
+						continue
+					default:
+						continue
+					}
+					break
+				}
+				if !withBody {
+					t.Errorf("%s:%d: curl without --fail-with-body: %s", filepath.Base(s), i+1, line)
+				}
+			}
+		}
+	}
+}
