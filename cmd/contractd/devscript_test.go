@@ -70,7 +70,9 @@ func procAlive(pid int) bool {
 // process exits 0. (With `exec go run` the signal stopped only `go`, and
 // `contractd dev` kept serving.)
 func TestDevScriptStopsEverythingOnSIGTERM(t *testing.T) {
-	t.Parallel()
+	// Not parallel: this and the other test that runs a script building
+	// bin/ (scripts/dev, scripts/walkthroughs) must not rewrite the binary
+	// while the other one starts it.
 	db := pgtest.NewUnmigrated(t)
 	api, sim := cliFreeAddr(t), cliFreeAddr(t)
 	dir := t.TempDir()

@@ -59,7 +59,9 @@ func runWalkthroughs(t *testing.T, extra ...string) (int, string) {
 // (18080, 18090) taken, every walkthrough still ends signed. A port the
 // caller chose that is taken stops it at once, naming the variable.
 func TestWalkthroughsScriptPortsFreeOrRefusedUpFront(t *testing.T) {
-	t.Parallel()
+	// Not parallel: this and the other test that runs a script building
+	// bin/ (scripts/dev, scripts/walkthroughs) must not rewrite the binary
+	// while the other one starts it.
 	holdPort(t, 18080)
 	holdPort(t, 18090)
 
