@@ -1,7 +1,7 @@
 // Package config reads contractd's configuration from the environment, as
-// api.md's configuration table lists it. Every setting is checked at start-up:
-// a missing, unreadable or invalid one is reported as one error that names the
-// variable, and secrets never appear in that message.
+// api.md's configuration table lists it. Every setting is checked at start-up,
+// and every missing, unreadable or invalid one is reported at once, one line
+// each naming its variable; secrets never appear in those lines.
 package config
 
 import (
@@ -217,20 +217,59 @@ func (c Config) NotifyURL() string {
 	return strings.TrimRight(c.PublicURL, "/") + NotifyPath
 }
 
-// settingError names the variable at fault.
-type settingError struct {
-	name string
-	msg  string
+// SettingError is one setting that stops start-up: the variable at fault
+// and what is wrong with it. Problem never holds a secret's value.
+type SettingError struct {
+	Variable string
+	Problem  string
 }
 
-func (e *settingError) Error() string { return e.name + ": " + e.msg }
+func (e *SettingError) Error() string { return e.Variable + ": " + e.Problem }
 
-func bad(name, format string, args ...any) error {
-	return &settingError{name: name, msg: fmt.Sprintf(format, args...)}
+// Errors is every setting that stops start-up, in the order Load checks
+// them. Its message has one line per setting, each naming its variable.
+type Errors []*SettingError
+
+func (e Errors) Error() string {
+	lines := make([]string, len(e))
+	for i, s := range e {
+		lines[i] = s.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// problems collects what is wrong with the settings as Load reads them.
+type problems struct {
+	errs Errors
+}
+
+// bad records a problem with the variable name.
+func (p *problems) bad(name, format string, args ...any) {
+	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ")
+	p.errs = append(p.errs, &SettingError{Variable: name, Problem: msg})
+}
+
+// has reports whether a problem with the variable name was recorded.
+func (p *problems) has(name string) bool {
+	for _, e := range p.errs {
+		if e.Variable == name {
+			return true
+		}
+	}
+	return false
+}
+
+// err is nil when nothing was recorded, else every problem as Errors.
+func (p *problems) err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	return p.errs
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
-// The first problem found is returned, naming its variable.
+// Every setting is checked: the error, when there is one, is Errors, naming
+// each missing, unreadable or invalid variable on a line of its own.
 func Load(getenv func(string) string) (Config, error) {
 	get := func(name, def string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
@@ -249,42 +288,42 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:    get("CONTRACTD_LOG_LEVEL", "info"),
 		PprofAddr:   get("CONTRACTD_PPROF_ADDR", ""),
 	}
+	var p problems
 	var err error
 	c.DBMaxConns = DefaultDBMaxConns
 	if v := get("CONTRACTD_DB_MAX_CONNS", ""); v != "" {
 		if c.DBMaxConns, err = strconv.Atoi(v); err != nil || c.DBMaxConns < 1 || c.DBMaxConns > 1000 {
-			return c, bad("CONTRACTD_DB_MAX_CONNS", "must be a whole number of connections between 1 and 1000, not %q", v)
+			p.bad("CONTRACTD_DB_MAX_CONNS", "must be a whole number of connections between 1 and 1000, not %q", v)
 		}
 	}
 	if c.PublicURL == "" {
-		return c, bad("CONTRACTD_PUBLIC_URL", "is required: the https base URL WeChat posts notifications to")
-	}
-	if why := domain.ValidNotifyURL(c.NotifyURL()); why != "" {
-		return c, bad("CONTRACTD_PUBLIC_URL", "%s (WeChat's rule for %s)", why, c.NotifyURL())
+		p.bad("CONTRACTD_PUBLIC_URL", "is required: the https base URL WeChat posts notifications to")
+	} else if why := domain.ValidNotifyURL(c.NotifyURL()); why != "" {
+		p.bad("CONTRACTD_PUBLIC_URL", "%s (WeChat's rule for %s)", why, c.NotifyURL())
 	}
 	if c.Tokens, err = ParseTokens(getenv("CONTRACTD_API_TOKENS")); err != nil {
-		return c, bad("CONTRACTD_API_TOKENS", "%v", err)
+		p.bad("CONTRACTD_API_TOKENS", "%v", err)
 	}
 	switch c.Mode {
 	case domain.ModeCommon:
 		if c.AppID == "" {
-			return c, bad("WECHATPAY_APPID", "is required in common mode")
+			p.bad("WECHATPAY_APPID", "is required in common mode")
 		}
 	case domain.ModeInstitutional:
 		if c.SpAppID == "" {
-			return c, bad("WECHATPAY_SP_APPID", "is required in institutional mode")
+			p.bad("WECHATPAY_SP_APPID", "is required in institutional mode")
 		}
 	default:
-		return c, bad("WECHATPAY_MODE", "must be common or institutional, not %q", c.Mode)
+		p.bad("WECHATPAY_MODE", "must be common or institutional, not %q", c.Mode)
 	}
 	c.PasswordExemptVariant = wechatpay.DomesticMode(get("WECHATPAY_PASSWORD_EXEMPT_VARIANT", string(wechatpay.DomesticNormal)))
 	if c.Mode == domain.ModeInstitutional {
 		c.PasswordExemptVariant = wechatpay.DomesticServiceProvider
 	} else if c.PasswordExemptVariant != wechatpay.DomesticNormal && c.PasswordExemptVariant != wechatpay.DomesticEcommerce {
-		return c, bad("WECHATPAY_PASSWORD_EXEMPT_VARIANT", "must be normal or ecommerce")
+		p.bad("WECHATPAY_PASSWORD_EXEMPT_VARIANT", "must be normal or ecommerce")
 	}
 	if c.MchID == "" {
-		return c, bad("WECHATPAY_MCHID", "is required")
+		p.bad("WECHATPAY_MCHID", "is required")
 	}
 	durations := []struct {
 		name string
@@ -309,60 +348,60 @@ func Load(getenv func(string) string) (Config, error) {
 			continue
 		}
 		if *d.dst, err = time.ParseDuration(v); err != nil || *d.dst <= 0 {
-			return c, bad(d.name, "must be a positive duration such as 5s")
+			p.bad(d.name, "must be a positive duration such as 5s")
 		}
 	}
-	if c.ConsoleSessionTTL < time.Minute || c.ConsoleSessionTTL > 7*24*time.Hour {
-		return c, bad("CONTRACTD_CONSOLE_SESSION_TTL", "must be between 1m and 168h")
+	// The ranges, for durations that parsed.
+	if !p.has("CONTRACTD_CONSOLE_SESSION_TTL") && (c.ConsoleSessionTTL < time.Minute || c.ConsoleSessionTTL > 7*24*time.Hour) {
+		p.bad("CONTRACTD_CONSOLE_SESSION_TTL", "must be between 1m and 168h")
 	}
-	if c.LeaseTTL < 300*time.Millisecond {
-		return c, bad("CONTRACTD_LEASE_TTL", "must be at least 300ms: the lease is renewed every third of it")
+	if !p.has("CONTRACTD_LEASE_TTL") && c.LeaseTTL < 300*time.Millisecond {
+		p.bad("CONTRACTD_LEASE_TTL", "must be at least 300ms: the lease is renewed every third of it")
 	}
-	return c, loadWeChat(&c, get)
+	loadWeChat(&c, get, &p)
+	return c, p.err()
 }
 
-func loadWeChat(c *Config, get func(string, string) string) error {
+func loadWeChat(c *Config, get func(string, string) string, p *problems) {
 	w := &c.WeChat
 	w.MchID = c.MchID
 	if w.MerchantSerial = get("WECHATPAY_MERCHANT_SERIAL", ""); w.MerchantSerial == "" {
-		return bad("WECHATPAY_MERCHANT_SERIAL", "is required")
-	}
-	path := get("WECHATPAY_PRIVATE_KEY_FILE", "")
-	if path == "" {
-		return bad("WECHATPAY_PRIVATE_KEY_FILE", "is required")
+		p.bad("WECHATPAY_MERCHANT_SERIAL", "is required")
 	}
 	var err error
-	if w.MerchantPrivateKey, err = wechatpay.LoadPrivateKeyFile(path); err != nil {
-		return bad("WECHATPAY_PRIVATE_KEY_FILE", "%v", err)
+	if path := get("WECHATPAY_PRIVATE_KEY_FILE", ""); path == "" {
+		p.bad("WECHATPAY_PRIVATE_KEY_FILE", "is required")
+	} else if w.MerchantPrivateKey, err = wechatpay.LoadPrivateKeyFile(path); err != nil {
+		p.bad("WECHATPAY_PRIVATE_KEY_FILE", "%v", err)
 	}
 	w.APIv3Key = get("WECHATPAY_APIV3_KEY", "")
 	if len(w.APIv3Key) != wechatpay.APIv3KeyLength {
-		return bad("WECHATPAY_APIV3_KEY", "must be %d bytes, got %d", wechatpay.APIv3KeyLength, len(w.APIv3Key))
+		p.bad("WECHATPAY_APIV3_KEY", "must be %d bytes, got %d", wechatpay.APIv3KeyLength, len(w.APIv3Key))
 	}
 	if certs := get("WECHATPAY_PLATFORM_CERT_FILES", ""); certs != "" {
 		var paths []string
-		for _, p := range strings.Split(certs, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				paths = append(paths, p)
+		for _, path := range strings.Split(certs, ",") {
+			if path = strings.TrimSpace(path); path != "" {
+				paths = append(paths, path)
 			}
 		}
 		if w.PlatformCerts, err = wechatpay.LoadCertificateFiles(paths...); err != nil {
-			return bad("WECHATPAY_PLATFORM_CERT_FILES", "%v", err)
+			p.bad("WECHATPAY_PLATFORM_CERT_FILES", "%v", err)
 		}
 	}
 	w.PublicKeyID = get("WECHATPAY_PUBLIC_KEY_ID", "")
 	pubFile := get("WECHATPAY_PUBLIC_KEY_FILE", "")
 	switch {
 	case w.PublicKeyID != "" && pubFile == "":
-		return bad("WECHATPAY_PUBLIC_KEY_FILE", "is required with WECHATPAY_PUBLIC_KEY_ID")
+		p.bad("WECHATPAY_PUBLIC_KEY_FILE", "is required with WECHATPAY_PUBLIC_KEY_ID")
 	case w.PublicKeyID == "" && pubFile != "":
-		return bad("WECHATPAY_PUBLIC_KEY_ID", "is required with WECHATPAY_PUBLIC_KEY_FILE")
+		p.bad("WECHATPAY_PUBLIC_KEY_ID", "is required with WECHATPAY_PUBLIC_KEY_FILE")
 	case pubFile != "":
 		if !strings.HasPrefix(w.PublicKeyID, wechatpay.PublicKeyIDPrefix) {
-			return bad("WECHATPAY_PUBLIC_KEY_ID", "must start with %s", wechatpay.PublicKeyIDPrefix)
+			p.bad("WECHATPAY_PUBLIC_KEY_ID", "must start with %s", wechatpay.PublicKeyIDPrefix)
 		}
 		if w.PublicKey, err = wechatpay.LoadPublicKeyFile(pubFile); err != nil {
-			return bad("WECHATPAY_PUBLIC_KEY_FILE", "%v", err)
+			p.bad("WECHATPAY_PUBLIC_KEY_FILE", "%v", err)
 		}
 	}
 	// Certificate mode (certificate files, or no public key either) downloads
@@ -378,12 +417,15 @@ func loadWeChat(c *Config, get func(string, string) string) error {
 		{"WECHATPAY_DOMESTIC_BASE_URL", &w.DomesticBaseURL, wechatpay.DefaultDomesticBaseURL},
 	} {
 		*u.dst = get(u.name, u.def)
-		if p, err := url.Parse(*u.dst); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
-			return bad(u.name, "must be an absolute http(s) URL")
+		if pu, err := url.Parse(*u.dst); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			p.bad(u.name, "must be an absolute http(s) URL")
 		}
 	}
-	if err := w.Validate(); err != nil {
-		return bad("WECHATPAY_*", "%v", err)
+	// The client's own check, once every setting above is sound: what it
+	// finds then is a rule the settings above do not cover.
+	if len(p.errs) == 0 {
+		if err := w.Validate(); err != nil {
+			p.bad("WECHATPAY_*", "%v", err)
+		}
 	}
-	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -272,6 +274,67 @@ func TestTokenHolders(t *testing.T) {
 			}
 			if s, ok := tokens.Lookup(tc.token); ok != tc.known || s != tc.want.Scope {
 				t.Fatalf("Lookup(%q) = %v %v", tc.token, s, ok)
+			}
+		})
+	}
+}
+
+// Every missing or invalid setting is reported at once, one line each,
+// each naming its variable, in the order Load checks them; secrets stay out.
+func TestLoadReportsEveryBadSettingAtOnce(t *testing.T) {
+	cases := []struct {
+		name   string
+		change map[string]string
+		want   []string
+	}{
+		{"three missing", map[string]string{"CONTRACTD_PUBLIC_URL": "", "WECHATPAY_MCHID": "", "WECHATPAY_MERCHANT_SERIAL": ""},
+			[]string{"CONTRACTD_PUBLIC_URL", "WECHATPAY_MCHID", "WECHATPAY_MERCHANT_SERIAL"}},
+		{"missing, invalid and unreadable together", map[string]string{
+			"CONTRACTD_DB_MAX_CONNS":     "0",
+			"CONTRACTD_API_TOKENS":       "admin:x",
+			"WECHATPAY_APPID":            "",
+			"CONTRACTD_SWEEP_INTERVAL":   "often",
+			"CONTRACTD_LEASE_TTL":        "100ms",
+			"WECHATPAY_PRIVATE_KEY_FILE": "/nonexistent/key.pem",
+			"WECHATPAY_APIV3_KEY":        "short-secret",
+			"WECHATPAY_BASE_URL":         "apihk",
+		}, []string{"CONTRACTD_DB_MAX_CONNS", "CONTRACTD_API_TOKENS", "WECHATPAY_APPID", "CONTRACTD_SWEEP_INTERVAL",
+			"CONTRACTD_LEASE_TTL", "WECHATPAY_PRIVATE_KEY_FILE", "WECHATPAY_APIV3_KEY", "WECHATPAY_BASE_URL"}},
+		{"a bad duration is not also out of range", map[string]string{"CONTRACTD_CONSOLE_SESSION_TTL": "a day", "CONTRACTD_LEASE_TTL": "soon"},
+			[]string{"CONTRACTD_LEASE_TTL", "CONTRACTD_CONSOLE_SESSION_TTL"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := validEnv(t)
+			for k, v := range tc.change {
+				env[k] = v
+			}
+			_, err := Load(func(k string) string { return env[k] })
+			if err == nil {
+				t.Fatalf("no error, want one naming each of %v", tc.want)
+			}
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error %T is not config.Errors", err)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tc.want) || len(errs) != len(tc.want) {
+				t.Fatalf("%d lines, %d errors, want %d, one for each of %v:\n%s", len(lines), len(errs), len(tc.want), tc.want, err)
+			}
+			var names []string
+			for _, e := range errs {
+				names = append(names, e.Variable)
+			}
+			if !slices.Equal(names, tc.want) {
+				t.Errorf("variables %v, want %v", names, tc.want)
+			}
+			for i, l := range lines {
+				if !strings.HasPrefix(l, tc.want[i]+": ") {
+					t.Errorf("line %d %q does not name %s", i, l, tc.want[i])
+				}
+				if strings.Contains(l, "short-secret") {
+					t.Errorf("line %d leaks the APIv3 key: %q", i, l)
+				}
 			}
 		})
 	}

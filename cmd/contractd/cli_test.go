@@ -423,6 +423,29 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("ServeWithSeveralBadSettingsPrintsEveryOneOnItsOwnLine", func(t *testing.T) {
+		t.Parallel()
+		env := cliServeEnv(t, "postgres://postgres@127.0.0.1:1/x?sslmode=disable")
+		delete(env, "WECHATPAY_MCHID")
+		delete(env, "CONTRACTD_PUBLIC_URL")
+		env["CONTRACTD_DB_MAX_CONNS"] = "lots"
+		env["WECHATPAY_APIV3_KEY"] = "too-short-secret"
+		r := cliRun(t, bin, env, "serve")
+		want := []string{"CONTRACTD_DB_MAX_CONNS", "CONTRACTD_PUBLIC_URL", "WECHATPAY_MCHID", "WECHATPAY_APIV3_KEY"}
+		lines := cliLines(r.Stderr)
+		if r.Code != 2 || len(lines) != len(want) {
+			t.Fatalf("exit %d, stderr %q; want 2 and one line for each of %v", r.Code, r.Stderr, want)
+		}
+		for i, l := range lines {
+			if !strings.HasPrefix(l, "contractd: configuration: "+want[i]+": ") {
+				t.Errorf("line %d %q does not name %s", i, l, want[i])
+			}
+		}
+		if strings.Contains(r.Stderr, "too-short-secret") {
+			t.Errorf("stderr leaks the APIv3 key: %q", r.Stderr)
+		}
+	})
+
 	t.Run("ServeWithABadPoolSizeExitsWithOneLineNamingIt", func(t *testing.T) {
 		t.Parallel()
 		for _, v := range []string{"0", "-3", "lots", "100000"} {

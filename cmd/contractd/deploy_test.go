@@ -18,26 +18,84 @@ import (
 // repoFile is the path of a file at the repository's root.
 func repoFile(name string) string { return filepath.Join("..", "..", name) }
 
-// composeConfig runs `docker-compose config` on docker-compose.yml with
-// the given profiles and returns the resolved file.
-func composeConfig(t *testing.T, profiles ...string) string {
+// composeCommands are the Compose commands the README names that are
+// installed here: `docker compose` (Compose v2, a docker CLI plugin) and
+// `docker-compose` (Compose v1, the one Debian bookworm packages, which
+// scripts/test installs when neither is present). At least one must be.
+func composeCommands(t *testing.T) [][]string {
 	t.Helper()
-	bin, err := exec.LookPath("docker-compose")
-	if err != nil {
-		t.Fatalf("docker-compose is not installed (scripts/test installs Debian's docker-compose): %v", err)
+	var cmds [][]string
+	if docker, err := exec.LookPath("docker"); err == nil {
+		v := exec.Command(docker, "compose", "version")
+		v.Env = composeEnv(t)
+		if v.Run() == nil {
+			cmds = append(cmds, []string{docker, "compose"})
+		}
 	}
-	args := []string{"-f", repoFile("docker-compose.yml")}
+	if bin, err := exec.LookPath("docker-compose"); err == nil {
+		cmds = append(cmds, []string{bin})
+	}
+	if len(cmds) == 0 {
+		t.Fatal("neither `docker compose` nor `docker-compose` is installed (scripts/test installs Debian's docker-compose)")
+	}
+	return cmds
+}
+
+// composeEnv is the environment Compose runs in: PATH, an empty HOME and
+// where docker finds its CLI plugins, nothing else from the test's
+// environment, so only the file's defaults apply.
+func composeEnv(t *testing.T) []string {
+	dockerConfig := os.Getenv("DOCKER_CONFIG")
+	if dockerConfig == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			dockerConfig = filepath.Join(home, ".docker")
+		}
+	}
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "DOCKER_CONFIG=" + dockerConfig}
+}
+
+// composeConfig runs `<compose> config` on docker-compose.yml with the
+// given profiles and returns the resolved file.
+func composeConfig(t *testing.T, compose []string, profiles ...string) string {
+	t.Helper()
+	args := append(slices.Clone(compose[1:]), "-f", repoFile("docker-compose.yml"))
 	for _, p := range profiles {
 		args = append(args, "--profile", p)
 	}
-	cmd := exec.Command(bin, append(args, "config")...)
-	// Only the file's defaults: nothing from the test's environment.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	cmd := exec.Command(compose[0], append(args, "config")...)
+	cmd.Env = composeEnv(t)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("docker-compose config %v: %v\n%s", profiles, err, out)
+		t.Fatalf("%s config %v: %v\n%s", strings.Join(compose, " "), profiles, err, out)
 	}
 	return string(out)
+}
+
+// composePort is a published port as "[host_ip:]published:target", read
+// from either form `config` prints: Compose v1's string or Compose v2's
+// mapping.
+type composePort string
+
+// UnmarshalYAML reads the string form or the mapping form.
+func (p *composePort) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*p = composePort(n.Value)
+		return nil
+	}
+	var m struct {
+		HostIP    string `yaml:"host_ip"`
+		Published string `yaml:"published"`
+		Target    string `yaml:"target"`
+	}
+	if err := n.Decode(&m); err != nil {
+		return err
+	}
+	s := m.Published + ":" + m.Target
+	if m.HostIP != "" {
+		s = m.HostIP + ":" + s
+	}
+	*p = composePort(s)
+	return nil
 }
 
 // composeFile is the part of a resolved compose file the checks read.
@@ -48,7 +106,7 @@ type composeFile struct {
 		Command     []string          `yaml:"command"`
 		Environment map[string]string `yaml:"environment"`
 		Profiles    []string          `yaml:"profiles"`
-		Ports       []string          `yaml:"ports"` // [host_ip:]published:target
+		Ports       []composePort     `yaml:"ports"`
 
 		Healthcheck *struct {
 			Test []string `yaml:"test"`
@@ -58,11 +116,23 @@ type composeFile struct {
 
 func TestComposeFileIsAcceptedAndSetsOnlyVariablesTheProgramsRead(t *testing.T) {
 	t.Parallel()
-	composeConfig(t) // without the simulator profile
-	var f composeFile
-	if err := yaml.Unmarshal([]byte(composeConfig(t, "sim")), &f); err != nil {
-		t.Fatal(err)
+	for _, compose := range composeCommands(t) {
+		name := strings.Join(append([]string{filepath.Base(compose[0])}, compose[1:]...), " ")
+		t.Run(name, func(t *testing.T) {
+			composeConfig(t, compose) // without the simulator profile
+			var f composeFile
+			if err := yaml.Unmarshal([]byte(composeConfig(t, compose, "sim")), &f); err != nil {
+				t.Fatal(err)
+			}
+			checkComposeFile(t, f)
+		})
 	}
+}
+
+// checkComposeFile checks the resolved compose file with the simulator
+// profile.
+func checkComposeFile(t *testing.T, f composeFile) {
+	t.Helper()
 	for _, want := range []string{"postgres", "migrate", "contractd", "sim-keys", "sim"} {
 		if _, ok := f.Services[want]; !ok {
 			t.Fatalf("docker-compose.yml has no service %s", want)
@@ -100,7 +170,7 @@ func TestComposeFileIsAcceptedAndSetsOnlyVariablesTheProgramsRead(t *testing.T) 
 		t.Error("Postgres is not published on the host")
 	}
 	for _, p := range pg {
-		if parts := strings.Split(p, ":"); len(parts) < 2 || parts[len(parts)-2] == "5432" {
+		if parts := strings.Split(string(p), ":"); len(parts) < 2 || parts[len(parts)-2] == "5432" {
 			t.Errorf("Postgres published as %q: host port 5432 is the host's own Postgres", p)
 		}
 	}
@@ -250,5 +320,78 @@ func TestREADMEWalkthroughsAreTheScripts(t *testing.T) {
 		if body != m[2] {
 			t.Errorf("README's block for %s differs from the script:\nREADME:\n%s\nscript:\n%s", m[1], m[2], body)
 		}
+	}
+}
+
+// Every curl in a walkthrough fails on an HTTP error with the body shown
+// (--fail-with-body): -f alone would hide our JSON error, the one thing
+// that says what went wrong.
+func TestWalkthroughsShowTheErrorBody(t *testing.T) {
+	t.Parallel()
+	scripts, err := filepath.Glob(repoFile("scripts/walkthrough/*.sh"))
+	if err != nil || len(scripts) == 0 {
+		t.Fatalf("no walkthrough scripts: %v", err)
+	}
+	shortFail := regexp.MustCompile(`^-[a-zA-Z]*f[a-zA-Z]*$`)
+	for _, s := range scripts {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			words := strings.Fields(line)
+			for j, w := range words {
+				if w != "curl" && !strings.HasSuffix(w, "(curl") {
+					continue
+				}
+				withBody := false
+				for _, o := range words[j+1:] {
+					switch {
+					case o == "|" || o == "&&" || o == ";":
+					case shortFail.MatchString(o) || o == "--fail":
+						t.Errorf("%s:%d: curl %s hides the error body; use --fail-with-body", filepath.Base(s), i+1, o)
+						continue
+					case o == "--fail-with-body":
+						withBody = true
+						continue
+					default:
+						continue
+					}
+					break
+				}
+				if !withBody {
+					t.Errorf("%s:%d: curl without --fail-with-body: %s", filepath.Base(s), i+1, line)
+				}
+			}
+		}
+	}
+}
+
+// Published ports read the same from Compose v1's string form and Compose
+// v2's mapping form.
+func TestComposePortReadsBothForms(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, yaml string
+		want       composePort
+	}{
+		{"v1 string", `"127.0.0.1:55432:5432"`, "127.0.0.1:55432:5432"},
+		{"v1 string without host", `"8080:8080"`, "8080:8080"},
+		{"v2 mapping", "mode: ingress\nhost_ip: 127.0.0.1\ntarget: 5432\npublished: \"55432\"\nprotocol: tcp\n", "127.0.0.1:55432:5432"},
+		{"v2 mapping without host", "mode: ingress\ntarget: 8080\npublished: \"8080\"\nprotocol: tcp\n", "8080:8080"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var p composePort
+			if err := yaml.Unmarshal([]byte(tc.yaml), &p); err != nil {
+				t.Fatal(err)
+			}
+			if p != tc.want {
+				t.Fatalf("read %q, want %q", p, tc.want)
+			}
+		})
 	}
 }

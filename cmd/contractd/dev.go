@@ -86,7 +86,7 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	env["CONTRACTD_LOG_LEVEL"] = envOr(getenv, "CONTRACTD_LOG_LEVEL", "info")
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
-		return fail(1, "dev: configuration: %v", err)
+		return configurationError("dev: configuration: ", err)
 	}
 	listening := make(chan string, 1)
 	go func() {
@@ -174,6 +174,7 @@ func printDevBanner(ctx context.Context, w io.Writer, base, simURL string) {
 contractd dev is running.
   API:        %[1]s   (tokens: app %[4]q, ops %[5]q)
   Simulator:  %[2]s   (WeChat Pay on loopback; control routes: %[2]s/sim/)
+  Console:    %[1]s/ops/   (operations console: sign in with the ops token %[5]q)
 
 A demo contract %[3]q has a signing session. Click to sign it as the WeChat user:
   %[6]s

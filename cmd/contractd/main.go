@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/contractd/contractd/domain"
@@ -80,7 +81,8 @@ Configuration (environment):
                                  unset (default) for none, keep it on loopback
   CONTRACTD_LOG_LEVEL            debug, info (default), warn or error
 
-A missing or invalid setting stops start-up with one line naming it.
+Missing or invalid settings stop start-up with one line each, all of them at once,
+each naming its variable.
 `
 
 func main() {
@@ -101,20 +103,33 @@ func fail(code int, format string, args ...any) error {
 	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// run executes one command line and returns the exit status. Errors are
-// printed as one line on stderr.
+// run executes one command line and returns the exit status. An error is
+// printed on stderr, each of its lines (one per bad setting, for the
+// configuration) prefixed with "contractd: ".
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	err := dispatch(ctx, args, getenv, stdout, stderr)
 	if err == nil {
 		return 0
 	}
+	code, msg := 1, err.Error()
 	var ee *exitError
 	if errors.As(err, &ee) {
-		fmt.Fprintln(stderr, "contractd: "+ee.msg)
-		return ee.code
+		code, msg = ee.code, ee.msg
 	}
-	fmt.Fprintln(stderr, "contractd: "+err.Error())
-	return 1
+	for l := range strings.SplitSeq(msg, "\n") {
+		fmt.Fprintln(stderr, "contractd: "+l)
+	}
+	return code
+}
+
+// configurationError is the exit error for settings config.Load refused:
+// one line per setting, each starting with prefix.
+func configurationError(prefix string, err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return fail(2, "%s", strings.Join(lines, "\n"))
 }
 
 func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

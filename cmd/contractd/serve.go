@@ -32,7 +32,7 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 func serveCmd(ctx context.Context, getenv func(string) string, migrate bool, stderr io.Writer) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {
-		return fail(2, "configuration: %v", err)
+		return configurationError("configuration: ", err)
 	}
 	return serve(ctx, cfg, migrate, newLogger(cfg.LogLevel, stderr), nil, nil)
 }

@@ -5,7 +5,7 @@
 # README:begin
 CODE=app-$(date +%s%N)
 # 1. The app server asks contractd for a signing session.
-ANSWER=$(curl -sSf -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
+ANSWER=$(curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
   -d '{"channel":"app","out_contract_code":"'"$CODE"'","plan_id":123,"user_display_name":"Zhang San"}' \
   "$API/v1/contracts/pre-sign")
 echo "$ANSWER" | jq .launch
@@ -14,7 +14,7 @@ echo "$ANSWER" | jq .launch
 #    ("sessionId=..."), extInfo = launch.ext_info. WeChat shows the contract.
 SESSION=$(echo "$ANSWER" | jq -r .launch.query | sed 's/^sessionId=//')
 # 3. The simulated WeChat user agrees.
-curl -sSf -H 'Content-Type: application/json' -d '{"session_id":"'"$SESSION"'"}' "$SIM/sim/sign" | jq '{contract_id, state}'
+curl -sS --fail-with-body -H 'Content-Type: application/json' -d '{"session_id":"'"$SESSION"'"}' "$SIM/sim/sign" | jq '{contract_id, state}'
 # 4. WeChat's PAPAY.SIGN notification reaches contractd: the contract is signed.
-until curl -sSf -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
+until curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
 # README:end

@@ -5,7 +5,7 @@
 # README:begin
 CODE=h5-$(date +%s%N)
 # 1. The web server asks contractd for a signing session.
-ANSWER=$(curl -sSf -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
+ANSWER=$(curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
   -d '{"channel":"h5","out_contract_code":"'"$CODE"'","plan_id":123,"user_display_name":"Zhang San"}' \
   "$API/v1/contracts/pre-sign")
 echo "$ANSWER" | jq .launch
@@ -13,8 +13,8 @@ echo "$ANSWER" | jq .launch
 #    page (here the simulator's, which a browser on this machine opens).
 URL=$(echo "$ANSWER" | jq -r .launch.url)
 # 3. The simulated WeChat user presses "Agree and sign": the page posts its form.
-curl -sSf "$URL" | grep -o 'Agree and sign'
-curl -sSf -X POST -d openid= "$URL" | grep -o 'Signed\. Contract [^ ]* is SIGNED'
+curl -sS --fail-with-body "$URL" | grep -o 'Agree and sign'
+curl -sS --fail-with-body -X POST -d openid= "$URL" | grep -o 'Signed\. Contract [^ ]* is SIGNED'
 # 4. WeChat's PAPAY.SIGN notification reaches contractd: the contract is signed.
-until curl -sSf -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
+until curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
 # README:end

@@ -6,14 +6,14 @@
 CODE=jsapi-$(date +%s%N)
 # 1. The official account's server asks contractd for a signing session
 #    (jsapi runs inside WeChat's browser, so the user's openid is known).
-ANSWER=$(curl -sSf -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
+ANSWER=$(curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
   -d '{"channel":"jsapi","out_contract_code":"'"$CODE"'","plan_id":123,"user_display_name":"Zhang San","openid":"o-demo-user"}' \
   "$API/v1/contracts/pre-sign")
 echo "$ANSWER" | jq .launch
 # 2. The page, inside WeChat, navigates to launch.url: WeChat's signing page.
 URL=$(echo "$ANSWER" | jq -r .launch.url)
 # 3. The simulated WeChat user presses "Agree and sign" (the openid is the session's).
-curl -sSf -X POST "$URL" | grep -o 'Signed\. Contract [^ ]* is SIGNED'
+curl -sS --fail-with-body -X POST "$URL" | grep -o 'Signed\. Contract [^ ]* is SIGNED'
 # 4. WeChat's PAPAY.SIGN notification reaches contractd: the contract is signed.
-until curl -sSf -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
+until curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
 # README:end

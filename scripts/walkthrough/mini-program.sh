@@ -6,7 +6,7 @@
 # README:begin
 CODE=mp-$(date +%s%N)
 # 1. The mini program's server asks contractd for a signing session.
-ANSWER=$(curl -sSf -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
+ANSWER=$(curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
   -d '{"channel":"mini_program","out_contract_code":"'"$CODE"'","plan_id":123,"user_display_name":"Zhang San","openid":"o-demo-user"}' \
   "$API/v1/contracts/pre-sign")
 echo "$ANSWER" | jq .launch
@@ -14,7 +14,7 @@ echo "$ANSWER" | jq .launch
 #    launch.session_id (navigateToMiniProgram, extraData sessionId).
 SESSION=$(echo "$ANSWER" | jq -r .launch.session_id)
 # 3. The simulated WeChat user agrees.
-curl -sSf -H 'Content-Type: application/json' -d '{"session_id":"'"$SESSION"'"}' "$SIM/sim/sign" | jq '{contract_id, state}'
+curl -sS --fail-with-body -H 'Content-Type: application/json' -d '{"session_id":"'"$SESSION"'"}' "$SIM/sim/sign" | jq '{contract_id, state}'
 # 4. WeChat's PAPAY.SIGN notification reaches contractd: the contract is signed.
-until curl -sSf -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
+until curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
 # README:end

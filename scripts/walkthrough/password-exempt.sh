@@ -6,7 +6,7 @@
 # README:begin
 CODE=pe-$(date +%s%N)
 # 1. The mini program's server asks contractd for a signing session.
-ANSWER=$(curl -sSf -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
+ANSWER=$(curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
   -d '{"product":"password_exempt","channel":"mini_program","out_contract_code":"'"$CODE"'","service_id":500001,"contract_display_account":"Zhang San","openid":"o-demo-user"}' \
   "$API/v1/contracts/pre-sign")
 echo "$ANSWER" | jq .launch
@@ -15,7 +15,7 @@ echo "$ANSWER" | jq .launch
 #    launch.pre_entrustweb_id).
 SESSION=$(echo "$ANSWER" | jq -r .launch.pre_entrustweb_id)
 # 3. The simulated WeChat user agrees.
-curl -sSf -H 'Content-Type: application/json' -d '{"session_id":"'"$SESSION"'"}' "$SIM/sim/sign" | jq '{contract_id, state}'
+curl -sS --fail-with-body -H 'Content-Type: application/json' -d '{"session_id":"'"$SESSION"'"}' "$SIM/sim/sign" | jq '{contract_id, state}'
 # 4. WeChat's ENTRUST.SIGN notification reaches contractd: the contract is signed.
-until curl -sSf -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
+until curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
 # README:end
