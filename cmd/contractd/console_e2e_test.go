@@ -55,7 +55,16 @@ func (b *logBuffer) String() string {
 // simulator (the same serve function), until the test ends.
 func startReplica(t *testing.T, s *stack, logOut io.Writer) string {
 	t.Helper()
+	return startReplicaWith(t, s, logOut, nil)
+}
+
+// startReplicaWith runs a second contractd as startReplica does, with the
+// stack's environment changed by overrides (for example a token list
+// without a revoked token, as after a restart).
+func startReplicaWith(t *testing.T, s *stack, logOut io.Writer, overrides map[string]string) string {
+	t.Helper()
 	env := maps.Clone(s.Env)
+	maps.Copy(env, overrides)
 	env["CONTRACTD_HTTP_ADDR"] = "127.0.0.1:0"
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
