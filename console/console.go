@@ -8,10 +8,11 @@
 // only thing the cookie holds (HttpOnly, SameSite=Strict, Secure behind
 // https). The session is bound to that token: it ends on every replica
 // where the token is no longer configured. Sign-ins are attempts for the
-// same token throttle as the API's bearer tokens. Every POST form carries the session's CSRF token (sign-in a
-// pre-session one) and is refused with 403 without it. Pages are sent with
-// a restrictive Content-Security-Policy and may not be framed. Templates,
-// styles and the one small script are embedded in the binary.
+// same token throttle as the API's bearer tokens. Every POST form carries
+// the session's CSRF token (sign-in a pre-session one) and is refused with
+// 403 without it. Pages are sent with a restrictive Content-Security-Policy
+// and may not be framed. Templates, styles and the one small script are
+// embedded in the binary.
 package console
 
 import (
@@ -299,10 +300,18 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 	c.renderSignIn(w, r, http.StatusOK, "")
 }
 
+// signInRule is the token throttle's rule as the sign-in page states it.
+type signInRule struct {
+	Limit  int
+	Window string
+}
+
 func (c *Console) renderSignIn(w http.ResponseWriter, r *http.Request, status int, problem string) {
 	csrf := randomToken()
 	c.setCookie(w, signinCookie, csrf, 30*time.Minute)
-	p := page{Title: "Sign in", CSRF: csrf, Problem: problem}
+	rule := c.opt.Throttle.Rule()
+	p := page{Title: "Sign in", CSRF: csrf, Problem: problem,
+		Data: signInRule{Limit: rule.Limit, Window: roundUpMinutes(rule.Window)}}
 	if problem == "" && r.URL.Query().Get("expired") != "" {
 		p.Problem = "Your console session has ended. Sign in again."
 	}
@@ -335,8 +344,9 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.log.WarnContext(ctx, "console sign-in refused: too many failures", "address", addr, "failures", count.Failures)
 		w.Header().Set("Retry-After", itoa(int(math.Ceil(de.RetryAfter.Seconds()))))
 		rule := c.opt.Throttle.Rule()
-		c.renderSignIn(w, r, http.StatusTooManyRequests, fmt.Sprintf("Too many failed sign-ins from your address "+
-			"(%d within %s). Until %s (in about %s) every sign-in from it is refused, even with the right token. Wait, then try again.",
+		c.renderSignIn(w, r, http.StatusTooManyRequests, fmt.Sprintf("Too many wrong tokens from your address "+
+			"(%d failed sign-ins or API calls within %s). Until %s (in about %s) every sign-in from it is refused, "+
+			"even with the right token. Wait, then try again.",
 			rule.Limit, roundUpMinutes(rule.Window), rule.Ends(count).UTC().Format("15:04:05Z"), roundUpMinutes(de.RetryAfter)))
 		return
 	}
