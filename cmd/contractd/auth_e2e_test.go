@@ -212,6 +212,18 @@ func TestConsoleSessionEndsWhenItsTokenIsNoLongerConfigured(t *testing.T) {
 	if r := newConsoleClient(t, revoked).signIn(bobToken); r.Status != http.StatusUnauthorized {
 		t.Fatalf("bob's sign-in on the revoked replica: %d", r.Status)
 	}
+	// The same token given to another holder does not carry bob's session
+	// over either: the session is bound to the token and its holder.
+	renamed := startReplicaWith(t, s, io.Discard, map[string]string{"CONTRACTD_API_TOKENS": tokens + ",ops:robert:" + bobToken})
+	bobRenamed := newConsoleClient(t, renamed)
+	bobRenamed.cookies["contractd_console"] = bob.cookies["contractd_console"]
+	if p := bobRenamed.do(http.MethodGet, "/ops/", nil); p.Status != http.StatusSeeOther {
+		t.Fatalf("bob's session where his token names robert: %d", p.Status)
+	}
+	// Where the token is still bob's, the session goes on.
+	if p := bob.do(http.MethodGet, "/ops/", nil); p.Status != http.StatusOK || !strings.Contains(p.Body, "Signed in as bob") {
+		t.Fatalf("bob's session on the replica that still has his token: %d", p.Status)
+	}
 }
 
 // 100 wrong-token sign-ins released together from one address, on two
