@@ -5,8 +5,11 @@
 package config
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -72,6 +75,33 @@ func (t Tokens) Holder(token string) (Holder, bool) {
 	return found, ok == 1
 }
 
+// TokenMAC is HMAC-SHA256 keyed with token over message. The console binds
+// a session to the token that opened it this way, over the session's random
+// id: every replica computes the same value from its configured tokens,
+// and the value says nothing about the token to whoever lacks the id.
+func TokenMAC(token string, message []byte) []byte {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write(message)
+	return m.Sum(nil)
+}
+
+// HolderByMAC returns the holder of the configured token whose TokenMAC over
+// message is mac. Every entry is computed and compared in constant time, so
+// the answer's timing says nothing about which entry matched.
+func (t Tokens) HolderByMAC(mac, message []byte) (Holder, bool) {
+	var found Holder
+	ok := 0
+	for _, e := range t.entries {
+		m := hmac.New(sha256.New, e.token)
+		m.Write(message)
+		if subtle.ConstantTimeCompare(m.Sum(nil), mac) == 1 {
+			found = Holder{Scope: e.scope, Name: e.name}
+			ok = 1
+		}
+	}
+	return found, ok == 1
+}
+
 // maxHolderName is the longest holder name a token entry may carry.
 const maxHolderName = 64
 
@@ -126,6 +156,41 @@ func ParseTokens(s string) (Tokens, error) {
 	return t, nil
 }
 
+// ParseTrustedProxies reads a comma-separated list of CIDRs (10.0.0.0/8,
+// 2001:db8::/32); a bare address stands for itself alone. A network
+// holding every address (/0) is refused: it would believe anyone's
+// X-Forwarded-For.
+func ParseTrustedProxies(s string) ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !strings.Contains(item, "/") {
+			ip := net.ParseIP(item)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is neither a CIDR such as 10.0.0.0/8 nor an IP address", item)
+			}
+			bits := 128
+			if ip4 := ip.To4(); ip4 != nil {
+				ip, bits = ip4, 32
+			}
+			nets = append(nets, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", item)
+		}
+		if ones, _ := n.Mask.Size(); ones == 0 {
+			return nil, fmt.Errorf("%q holds every address: X-Forwarded-For would be believed from anyone", item)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
+}
+
 // Variables lists every environment variable Load reads.
 var Variables = []string{
 	"DATABASE_URL", "CONTRACTD_HTTP_ADDR", "CONTRACTD_PUBLIC_URL", "CONTRACTD_API_TOKENS",
@@ -137,6 +202,7 @@ var Variables = []string{
 	"CONTRACTD_RECONCILE_AFTER", "CONTRACTD_PRESIGN_WAIT", "CONTRACTD_LEASE_TTL",
 	"CONTRACTD_SHUTDOWN_TIMEOUT", "CONTRACTD_LOG_LEVEL", "CONTRACTD_DB_MAX_CONNS", "CONTRACTD_PPROF_ADDR",
 	"WECHATPAY_CERT_REFRESH_INTERVAL", "WECHATPAY_CERT_REFRESH_MIN_GAP", "CONTRACTD_CONSOLE_SESSION_TTL",
+	"CONTRACTD_TRUSTED_PROXIES",
 }
 
 // Defaults of the lease settings: a waiter answers IN_PROGRESS well within
@@ -148,6 +214,16 @@ const (
 	// DefaultConsoleSessionTTL is the operations console's session
 	// lifetime: a working day.
 	DefaultConsoleSessionTTL = 8 * time.Hour
+)
+
+// The token throttle, for the API's bearer tokens and the console's
+// sign-in alike: after DefaultAuthFailureLimit wrong tokens from one client
+// address within DefaultAuthFailureWindow (counted from its first failure),
+// every attempt from that address is refused with 429 until the window has
+// passed.
+const (
+	DefaultAuthFailureLimit  = 5
+	DefaultAuthFailureWindow = 15 * time.Minute
 )
 
 // DefaultDBMaxConns is the database pool's size when CONTRACTD_DB_MAX_CONNS
@@ -199,8 +275,12 @@ type Config struct {
 	// ConsoleSessionTTL is how long an operations console session lasts
 	// after sign-in.
 	ConsoleSessionTTL time.Duration
-	ShutdownTimeout   time.Duration
-	LogLevel          string
+	// TrustedProxies are the networks of the proxies whose X-Forwarded-For
+	// is believed for the client address (the throttle's key, logs); none
+	// by default: the address is the TCP peer's.
+	TrustedProxies  []*net.IPNet
+	ShutdownTimeout time.Duration
+	LogLevel        string
 	// PprofAddr, when set, is where Go's profiler (net/http/pprof) answers,
 	// apart from the API: keep it on loopback.
 	PprofAddr string
@@ -303,6 +383,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.Tokens, err = ParseTokens(getenv("CONTRACTD_API_TOKENS")); err != nil {
 		p.bad("CONTRACTD_API_TOKENS", "%v", err)
+	}
+	if c.TrustedProxies, err = ParseTrustedProxies(getenv("CONTRACTD_TRUSTED_PROXIES")); err != nil {
+		p.bad("CONTRACTD_TRUSTED_PROXIES", "%v", err)
 	}
 	switch c.Mode {
 	case domain.ModeCommon:

@@ -193,6 +193,9 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"console ttl too long", map[string]string{"CONTRACTD_CONSOLE_SESSION_TTL": "720h"}, "CONTRACTD_CONSOLE_SESSION_TTL"},
 		{"bad holder name", map[string]string{"CONTRACTD_API_TOKENS": "ops:al ice:tok"}, "CONTRACTD_API_TOKENS"},
 		{"named entry without token", map[string]string{"CONTRACTD_API_TOKENS": "ops:alice:"}, "CONTRACTD_API_TOKENS"},
+		{"trusted proxy not a CIDR", map[string]string{"CONTRACTD_TRUSTED_PROXIES": "10.0.0.0/8,proxy.internal"}, "CONTRACTD_TRUSTED_PROXIES"},
+		{"trusted proxy bad prefix", map[string]string{"CONTRACTD_TRUSTED_PROXIES": "10.0.0.0/33"}, "CONTRACTD_TRUSTED_PROXIES"},
+		{"trusting everyone", map[string]string{"CONTRACTD_TRUSTED_PROXIES": "0.0.0.0/0"}, "CONTRACTD_TRUSTED_PROXIES"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,6 +338,65 @@ func TestLoadReportsEveryBadSettingAtOnce(t *testing.T) {
 				if strings.Contains(l, "short-secret") {
 					t.Errorf("line %d leaks the APIv3 key: %q", i, l)
 				}
+			}
+		})
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	cases := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{" 10.0.0.0/8 , 2001:db8::/32,192.0.2.7", []string{"10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"}},
+		{"10.1.2.3/8", []string{"10.0.0.0/8"}},
+		{"::1", []string{"::1/128"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			env := validEnv(t)
+			env["CONTRACTD_TRUSTED_PROXIES"] = tc.in
+			c, err := Load(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, n := range c.TrustedProxies {
+				got = append(got, n.String())
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Fatalf("trusted proxies %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A session's token MAC names the holder of the token that made it, among
+// the configured tokens only, and differs with the message (the session).
+func TestHolderByMAC(t *testing.T) {
+	tokens, err := ParseTokens("app:app-token,ops:alice:alice-token,ops:bob:bob-token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("session-1")
+	cases := []struct {
+		name  string
+		mac   []byte
+		want  Holder
+		known bool
+	}{
+		{"alice's token", TokenMAC("alice-token", msg), Holder{Scope: ScopeOps, Name: "alice"}, true},
+		{"bob's token", TokenMAC("bob-token", msg), Holder{Scope: ScopeOps, Name: "bob"}, true},
+		{"an app token", TokenMAC("app-token", msg), Holder{Scope: ScopeApp}, true},
+		{"a token no longer configured", TokenMAC("carol-token", msg), Holder{}, false},
+		{"another session's MAC", TokenMAC("alice-token", []byte("session-2")), Holder{}, false},
+		{"no MAC", nil, Holder{}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if h, ok := tokens.HolderByMAC(tc.mac, msg); ok != tc.known || h != tc.want {
+				t.Fatalf("HolderByMAC = %+v %v, want %+v %v", h, ok, tc.want, tc.known)
 			}
 		})
 	}

@@ -6,10 +6,13 @@
 //
 // Sign-in takes an ops token and starts a session whose random id is the
 // only thing the cookie holds (HttpOnly, SameSite=Strict, Secure behind
-// https). Every POST form carries the session's CSRF token (sign-in a
-// pre-session one) and is refused with 403 without it. Pages are sent with
-// a restrictive Content-Security-Policy and may not be framed. Templates,
-// styles and the one small script are embedded in the binary.
+// https). The session is bound to that token: it ends on every replica
+// where the token is no longer configured. Sign-ins are attempts for the
+// same token throttle as the API's bearer tokens. Every POST form carries
+// the session's CSRF token (sign-in a pre-session one) and is refused with
+// 403 without it. Pages are sent with a restrictive Content-Security-Policy
+// and may not be framed. Templates, styles and the one small script are
+// embedded in the binary.
 package console
 
 import (
@@ -20,16 +23,18 @@ import (
 	"embed"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
+	"math"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/httpapi"
 	"github.com/contractd/contractd/logging"
 	"github.com/contractd/contractd/store"
 )
@@ -57,9 +62,7 @@ type Store interface {
 	CreateConsoleSession(ctx context.Context, idHash string, sess store.ConsoleSession) error
 	ConsoleSession(ctx context.Context, idHash string) (store.ConsoleSession, error)
 	DeleteConsoleSession(ctx context.Context, idHash string) error
-	SignInFailures(ctx context.Context, address string, since time.Time) (int, error)
-	RecordSignInFailure(ctx context.Context, address string, forgetBefore time.Time) error
-	ClearSignInFailures(ctx context.Context, address string) error
+	httpapi.ThrottleStore
 	Search(ctx context.Context, q string, limit int) ([]domain.Contract, error)
 	Notifications(ctx context.Context, key domain.Key) ([]store.NotificationRecord, error)
 	Overview(ctx context.Context, o store.OverviewOptions) (store.Overview, error)
@@ -83,13 +86,15 @@ type Options struct {
 	// the overview's backlog (defaults 1m and 24h).
 	ReconcileMinAge   time.Duration
 	ReconcileLookBack time.Duration
-	// SignInLimit failed sign-ins from one address within SignInWindow
-	// (defaults 5 and 15m) refuse further attempts from it until the
-	// window has passed.
-	SignInLimit  int
-	SignInWindow time.Duration
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Throttle counts sign-ins as token attempts of their client address
+	// (the API's throttle, so that a guess costs the same anywhere); by
+	// default one on Store with config's default limit and window.
+	Throttle *httpapi.Throttle
+	// ClientIP finds a request's client address, as the API does
+	// (httpapi.ClientIP); the TCP peer's by default.
+	ClientIP func(*http.Request) string
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Console serves the operations console.
@@ -131,14 +136,14 @@ func New(o Options) *Console {
 	if o.ReconcileLookBack <= 0 {
 		o.ReconcileLookBack = 24 * time.Hour
 	}
-	if o.SignInLimit <= 0 {
-		o.SignInLimit = 5
-	}
-	if o.SignInWindow <= 0 {
-		o.SignInWindow = 15 * time.Minute
-	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Throttle == nil {
+		o.Throttle = httpapi.NewThrottle(o.Store, domain.AuthThrottle{Limit: config.DefaultAuthFailureLimit, Window: config.DefaultAuthFailureWindow}, o.Logger)
+	}
+	if o.ClientIP == nil {
+		o.ClientIP = httpapi.ClientIP(nil)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -217,6 +222,16 @@ func hashID(id string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// sessionBinding is the message a session's token MAC is computed over:
+// config.TokenMAC(token, sessionBinding(id)) binds the session with the
+// cookie id to the ops token that opened it. Keyed with the token and
+// taken over the random id, which the database does not hold, the stored
+// value tells nothing about the token, even a short one; every replica
+// computes the same value from its configured tokens.
+func sessionBinding(id string) []byte {
+	return []byte("contractd console session\x00" + id)
+}
+
 // authed admits requests of a live session: an unknown or lapsed one goes
 // back to sign-in. POSTs must carry the session's CSRF token (403 without
 // it, before anything is done). The session's operator becomes the actor
@@ -237,6 +252,17 @@ func (c *Console) authed(next http.HandlerFunc) http.HandlerFunc {
 		}
 		if err != nil {
 			c.fail(w, r, err)
+			return
+		}
+		// The token that opened the session must still be configured here,
+		// as an ops token of the same holder: a revoked token's sessions end
+		// on every replica that no longer has it, at their next request.
+		holder, ok := c.opt.Tokens.HolderByMAC(sess.TokenMAC, sessionBinding(ck.Value))
+		if !ok || holder.Scope != config.ScopeOps || holder.Name != sess.Actor {
+			c.log.WarnContext(logging.WithActor(r.Context(), sess.Actor),
+				"console session refused: the token that opened it is no longer configured", "path", r.URL.Path)
+			c.clearCookie(w, sessionCookie)
+			http.Redirect(w, r, "/ops/signin?expired=1", http.StatusSeeOther)
 			return
 		}
 		if r.Method == http.MethodPost {
@@ -270,33 +296,35 @@ func (c *Console) clearCookie(w http.ResponseWriter, name string) {
 		HttpOnly: true, Secure: c.opt.SecureCookies, SameSite: http.SameSiteStrictMode})
 }
 
-// clientAddress is the address sign-in failures are counted by: the TCP
-// peer (headers a client sets are not trusted).
-func clientAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 	c.renderSignIn(w, r, http.StatusOK, "")
+}
+
+// signInRule is the token throttle's rule as the sign-in page states it.
+type signInRule struct {
+	Limit  int
+	Window string
 }
 
 func (c *Console) renderSignIn(w http.ResponseWriter, r *http.Request, status int, problem string) {
 	csrf := randomToken()
 	c.setCookie(w, signinCookie, csrf, 30*time.Minute)
-	p := page{Title: "Sign in", CSRF: csrf, Problem: problem}
+	rule := c.opt.Throttle.Rule()
+	p := page{Title: "Sign in", CSRF: csrf, Problem: problem,
+		Data: signInRule{Limit: rule.Limit, Window: roundUpMinutes(rule.Window)}}
 	if problem == "" && r.URL.Query().Get("expired") != "" {
 		p.Problem = "Your console session has ended. Sign in again."
 	}
 	c.render(w, r, status, "signin.html", p)
 }
 
-// signIn checks an ops token and starts a session. Failed attempts are
-// counted per client address in Postgres, so that every replica refuses an
-// address that keeps failing; they are logged without the token.
+// signIn checks an ops token and starts a session bound to it. Each
+// sign-in is an attempt for the token throttle, counted and decided in one
+// atomic step in Postgres, so that every replica refuses an address that
+// keeps failing, and concurrent attempts cannot all slip under the limit;
+// a wrong token, or one of another scope, is a failure. Beyond the limit
+// the answer is 429 whatever the token, and the page says so. Refusals are
+// logged without the token.
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	ck, cerr := r.Cookie(signinCookie)
@@ -306,38 +334,38 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 			Message: "This sign-in form was not sent from the console's sign-in page (its CSRF token is missing or wrong). Open the sign-in page and try again."})
 		return
 	}
-	ctx, addr, now := r.Context(), clientAddress(r), c.opt.Now()
-	failures, err := c.opt.Store.SignInFailures(ctx, addr, now.Add(-c.opt.SignInWindow))
+	ctx, addr := r.Context(), c.opt.ClientIP(r)
+	token := r.PostForm.Get("token")
+	holder, known := c.opt.Tokens.Holder(token)
+	admitted := known && holder.Scope == config.ScopeOps
+	count, err := c.opt.Throttle.Attempt(ctx, addr, !admitted)
+	var de *domain.Error
+	if errors.As(err, &de) && de.Code == domain.CodeTooManyRequests {
+		c.log.WarnContext(ctx, "console sign-in refused: too many failures", "address", addr, "failures", count.Failures)
+		w.Header().Set("Retry-After", itoa(int(math.Ceil(de.RetryAfter.Seconds()))))
+		rule := c.opt.Throttle.Rule()
+		c.renderSignIn(w, r, http.StatusTooManyRequests, fmt.Sprintf("Too many wrong tokens from your address "+
+			"(%d failed sign-ins or API calls within %s). Until %s (in about %s) every sign-in from it is refused, "+
+			"even with the right token. Wait, then try again.",
+			rule.Limit, roundUpMinutes(rule.Window), rule.Ends(count).UTC().Format("15:04:05Z"), roundUpMinutes(de.RetryAfter)))
+		return
+	}
 	if err != nil {
 		c.fail(w, r, err)
 		return
 	}
-	if failures >= c.opt.SignInLimit {
-		c.log.WarnContext(ctx, "console sign-in refused: too many failures", "address", addr, "failures", failures)
-		w.Header().Set("Retry-After", itoa(int(c.opt.SignInWindow.Seconds())))
-		c.renderSignIn(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from your address. Wait a few minutes, then try again.")
-		return
-	}
-	holder, known := c.opt.Tokens.Holder(r.PostForm.Get("token"))
-	if !known || holder.Scope != config.ScopeOps {
+	if !admitted {
 		reason, status, problem := "unknown token", http.StatusUnauthorized, "That token is not known."
 		if known {
 			reason, status, problem = "not an ops token", http.StatusForbidden, "That token cannot sign in to the console: an ops token is needed."
 		}
-		if err := c.opt.Store.RecordSignInFailure(ctx, addr, now.Add(-c.opt.SignInWindow)); err != nil {
-			c.fail(w, r, err)
-			return
-		}
-		c.log.WarnContext(ctx, "console sign-in refused", "reason", reason, "address", addr, "failures", failures+1)
+		c.log.WarnContext(ctx, "console sign-in refused", "reason", reason, "address", addr, "failures", count.Failures)
 		c.renderSignIn(w, r, status, problem)
 		return
 	}
-	if err := c.opt.Store.ClearSignInFailures(ctx, addr); err != nil {
-		c.fail(w, r, err)
-		return
-	}
 	id := randomToken()
-	sess := store.ConsoleSession{Actor: holder.Name, CSRFToken: randomToken(), ExpiresAt: now.Add(c.opt.SessionTTL)}
+	sess := store.ConsoleSession{Actor: holder.Name, CSRFToken: randomToken(), TokenMAC: config.TokenMAC(token, sessionBinding(id)),
+		ExpiresAt: c.opt.Now().Add(c.opt.SessionTTL)}
 	if err := c.opt.Store.CreateConsoleSession(ctx, hashID(id), sess); err != nil {
 		c.fail(w, r, err)
 		return
@@ -346,6 +374,15 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	c.setCookie(w, sessionCookie, id, c.opt.SessionTTL)
 	c.log.InfoContext(logging.WithActor(ctx, holder.Name), "console sign-in", "address", addr)
 	http.Redirect(w, r, "/ops/", http.StatusSeeOther)
+}
+
+// roundUpMinutes says d in whole minutes, rounded up ("1 minute" at least).
+func roundUpMinutes(d time.Duration) string {
+	m := int(math.Ceil(d.Minutes()))
+	if m <= 1 {
+		return "1 minute"
+	}
+	return itoa(m) + " minutes"
 }
 
 func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {

@@ -38,6 +38,10 @@ const (
 	// CodeLeaseLost: a lease holder's token no longer holds the lease. It
 	// never reaches a caller of the API: the flows act on it.
 	CodeLeaseLost Code = "LEASE_LOST"
+	// CodeTooManyRequests: the client address presented too many wrong
+	// tokens (or console sign-ins) within the throttle's window; no token
+	// from it is let through until the window has passed.
+	CodeTooManyRequests Code = "TOO_MANY_REQUESTS"
 )
 
 // FieldError names one rejected field and why.

@@ -24,7 +24,10 @@ import (
 type API struct {
 	Service *lifecycle.Service
 	Tokens  config.Tokens
-	log     *slog.Logger
+	// Throttle, when set, counts the wrong bearer tokens of each client
+	// address and refuses an address beyond its limit with 429.
+	Throttle *Throttle
+	log      *slog.Logger
 }
 
 func (a *API) register(s *Server) {
@@ -42,7 +45,10 @@ func (a *API) register(s *Server) {
 }
 
 // auth admits requests whose bearer token has one of the scopes: 401 for a
-// missing or unknown token, 403 for a token without the scope.
+// missing or unknown token, 403 for a token without the scope. Each token
+// presented is an attempt for the throttle: from a client address beyond
+// its limit of wrong tokens the answer is 429, right token or wrong, and
+// the token is not let through.
 func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
@@ -52,6 +58,11 @@ func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
 				return domain.Errorf(domain.CodeUnauthorized, "a bearer token is required")
 			}
 			holder, known := a.Tokens.Holder(token)
+			if a.Throttle != nil {
+				if _, err := a.Throttle.Attempt(c.Request().Context(), c.RealIP(), !known); err != nil {
+					return err
+				}
+			}
 			if !known {
 				return domain.Errorf(domain.CodeUnauthorized, "unknown token")
 			}

@@ -27,6 +27,7 @@ var statusOf = map[domain.Code]int{
 	domain.CodeInvalidState:     http.StatusConflict,
 	domain.CodeInProgress:       http.StatusConflict,
 	domain.CodePayloadTooLarge:  http.StatusRequestEntityTooLarge,
+	domain.CodeTooManyRequests:  http.StatusTooManyRequests,
 	domain.CodeUpstream:         http.StatusBadGateway,
 	domain.CodeUnavailable:      http.StatusServiceUnavailable,
 	domain.CodeInternal:         http.StatusInternalServerError,

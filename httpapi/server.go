@@ -54,6 +54,9 @@ type Deps struct {
 	// Console, when set, serves the operations console under /ops/ (it
 	// authenticates its own requests).
 	Console http.Handler
+	// ClientIP finds a request's client address (see ClientIP); the TCP
+	// peer's when nil.
+	ClientIP echo.IPExtractor
 }
 
 type httpMetrics struct {
@@ -82,6 +85,10 @@ func New(d Deps) *Server {
 		d.Registry.MustRegister(d.Panics)
 	}
 	s.deps.Panics = d.Panics
+	if d.ClientIP == nil {
+		d.ClientIP = echo.ExtractIPDirect()
+	}
+	s.echo.IPExtractor = d.ClientIP
 	s.echo.Logger = d.Logger
 	s.echo.HTTPErrorHandler = s.errorHandler
 	s.echo.Use(s.requestIDAndLog, s.recoverPanics, checkInput)
@@ -151,7 +158,7 @@ func (s *Server) requestIDAndLog(next echo.HandlerFunc) echo.HandlerFunc {
 		s.metrics.duration.WithLabelValues(route, c.Request().Method).Observe(time.Since(start).Seconds())
 		if route != "/healthz" && route != "/readyz" && route != "/metrics" {
 			s.log.InfoContext(c.Request().Context(), "request", "method", c.Request().Method, "route", route,
-				"status", status, "duration_ms", time.Since(start).Milliseconds())
+				"status", status, "duration_ms", time.Since(start).Milliseconds(), "client", c.RealIP())
 		}
 		return nil
 	}

@@ -13,6 +13,9 @@ import (
 type ConsoleSession struct {
 	Actor     string
 	CSRFToken string
+	// TokenMAC binds the session to the ops token that opened it (see
+	// package console); empty for sessions older than the binding.
+	TokenMAC  []byte
 	CreatedAt time.Time
 	ExpiresAt time.Time
 }
@@ -24,8 +27,8 @@ func (s *Store) CreateConsoleSession(ctx context.Context, idHash string, sess Co
 		if _, err := tx.tx.Exec(ctx, `DELETE FROM console_sessions WHERE expires_at < now() - interval '1 day'`); err != nil {
 			return err
 		}
-		_, err := tx.tx.Exec(ctx, `INSERT INTO console_sessions (id_hash, actor, csrf_token, expires_at)
-			VALUES ($1, $2, $3, $4)`, idHash, sess.Actor, sess.CSRFToken, sess.ExpiresAt)
+		_, err := tx.tx.Exec(ctx, `INSERT INTO console_sessions (id_hash, actor, csrf_token, token_mac, expires_at)
+			VALUES ($1, $2, $3, $4, $5)`, idHash, sess.Actor, sess.CSRFToken, sess.TokenMAC, sess.ExpiresAt)
 		return err
 	})
 }
@@ -34,8 +37,8 @@ func (s *Store) CreateConsoleSession(ctx context.Context, idHash string, sess Co
 // or lapsed one is UNAUTHORIZED.
 func (s *Store) ConsoleSession(ctx context.Context, idHash string) (ConsoleSession, error) {
 	var sess ConsoleSession
-	err := s.pool.QueryRow(ctx, `SELECT actor, csrf_token, created_at, expires_at FROM console_sessions
-		WHERE id_hash = $1 AND expires_at > now()`, idHash).Scan(&sess.Actor, &sess.CSRFToken, &sess.CreatedAt, &sess.ExpiresAt)
+	err := s.pool.QueryRow(ctx, `SELECT actor, csrf_token, token_mac, created_at, expires_at FROM console_sessions
+		WHERE id_hash = $1 AND expires_at > now()`, idHash).Scan(&sess.Actor, &sess.CSRFToken, &sess.TokenMAC, &sess.CreatedAt, &sess.ExpiresAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return sess, &domain.Error{Code: domain.CodeUnauthorized, Message: "no such console session", Err: err}
 	}
@@ -46,33 +49,6 @@ func (s *Store) ConsoleSession(ctx context.Context, idHash string) (ConsoleSessi
 // replica at once.
 func (s *Store) DeleteConsoleSession(ctx context.Context, idHash string) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM console_sessions WHERE id_hash = $1`, idHash)
-	return mapErr(err)
-}
-
-// SignInFailures counts the failed console sign-ins from address since.
-func (s *Store) SignInFailures(ctx context.Context, address string, since time.Time) (int, error) {
-	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM console_signin_failures WHERE address = $1 AND failed_at >= $2`,
-		address, since).Scan(&n)
-	return n, mapErr(err)
-}
-
-// RecordSignInFailure records a failed console sign-in from address and
-// forgets that address's failures older than forgetBefore.
-func (s *Store) RecordSignInFailure(ctx context.Context, address string, forgetBefore time.Time) error {
-	return s.InTx(ctx, func(tx *Tx) error {
-		if _, err := tx.tx.Exec(ctx, `DELETE FROM console_signin_failures WHERE address = $1 AND failed_at < $2`, address, forgetBefore); err != nil {
-			return err
-		}
-		_, err := tx.tx.Exec(ctx, `INSERT INTO console_signin_failures (address) VALUES ($1)`, address)
-		return err
-	})
-}
-
-// ClearSignInFailures forgets the failed sign-ins of address (after it
-// signed in).
-func (s *Store) ClearSignInFailures(ctx context.Context, address string) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM console_signin_failures WHERE address = $1`, address)
 	return mapErr(err)
 }
 

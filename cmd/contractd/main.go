@@ -43,7 +43,18 @@ Configuration (environment):
   CONTRACTD_HTTP_ADDR            listen address (default :8080)
   CONTRACTD_PUBLIC_URL           public https base; WeChat posts to it + /v1/notifications/wechatpay
   CONTRACTD_API_TOKENS           comma-separated scope:token or scope:name:token entries, scopes
-                                 app and ops; the name is recorded as the actor of what it does
+                                 app and ops; the name is recorded as the actor of what it does.
+                                 Tokens must be long random strings (openssl rand -hex 32). After
+                                 5 wrong tokens (bearer or console sign-in) from one client address
+                                 within 15 minutes, every request from it answers 429
+                                 TOO_MANY_REQUESTS with Retry-After until the window passes, the
+                                 right token included (counted in Postgres, shared by replicas).
+                                 A console session ends wherever the ops token that opened it is
+                                 no longer configured: restart every replica to revoke a token
+  CONTRACTD_TRUSTED_PROXIES      comma-separated CIDRs of the proxies (TLS terminators, load
+                                 balancers) whose X-Forwarded-For names the client address, for
+                                 the throttle and logs; loopback and private ranges are trusted
+                                 only when listed (default none: the TCP peer's address)
   WECHATPAY_MODE                 common (default) or institutional
   WECHATPAY_MCHID                merchant (or service provider) id
   WECHATPAY_APPID                app id (common mode)

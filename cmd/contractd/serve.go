@@ -14,6 +14,7 @@ import (
 
 	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/console"
+	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/httpapi"
 	"github.com/contractd/contractd/lifecycle"
 	"github.com/contractd/contractd/logging"
@@ -97,10 +98,16 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter,
 		Logger: log, Registry: reg, Panics: panics,
 	})
+	// One throttle and one way to find the client address, for the API's
+	// bearer tokens and the console's sign-in alike.
+	throttle := httpapi.NewThrottle(st, domain.AuthThrottle{Limit: config.DefaultAuthFailureLimit, Window: config.DefaultAuthFailureWindow}, log)
+	clientIP := httpapi.ClientIP(cfg.TrustedProxies)
 	ops := console.New(console.Options{Flows: svc, Store: st, Tokens: cfg.Tokens, SessionTTL: cfg.ConsoleSessionTTL,
-		SecureCookies: cfg.SecureCookies(), ReconcileMinAge: cfg.ReconcileAfter, Logger: log})
+		SecureCookies: cfg.SecureCookies(), ReconcileMinAge: cfg.ReconcileAfter, Logger: log,
+		Throttle: throttle, ClientIP: clientIP})
 	api := httpapi.New(httpapi.Deps{
-		Logger: log, Registry: reg, Panics: panics, API: &httpapi.API{Service: svc, Tokens: cfg.Tokens}, Console: ops,
+		Logger: log, Registry: reg, Panics: panics, Console: ops, ClientIP: clientIP,
+		API: &httpapi.API{Service: svc, Tokens: cfg.Tokens, Throttle: throttle},
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return errors.New("database unreachable")
@@ -152,7 +159,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(httpapi.Listener(ln)) }()
-	log.Info("contractd serving", "addr", ln.Addr().String(), "mode", string(cfg.Mode),
+	log.Info("contractd serving", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "trusted_proxies", len(cfg.TrustedProxies),
 		"notify_url", cfg.NotifyURL(), "tokens", cfg.Tokens.Len())
 	if cfg.Tokens.Len() == 0 {
 		log.Warn("CONTRACTD_API_TOKENS is empty: every API route will answer 401")
