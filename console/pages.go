@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -593,8 +594,15 @@ func (c *Console) terminate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note := strings.TrimSpace(r.PostForm.Get("note"))
-	if note == "" || utf8.RuneCountInString(note) > 120 || !utf8.ValidString(note) || strings.ContainsFunc(note, unicode.IsControl) {
-		c.showContract(w, r, http.StatusBadRequest, key, page{Problem: "A termination needs a note of 1 to 120 characters saying why."}, nil)
+	if err := domain.CheckTerminationNote(note); err != nil {
+		// The API's rule, said in the page's words.
+		why := "breaks the rules"
+		var de *domain.Error
+		if errors.As(err, &de) && len(de.Fields) > 0 {
+			why = de.Fields[0].Reason
+		}
+		c.showContract(w, r, http.StatusBadRequest, key, page{Problem: "The termination note " + why +
+			". A termination needs a note of 1 to 120 characters saying why."}, nil)
 		return
 	}
 	if r.PostForm.Get("confirm") != "yes" {

@@ -46,9 +46,8 @@ func (a *API) register(s *Server) {
 func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
-			h := c.Request().Header.Get("Authorization")
-			token, ok := strings.CutPrefix(h, "Bearer ")
-			if !ok || token == "" {
+			token, ok := bearerToken(c.Request().Header.Get("Authorization"))
+			if !ok {
 				return domain.Errorf(domain.CodeUnauthorized, "a bearer token is required")
 			}
 			holder, known := a.Tokens.Holder(token)
@@ -68,6 +67,18 @@ func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
 			return domain.Errorf(domain.CodeForbidden, "this route needs scope %s", scopes[0])
 		}
 	}
+}
+
+// bearerToken reads the token of an Authorization header of the Bearer
+// scheme, whose name is case-insensitive (RFC 7235): "bearer" and "BEARER"
+// are as good as "Bearer". It reports false without a token of that scheme.
+func bearerToken(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(h, " ")
+	token = strings.TrimLeft(token, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return token, true
 }
 
 // readBody reads at most MaxBodyBytes of the body, refusing more with

@@ -110,7 +110,8 @@ const (
 // verified, decrypted notification: every string of the resource is text
 // Postgres can take (no NUL, unpaired surrogate or invalid UTF-8, nothing
 // over domain.MaxTextLength, no repeated key), out_contract_code (and
-// sub_mchid) keep the rule of pre-sign, and ids are of sane length.
+// sub_mchid) keep the rule of pre-sign, openids are visible ASCII as
+// pre-sign requires, and ids are of sane length.
 func notificationProblems(n *wechatpay.Notification, mode domain.Mode) []domain.FieldError {
 	var out []domain.FieldError
 	add := func(field, reason string) { out = append(out, domain.FieldError{Field: field, Reason: reason}) }
@@ -137,6 +138,8 @@ func notificationProblems(n *wechatpay.Notification, mode domain.Mode) []domain.
 	for name, v := range map[string]string{"openid": ev.OpenID, "sp_openid": ev.SpOpenID, "sub_openid": ev.SubOpenID} {
 		if utf8.RuneCountInString(v) > maxNotifiedOpenIDLength {
 			add("resource."+name, fmt.Sprintf("must be at most %d characters", maxNotifiedOpenIDLength))
+		} else if why := domain.CheckOpenID(v); why != "" && domain.CheckText(v) == "" {
+			add("resource."+name, why)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Field < out[j].Field })

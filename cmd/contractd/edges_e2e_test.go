@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -162,7 +163,7 @@ func TestSmallerEdgesAnswerExactlyAndWriteNothing(t *testing.T) {
 			expectError(t, s.do(http.MethodPost, "/v1/contracts/"+code+"/terminate", opsToken, map[string]string{"note": tc.note}),
 				http.StatusBadRequest, "PARAM_ERROR", "the request breaks field rules", "note", tc.reason)
 			a := c.do(http.MethodPost, "/ops/contract/terminate", url.Values{"csrf": {csrf(t, page)}, "code": {code}, "note": {tc.note}, "confirm": {"yes"}})
-			if a.Status != http.StatusBadRequest || !strings.Contains(a.Body, "The termination note "+tc.reason+".") {
+			if a.Status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(a.Body), "The termination note "+tc.reason+".") {
 				t.Fatalf("console answered %d, want 400 saying the note %s: %.2000s", a.Status, tc.reason, a.Body)
 			}
 		}
