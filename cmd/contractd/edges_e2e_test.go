@@ -235,7 +235,7 @@ func TestSmallerEdgesAnswerExactlyAndWriteNothing(t *testing.T) {
 		a := c.do(http.MethodGet, "/ops/assets/", nil)
 		if a.Status != http.StatusNotFound || !strings.HasPrefix(a.Header.Get("Content-Type"), "text/html") ||
 			!strings.Contains(a.Body, `<p class="problem" role="alert">There is no console page at this address.</p>`) ||
-			strings.Contains(a.Body, "console.css") {
+			strings.Contains(a.Body, `<a href="console.css">`) {
 			t.Fatalf("%d %s: %.1000s", a.Status, a.Header.Get("Content-Type"), a.Body)
 		}
 		for _, asset := range []string{"/ops/assets/console.css", "/ops/assets/feed.js"} {
