@@ -97,3 +97,45 @@ func TestNotificationsThatCanNeverApplyAreKeptAsRejected(t *testing.T) {
 		}
 	})
 }
+
+// The institutional variants: a notification without sub_mchid, or for
+// another service provider, can never apply either.
+func TestInstitutionalNotificationsThatCanNeverApplyAreKeptAsRejected(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, stackOptions{Mode: "institutional"})
+	noSub := ntSignResource(s.Keys, "nt-inst-1", "2026"+ntRandom(7))
+	noSub["sp_mchid"] = s.Keys.MchID
+	otherSP := ntSignResource(s.Keys, "nt-inst-2", "2026"+ntRandom(7))
+	otherSP["sp_mchid"], otherSP["sub_mchid"] = "1888888888", "1900000109"
+	cases := []struct {
+		name     string
+		resource map[string]any
+		reason   string
+	}{
+		{"no sub_mchid", noSub, "resource.sub_mchid is required in institutional mode"},
+		{"another service provider", otherSP, "resource.sp_mchid names merchant 1888888888, not this one (" + s.Keys.MchID + ")"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "nt-inst-" + ntRandom(4)
+			body := ntEnvelope(t, s.Keys, id, "PAPAY.SIGN", tc.resource)
+			for delivery := 1; delivery <= 2; delivery++ {
+				if r := ntPostNotification(t, s, body, s.Keys.PlatformKey); r.Status != http.StatusNoContent {
+					t.Fatalf("delivery %d: %d %s, want 204", delivery, r.Status, r.Body)
+				}
+			}
+			var outcome, reason string
+			var deliveries int
+			if err := s.DB.Pool.QueryRow(t.Context(), `SELECT outcome, reason, delivery_count FROM wechat_notifications
+				WHERE notification_id = $1`, id).Scan(&outcome, &reason, &deliveries); err != nil {
+				t.Fatal(err)
+			}
+			if outcome != "rejected" || reason != tc.reason || deliveries != 2 {
+				t.Fatalf("inbox row %q %q %d, want rejected %q with 2 deliveries", outcome, reason, deliveries, tc.reason)
+			}
+		})
+	}
+	if n := s.count(`SELECT count(*) FROM contracts`); n != 0 {
+		t.Fatalf("%d contracts were created", n)
+	}
+}
