@@ -115,6 +115,9 @@ func (p *NotificationParser) Parse(ctx context.Context, header http.Header, body
 	if err != nil {
 		return nil, fmt.Errorf("notification %s (serial %s): %w", env.ID, serial, err)
 	}
+	if plaintext == nil {
+		plaintext = []byte{} // decrypted, if empty: only an unread envelope has no Plaintext
+	}
 	n := &Notification{
 		ID:           env.ID,
 		CreateTime:   env.createTime,

@@ -260,6 +260,7 @@ func TestParseFailures(t *testing.T) {
 		}}), ErrMalformed, true},
 		{"resource lacks out_contract_code", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "out_contract_code", nil)}), ErrMalformed, true},
 		{"resource not JSON", fromNotif(notif{eventType: "ENTRUST.SIGN", resource: []byte("not json")}), ErrMalformed, true},
+		{"resource empty", fromNotif(notif{eventType: "PAPAY.SIGN", resource: []byte{}}), ErrMalformed, true},
 		{"bad plan_id", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "plan_id", "twelve")}), ErrMalformed, true},
 		{"bad operate_time", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "operate_time", "soon")}), ErrMalformed, true},
 		{"unknown event type", fromNotif(notif{eventType: "TRANSACTION.SUCCESS", resource: globalSign}), ErrUnknownEventType, true},
@@ -281,6 +282,9 @@ func TestParseFailures(t *testing.T) {
 			}
 			// A malformed envelope decrypts nothing: the notification holds
 			// only the id and event type the body names.
+			if n != nil && !strings.Contains(err.Error(), "malformed notification: envelope ") && n.Plaintext == nil {
+				t.Errorf("a decrypted notification has no Plaintext: %+v", n)
+			}
 			if n != nil && strings.Contains(err.Error(), "malformed notification: envelope ") {
 				var env struct{ ID, EventType any }
 				_ = json.Unmarshal(in.body, &env)
