@@ -191,6 +191,10 @@ func ParseTrustedProxies(s string) ([]*net.IPNet, error) {
 	return nets, nil
 }
 
+// DefaultHTTPReadTimeout is how long the server reads one request, headers
+// and body, by default.
+const DefaultHTTPReadTimeout = 15 * time.Second
+
 // Variables lists every environment variable Load reads.
 var Variables = []string{
 	"DATABASE_URL", "CONTRACTD_HTTP_ADDR", "CONTRACTD_PUBLIC_URL", "CONTRACTD_API_TOKENS",
@@ -200,7 +204,7 @@ var Variables = []string{
 	"WECHATPAY_BASE_URL", "WECHATPAY_DOMESTIC_BASE_URL", "WECHATPAY_PASSWORD_EXEMPT_VARIANT",
 	"WECHATPAY_TIMEOUT", "CONTRACTD_SWEEP_INTERVAL", "CONTRACTD_RECONCILE_INTERVAL",
 	"CONTRACTD_RECONCILE_AFTER", "CONTRACTD_PRESIGN_WAIT", "CONTRACTD_LEASE_TTL",
-	"CONTRACTD_SHUTDOWN_TIMEOUT", "CONTRACTD_LOG_LEVEL", "CONTRACTD_DB_MAX_CONNS", "CONTRACTD_PPROF_ADDR",
+	"CONTRACTD_SHUTDOWN_TIMEOUT", "CONTRACTD_HTTP_READ_TIMEOUT", "CONTRACTD_LOG_LEVEL", "CONTRACTD_DB_MAX_CONNS", "CONTRACTD_PPROF_ADDR",
 	"WECHATPAY_CERT_REFRESH_INTERVAL", "WECHATPAY_CERT_REFRESH_MIN_GAP", "CONTRACTD_CONSOLE_SESSION_TTL",
 	"CONTRACTD_TRUSTED_PROXIES",
 }
@@ -280,6 +284,9 @@ type Config struct {
 	// by default: the address is the TCP peer's.
 	TrustedProxies  []*net.IPNet
 	ShutdownTimeout time.Duration
+	// HTTPReadTimeout bounds reading one whole request, body included: a
+	// body that stalls past it is refused.
+	HTTPReadTimeout time.Duration
 	LogLevel        string
 	// PprofAddr, when set, is where Go's profiler (net/http/pprof) answers,
 	// apart from the API: keep it on loopback.
@@ -420,6 +427,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CONTRACTD_LEASE_TTL", DefaultLeaseTTL, &c.LeaseTTL},
 		{"CONTRACTD_CONSOLE_SESSION_TTL", DefaultConsoleSessionTTL, &c.ConsoleSessionTTL},
 		{"CONTRACTD_SHUTDOWN_TIMEOUT", 20 * time.Second, &c.ShutdownTimeout},
+		{"CONTRACTD_HTTP_READ_TIMEOUT", DefaultHTTPReadTimeout, &c.HTTPReadTimeout},
 		{"WECHATPAY_CERT_REFRESH_INTERVAL", wechatpay.DefaultCertRefreshInterval, &c.CertRefreshInterval},
 		{"WECHATPAY_CERT_REFRESH_MIN_GAP", wechatpay.DefaultCertRefreshMinGap, &c.CertRefreshMinGap},
 		{"WECHATPAY_TIMEOUT", wechatpay.DefaultTimeout, &c.WeChat.Timeout},

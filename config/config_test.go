@@ -182,6 +182,7 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"negative pre-sign wait", map[string]string{"CONTRACTD_PRESIGN_WAIT": "-1s"}, "CONTRACTD_PRESIGN_WAIT"},
 		{"bad lease", map[string]string{"CONTRACTD_LEASE_TTL": "5"}, "CONTRACTD_LEASE_TTL"},
 		{"lease too short to renew", map[string]string{"CONTRACTD_LEASE_TTL": "100ms"}, "CONTRACTD_LEASE_TTL"},
+		{"bad read timeout", map[string]string{"CONTRACTD_HTTP_READ_TIMEOUT": "0s"}, "CONTRACTD_HTTP_READ_TIMEOUT"},
 		{"pool size not a number", map[string]string{"CONTRACTD_DB_MAX_CONNS": "many"}, "CONTRACTD_DB_MAX_CONNS"},
 		{"pool size zero", map[string]string{"CONTRACTD_DB_MAX_CONNS": "0"}, "CONTRACTD_DB_MAX_CONNS"},
 		{"pool size too large", map[string]string{"CONTRACTD_DB_MAX_CONNS": "5000"}, "CONTRACTD_DB_MAX_CONNS"},
@@ -249,6 +250,19 @@ func TestConsoleSessionTTLDefaultAndOverride(t *testing.T) {
 	c, err = Load(func(k string) string { return env[k] })
 	if err != nil || c.ConsoleSessionTTL != 30*time.Minute {
 		t.Fatalf("override: %v %s", err, c.ConsoleSessionTTL)
+	}
+}
+
+func TestHTTPReadTimeoutDefaultAndOverride(t *testing.T) {
+	env := validEnv(t)
+	c, err := Load(func(k string) string { return env[k] })
+	if err != nil || c.HTTPReadTimeout != DefaultHTTPReadTimeout {
+		t.Fatalf("default: %v %s", err, c.HTTPReadTimeout)
+	}
+	env["CONTRACTD_HTTP_READ_TIMEOUT"] = "1s"
+	c, err = Load(func(k string) string { return env[k] })
+	if err != nil || c.HTTPReadTimeout != time.Second {
+		t.Fatalf("override: %v %s", err, c.HTTPReadTimeout)
 	}
 }
 

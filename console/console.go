@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,7 +156,7 @@ func New(o Options) *Console {
 
 func (c *Console) routes() {
 	m := http.NewServeMux()
-	m.Handle("GET /ops/assets/", http.StripPrefix("/ops/", http.FileServerFS(mustSub(assetFS))))
+	m.HandleFunc("GET /ops/assets/", c.asset)
 	m.HandleFunc("GET /ops", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ops/", http.StatusMovedPermanently)
 	})
@@ -172,10 +173,51 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /ops/contract/sync", c.authed(c.sync))
 	m.HandleFunc("GET /ops/feed", c.authed(c.feedPage))
 	m.HandleFunc("GET /ops/feed.json", c.authed(c.feedJSON))
-	m.HandleFunc("/ops/", func(w http.ResponseWriter, r *http.Request) {
-		c.render(w, r, http.StatusNotFound, "error.html", page{Title: "Not found", Message: "There is no console page at this address."})
-	})
+	m.HandleFunc("/ops/", c.notFound)
 	c.mux = m
+}
+
+func (c *Console) notFound(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, http.StatusNotFound, "error.html", page{Title: "Not found", Message: "There is no console page at this address."})
+}
+
+// assetFiles serves the embedded styles and script.
+var assetFiles = http.FileServerFS(mustSub(assetFS))
+
+// asset serves one embedded asset; a directory (/ops/assets/ itself) is
+// not listed but not found, like any other address with no page.
+func (c *Console) asset(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/ops/")
+	if st, err := fs.Stat(assetFS, name); err != nil || st.IsDir() {
+		c.notFound(w, r)
+		return
+	}
+	http.StripPrefix("/ops/", assetFiles).ServeHTTP(w, r)
+}
+
+// maxFormBytes bounds the body of a console form.
+const maxFormBytes = 64 << 10
+
+// formTooLarge refuses a POST whose body is over maxFormBytes with 413 and
+// reports true: on its declared length before anything is read (so a
+// client that sent "Expect: 100-continue" gets the refusal, not "100
+// Continue"), else while the form is parsed. Every handler then finds the
+// form parsed.
+func (c *Console) formTooLarge(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	var mbe *http.MaxBytesError
+	if r.ContentLength <= maxFormBytes {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); !errors.As(err, &mbe) {
+			return false
+		}
+	}
+	c.log.WarnContext(r.Context(), "console form refused: over the size limit", "path", r.URL.Path, "content_length", r.ContentLength)
+	c.render(w, r, http.StatusRequestEntityTooLarge, "error.html", page{Title: "Too large",
+		Message: "This form is over 64 KiB: nothing was done."})
+	return true
 }
 
 func mustSub(f embed.FS) fs.FS {
@@ -195,6 +237,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
+	if c.formTooLarge(w, r) {
+		return
+	}
 	c.mux.ServeHTTP(w, r)
 }
 

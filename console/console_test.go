@@ -73,3 +73,16 @@ func TestEveryPageTemplateParses(t *testing.T) {
 		}
 	}
 }
+
+func TestCSVTextNeutralisesFormulaPrefixes(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"", ""}, {"Zhang San", "Zhang San"}, {"a=1", "a=1"}, {"1-2", "1-2"},
+		{"=1+1", "'=1+1"}, {"+1", "'+1"}, {"-1", "'-1"}, {"@SUM(A1)", "'@SUM(A1)"},
+		{"\t=1", "'\t=1"}, {"\r=1", "'\r=1"}, {"'=1", "'=1"}, {" =1", " =1"},
+	}
+	for _, tc := range cases {
+		if got := csvText(tc.in); got != tc.want {
+			t.Errorf("csvText(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

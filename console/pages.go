@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -412,6 +413,17 @@ var csvColumns = []string{"sub_mchid", "out_contract_code", "product", "channel"
 	"contract_id", "openid_masked", "user_display_name", "contract_display_account", "session_expires_at",
 	"signed_at", "terminated_at", "termination_mode", "expired_at", "last_error_code", "version", "created_at", "updated_at"}
 
+// csvText makes a text cell of the export inert in a spreadsheet: a cell
+// that begins with '=', '+', '-', '@', a tab or a carriage return would be
+// run as a formula (OWASP's CSV injection rule), so it gets a leading '
+// that spreadsheets show as text. Other cells are unchanged.
+func csvText(v string) string {
+	if v != "" && strings.IndexByte("=+-@\t\r", v[0]) >= 0 {
+		return "'" + v
+	}
+	return v
+}
+
 // exportCSV streams the filtered list as CSV, one page of the list at a
 // time, so that memory does not grow with the export.
 func (c *Console) exportCSV(w http.ResponseWriter, r *http.Request) {
@@ -449,9 +461,10 @@ func (c *Console) exportCSV(w http.ResponseWriter, r *http.Request) {
 			if ct.LastError != nil {
 				lastErr = ct.LastError.Code
 			}
-			_ = cw.Write([]string{ct.SubMchID, ct.OutContractCode, string(ct.Product), string(ct.Channel), num(ct.PlanID), num(ct.ServiceID),
-				string(ct.State), ct.ContractID, mask(ct.OpenID), ct.UserDisplayName, ct.ContractDisplayAccount, ts(ct.SessionExpiresAt),
-				ts(ct.SignedAt), ts(ct.TerminatedAt), ct.TerminationMode, ts(ct.ExpiredAt), lastErr,
+			t := csvText
+			_ = cw.Write([]string{t(ct.SubMchID), t(ct.OutContractCode), t(string(ct.Product)), t(string(ct.Channel)), num(ct.PlanID), num(ct.ServiceID),
+				t(string(ct.State)), t(ct.ContractID), t(mask(ct.OpenID)), t(ct.UserDisplayName), t(ct.ContractDisplayAccount), ts(ct.SessionExpiresAt),
+				ts(ct.SignedAt), ts(ct.TerminatedAt), t(ct.TerminationMode), ts(ct.ExpiredAt), t(lastErr),
 				strconv.FormatInt(ct.Version, 10), ct.CreatedAt.UTC().Format(time.RFC3339), ct.UpdatedAt.UTC().Format(time.RFC3339)})
 		}
 		rows += len(items)
@@ -581,8 +594,15 @@ func (c *Console) terminate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	note := strings.TrimSpace(r.PostForm.Get("note"))
-	if note == "" || utf8.RuneCountInString(note) > 120 || !utf8.ValidString(note) || strings.ContainsFunc(note, unicode.IsControl) {
-		c.showContract(w, r, http.StatusBadRequest, key, page{Problem: "A termination needs a note of 1 to 120 characters saying why."}, nil)
+	if err := domain.CheckTerminationNote(note); err != nil {
+		// The API's rule, said in the page's words.
+		why := "breaks the rules"
+		var de *domain.Error
+		if errors.As(err, &de) && len(de.Fields) > 0 {
+			why = de.Fields[0].Reason
+		}
+		c.showContract(w, r, http.StatusBadRequest, key, page{Problem: "The termination note " + why +
+			". A termination needs a note of 1 to 120 characters saying why."}, nil)
 		return
 	}
 	if r.PostForm.Get("confirm") != "yes" {

@@ -102,21 +102,35 @@ func (f *fieldErrors) refuse(field string, given bool, why string) {
 }
 
 // displayText checks a name shown to the user: 1-3 byte UTF-8 characters
-// only, no control characters.
+// only, and displayable as one line (CheckDisplayText).
 func (f *fieldErrors) displayText(field, v string, max int) {
 	if !f.text(field, v, true, max) {
 		return
 	}
+	if why := CheckDisplayText(v); why != "" {
+		f.add(field, "%s", why)
+		return
+	}
 	for _, r := range v {
-		switch {
-		case utf8.RuneLen(r) > 3:
+		if utf8.RuneLen(r) > 3 {
 			f.add(field, "must contain only 1-3 byte UTF-8 characters (no emoji or other 4-byte characters)")
-			return
-		case r < 0x20 || r == 0x7f:
-			f.add(field, "must not contain control characters")
 			return
 		}
 	}
+}
+
+// openID checks an openid: present when required, within its length, and
+// visible ASCII (CheckOpenID). It reports whether one was given and kept
+// the rule.
+func (f *fieldErrors) openID(field, v string, required bool) bool {
+	if !f.text(field, v, required, maxOpenIDLength) {
+		return false
+	}
+	if why := CheckOpenID(v); why != "" {
+		f.add(field, "%s", why)
+		return false
+	}
+	return true
 }
 
 // code checks out_contract_code: 1-32 visible ASCII characters other than
@@ -215,7 +229,7 @@ func (r *PreSignRequest) validatePapay(fe *fieldErrors, now time.Time) {
 	fe.refuse("sub_openid", r.SubOpenID != "", "for product papay")
 
 	ch := r.Channel
-	if fe.text("openid", r.OpenID, false, maxOpenIDLength) && !hasChannel(openIDChannels, ch) {
+	if fe.openID("openid", r.OpenID, false) && !hasChannel(openIDChannels, ch) {
 		fe.add("openid", "not accepted for channel %s", ch)
 	}
 	if fe.text("user_client_ip", r.UserClientIP, false, maxClientIPLength) {
@@ -256,9 +270,9 @@ func (r *PreSignRequest) validatePasswordExempt(fe *fieldErrors, mode Mode) {
 		fe.add("service_id", "must be a positive integer")
 	}
 	fe.displayText("contract_display_account", r.ContractDisplayAccount, maxDisplayAccountLength)
-	fe.text("openid", r.OpenID, true, maxOpenIDLength)
+	fe.openID("openid", r.OpenID, true)
 	if mode == ModeInstitutional {
-		fe.text("sub_openid", r.SubOpenID, false, maxOpenIDLength)
+		fe.openID("sub_openid", r.SubOpenID, false)
 	} else {
 		fe.refuse("sub_openid", r.SubOpenID != "", "in common mode")
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -52,9 +53,8 @@ func (a *API) register(s *Server) {
 func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c *echo.Context) error {
-			h := c.Request().Header.Get("Authorization")
-			token, ok := strings.CutPrefix(h, "Bearer ")
-			if !ok || token == "" {
+			token, ok := bearerToken(c.Request().Header.Get("Authorization"))
+			if !ok {
 				return domain.Errorf(domain.CodeUnauthorized, "a bearer token is required")
 			}
 			holder, known := a.Tokens.Holder(token)
@@ -81,19 +81,43 @@ func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
 	}
 }
 
+// bearerToken reads the token of an Authorization header of the Bearer
+// scheme, whose name is case-insensitive (RFC 7235): "bearer" and "BEARER"
+// are as good as "Bearer". It reports false without a token of that scheme.
+func bearerToken(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(h, " ")
+	token = strings.TrimLeft(token, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return token, true
+}
+
 // readBody reads at most MaxBodyBytes of the body, refusing more with
-// PAYLOAD_TOO_LARGE.
+// PAYLOAD_TOO_LARGE. A body declared longer (Content-Length) is refused
+// before anything is read, so that a client that sent "Expect:
+// 100-continue" gets the 413 instead of "100 Continue" (Go's server sends
+// that at the first read). A body that cannot be read is refused saying
+// what happened, never with the connection's addresses Go's errors hold.
 func readBody(c *echo.Context) ([]byte, error) {
+	if c.Request().ContentLength > MaxBodyBytes {
+		return nil, domain.Errorf(domain.CodePayloadTooLarge, "the body is over %d bytes", MaxBodyBytes)
+	}
 	r := http.MaxBytesReader(c.Response(), c.Request().Body, MaxBodyBytes)
 	b, err := io.ReadAll(r)
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.As(err, &mbe):
 		return nil, domain.Errorf(domain.CodePayloadTooLarge, "the body is over %d bytes", MaxBodyBytes)
+	case errors.As(err, &ne) && ne.Timeout():
+		return nil, &domain.Error{Code: domain.CodeParamError, Message: "the body did not arrive in time: the connection stalled before all of it was sent", Err: err}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, &domain.Error{Code: domain.CodeParamError, Message: "the body ended before its declared length", Err: err}
 	}
-	if err != nil {
-		return nil, domain.Errorf(domain.CodeParamError, "cannot read the body: %v", err)
-	}
-	return b, nil
+	return nil, &domain.Error{Code: domain.CodeParamError, Message: "the body could not be read: the connection failed", Err: err}
 }
 
 // decodeStrict decodes one JSON object after checkJSONText, refusing an

@@ -32,16 +32,27 @@ type NotificationResult struct {
 // received, then in ONE transaction records it in the inbox and applies its
 // event. A duplicate (same notification id) is counted and acknowledged
 // without being applied. A contract we never stored is created in the state
-// WeChat reports. Errors: SIGN_ERROR for a bad signature, serial, clock or a
-// probe; PARAM_ERROR for a malformed body or a notification for another
-// merchant; UNKNOWN_EVENT_TYPE; UNAVAILABLE when the database cannot take
-// it, in which case nothing was written and WeChat will retry.
+// WeChat reports. A verified notification that can never apply (a
+// malformed envelope or resource, content breaking the field rules, another
+// merchant's) is kept as rejected and acknowledged (rejectNotification).
+// Errors: SIGN_ERROR for a bad signature, serial, clock or a probe;
+// PARAM_ERROR for a resource that does not decrypt (a wrong APIv3 key is
+// ours to fix, so WeChat's retries are wanted); UNKNOWN_EVENT_TYPE;
+// UNAVAILABLE when the database cannot take it, in which case nothing was
+// written and WeChat will retry.
 func (s *Service) HandleNotification(ctx context.Context, header http.Header, body []byte) (NotificationResult, error) {
 	n, err := s.parser.Parse(ctx, header, body)
 	if err != nil && n != nil && errors.Is(err, wechatpay.ErrMalformed) {
-		// Verified and decrypted, but its resource is no contract event
-		// (out_contract_code missing, a time or id that does not parse):
-		// it can never apply, so keep it rather than have WeChat retry it.
+		// Verified, so WeChat sent it, but it can never apply: keep it
+		// rather than have WeChat retry it for a day.
+		if n.Plaintext == nil {
+			// The envelope is malformed (not JSON, no resource, a nonce
+			// that cannot decrypt): nothing was decrypted.
+			why := strings.TrimPrefix(strings.TrimPrefix(err.Error(), wechatpay.ErrMalformed.Error()+": "), "envelope ")
+			return s.rejectNotification(ctx, n, body, []domain.FieldError{{Field: "envelope", Reason: why}})
+		}
+		// Decrypted, but its resource is no contract event
+		// (out_contract_code missing, a time or id that does not parse).
 		return s.rejectNotification(ctx, n, body, []domain.FieldError{{Field: "resource", Reason: err.Error()}})
 	}
 	if err != nil {
@@ -52,10 +63,11 @@ func (s *Service) HandleNotification(ctx context.Context, header http.Header, bo
 	if problems := notificationProblems(n, s.opt.Mode); len(problems) > 0 {
 		return s.rejectNotification(ctx, n, body, problems)
 	}
-	key, err := s.route(ev)
-	if err != nil {
-		s.metrics.notifications.WithLabelValues("foreign").Inc()
-		return NotificationResult{}, err
+	key, problem := s.route(ev)
+	if problem != nil {
+		// For another merchant, or without the sub-merchant an
+		// institutional notification needs: it can never apply here.
+		return s.rejectNotification(ctx, n, body, []domain.FieldError{*problem})
 	}
 	res := NotificationResult{NotificationID: n.ID, EventType: n.EventType, Key: key}
 	ch := changeFromEvent(ev, domain.SourceNotification)
@@ -98,7 +110,8 @@ const (
 // verified, decrypted notification: every string of the resource is text
 // Postgres can take (no NUL, unpaired surrogate or invalid UTF-8, nothing
 // over domain.MaxTextLength, no repeated key), out_contract_code (and
-// sub_mchid) keep the rule of pre-sign, and ids are of sane length.
+// sub_mchid) keep the rule of pre-sign, openids are visible ASCII as
+// pre-sign requires, and ids are of sane length.
 func notificationProblems(n *wechatpay.Notification, mode domain.Mode) []domain.FieldError {
 	var out []domain.FieldError
 	add := func(field, reason string) { out = append(out, domain.FieldError{Field: field, Reason: reason}) }
@@ -125,17 +138,22 @@ func notificationProblems(n *wechatpay.Notification, mode domain.Mode) []domain.
 	for name, v := range map[string]string{"openid": ev.OpenID, "sp_openid": ev.SpOpenID, "sub_openid": ev.SubOpenID} {
 		if utf8.RuneCountInString(v) > maxNotifiedOpenIDLength {
 			add("resource."+name, fmt.Sprintf("must be at most %d characters", maxNotifiedOpenIDLength))
+		} else if why := domain.CheckOpenID(v); why != "" && domain.CheckText(v) == "" {
+			add("resource."+name, why)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Field < out[j].Field })
 	return out
 }
 
-// rejectNotification keeps a verified notification that breaks field rules
-// in the inbox as 'rejected' with the reason, counts it, and acknowledges it
-// (WeChat would otherwise retry it until it gives up; it can never apply).
-// Its id is kept as sent when it is sane text, else replaced by a digest of
-// the body, so that redeliveries still count on one row.
+// rejectNotification keeps a verified notification that can never apply
+// (it breaks field rules, is for another merchant, or its envelope is
+// malformed) in the inbox as 'rejected' with the reason, counts it, and
+// acknowledges it (WeChat would otherwise retry it until it gives up). Its
+// id is kept as sent when it is sane text, else replaced by "sha256:" and
+// the hex digest of the body, so that redeliveries still count on one row.
+// What was received is kept: the decrypted resource, or the body itself
+// when nothing could be decrypted.
 func (s *Service) rejectNotification(ctx context.Context, n *wechatpay.Notification, body []byte, problems []domain.FieldError) (NotificationResult, error) {
 	parts := make([]string, len(problems))
 	for i, p := range problems {
@@ -148,41 +166,50 @@ func (s *Service) rejectNotification(ctx context.Context, n *wechatpay.Notificat
 		reason = strings.ToValidUTF8(reason[:1024], "") + "…"
 	}
 	id := n.ID
-	if domain.CheckText(id) != "" || utf8.RuneCountInString(id) > maxNotifiedIDLength {
+	if strings.TrimSpace(id) == "" || domain.CheckText(id) != "" || utf8.RuneCountInString(id) > maxNotifiedIDLength {
 		sum := sha256.Sum256(body)
 		id = "sha256:" + hex.EncodeToString(sum[:])
 	}
-	first, err := s.store.RejectNotification(ctx, store.Notification{NotificationID: id, EventType: n.EventType,
-		CreateTime: n.CreateTime, Resource: n.Plaintext}, reason)
+	received := []byte(n.Plaintext)
+	if received == nil {
+		received = body
+	}
+	eventType := n.EventType
+	if domain.CheckText(eventType) != "" || utf8.RuneCountInString(eventType) > maxNotifiedIDLength {
+		eventType = ""
+	}
+	first, err := s.store.RejectNotification(ctx, store.Notification{NotificationID: id, EventType: eventType,
+		CreateTime: n.CreateTime, Resource: received}, reason)
 	if err != nil {
 		s.metrics.notifications.WithLabelValues("failed").Inc()
 		return NotificationResult{}, err
 	}
-	res := NotificationResult{NotificationID: id, EventType: n.EventType, Outcome: "rejected"}
+	res := NotificationResult{NotificationID: id, EventType: eventType, Outcome: "rejected"}
 	if !first {
 		res.Duplicate, res.Outcome = true, "duplicate"
 	}
 	s.metrics.notifications.WithLabelValues(res.Outcome).Inc()
-	s.log.WarnContext(ctx, "notification rejected", "notification_id", id, "event_type", n.EventType, "reason", reason)
+	s.log.WarnContext(ctx, "notification rejected", "notification_id", id, "event_type", eventType, "reason", reason)
 	return res, nil
 }
 
-// route finds the key of the contract a notification is about, and refuses
-// one addressed to another merchant.
-func (s *Service) route(ev wechatpay.ContractEvent) (domain.Key, error) {
+// route finds the key of the contract a notification is about, or says why
+// it belongs to no contract of ours: it is addressed to another merchant,
+// or, in institutional mode, names no sub-merchant.
+func (s *Service) route(ev wechatpay.ContractEvent) (domain.Key, *domain.FieldError) {
 	key := domain.Key{OutContractCode: ev.OutContractCode}
-	merchant := ev.MchID
+	merchant, field := ev.MchID, "resource.mchid"
 	if s.opt.Mode == domain.ModeInstitutional {
 		key.SubMchID = ev.SubMchID
 		if key.SubMchID == "" {
-			return key, domain.Errorf(domain.CodeParamError, "institutional notification without sub_mchid")
+			return key, &domain.FieldError{Field: "resource.sub_mchid", Reason: "is required in institutional mode"}
 		}
 		if ev.SpMchID != "" {
-			merchant = ev.SpMchID
+			merchant, field = ev.SpMchID, "resource.sp_mchid"
 		}
 	}
 	if merchant != "" && merchant != s.opt.MchID {
-		return key, domain.Errorf(domain.CodeParamError, "notification for merchant %s, not this one", merchant)
+		return key, &domain.FieldError{Field: field, Reason: fmt.Sprintf("names merchant %s, not this one (%s)", merchant, s.opt.MchID)}
 	}
 	return key, nil
 }

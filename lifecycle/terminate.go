@@ -2,15 +2,11 @@ package lifecycle
 
 import (
 	"context"
-	"unicode/utf8"
 
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/logging"
 	"github.com/contractd/contractd/wechatpay"
 )
-
-// MaxTerminationNote is the longest termination note accepted.
-const MaxTerminationNote = 120
 
 // Terminate ends a signed contract through WeChat's terminate API (source
 // ops). It is single-flight and idempotent: the caller that takes the
@@ -24,9 +20,8 @@ const MaxTerminationNote = 120
 // lease and the operator's mark are released and the failure recorded as
 // the contract's last error.
 func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (domain.Contract, error) {
-	if note == "" || utf8.RuneCountInString(note) > MaxTerminationNote {
-		return domain.Contract{}, &domain.Error{Code: domain.CodeParamError, Message: "the request breaks field rules",
-			Fields: []domain.FieldError{{Field: "note", Reason: "is required, at most 120 characters"}}}
+	if err := domain.CheckTerminationNote(note); err != nil {
+		return domain.Contract{}, err
 	}
 	c, err := s.store.Get(ctx, key)
 	if err != nil {

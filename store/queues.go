@@ -158,10 +158,11 @@ func (tx *Tx) exec(ctx context.Context, sql string, args ...any) error {
 	return mapErr(err)
 }
 
-// RejectNotification keeps a verified notification that breaks a field rule
-// in the inbox with outcome 'rejected', reason, and its resource exactly as
-// received in raw_resource (resource holds JSON null: the plaintext may not
-// be storable as jsonb). n's SubMchID and OutContractCode are stored only as
+// RejectNotification keeps a verified notification that can never apply
+// in the inbox with outcome 'rejected', reason, and n.Resource exactly as
+// received in raw_resource: the decrypted resource, or the body when its
+// envelope could not be read (resource holds JSON null: the plaintext may
+// not be storable as jsonb). n's SubMchID and OutContractCode are stored only as
 // given, so a caller passes them empty when they are the broken fields. A
 // repeated delivery of the same id only counts (first false). No contract
 // is touched.

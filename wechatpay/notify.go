@@ -96,7 +96,10 @@ type Notification struct {
 // wraps one of the Err* sentinels. For ErrUnknownEventType, and for an
 // ErrMalformed resource that verified and decrypted but does not decode as
 // a contract event, the decrypted Notification (without Contract) is
-// returned along with the error.
+// returned along with the error. For an ErrMalformed envelope of a body
+// whose signature verified, a Notification without Plaintext is returned:
+// it holds the id and event type the body names, as far as it names them
+// as strings.
 func (p *NotificationParser) Parse(ctx context.Context, header http.Header, body []byte) (*Notification, error) {
 	serial, err := p.verify(ctx, header, body)
 	if err != nil {
@@ -104,11 +107,16 @@ func (p *NotificationParser) Parse(ctx context.Context, header http.Header, body
 	}
 	env, err := decodeEnvelope(body)
 	if err != nil {
-		return nil, err
+		// Verified, so WeChat sent it: say what the body names, so that it
+		// can be kept rather than retried.
+		return unreadable(body), err
 	}
 	plaintext, err := decryptResource(p.key, env.Resource)
 	if err != nil {
 		return nil, fmt.Errorf("notification %s (serial %s): %w", env.ID, serial, err)
+	}
+	if plaintext == nil {
+		plaintext = []byte{} // decrypted, if empty: only an unread envelope has no Plaintext
 	}
 	n := &Notification{
 		ID:           env.ID,
@@ -187,4 +195,19 @@ func (p *NotificationParser) checkTimestamp(raw string) error {
 		return fmt.Errorf("%w: %d is %ds from local clock %d", ErrStaleTimestamp, ts, ts-now, now)
 	}
 	return nil
+}
+
+// unreadable is what a verified body whose envelope is malformed names: its
+// id and event type when it is a JSON object holding them as strings.
+func unreadable(body []byte) *Notification {
+	var fields struct {
+		ID        json.RawMessage `json:"id"`
+		EventType json.RawMessage `json:"event_type"`
+	}
+	n := &Notification{}
+	if json.Unmarshal(body, &fields) == nil {
+		_ = json.Unmarshal(fields.ID, &n.ID)
+		_ = json.Unmarshal(fields.EventType, &n.EventType)
+	}
+	return n
 }

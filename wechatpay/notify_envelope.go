@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +13,10 @@ import (
 
 // AlgorithmAEADAES256GCM is the only resource encryption the parser accepts.
 const AlgorithmAEADAES256GCM = "AEAD_AES_256_GCM"
+
+// gcmNonceSize is the nonce length AES-256-GCM takes (crypto/cipher's
+// standard nonce size).
+const gcmNonceSize = 12
 
 // envelope is the outer JSON of a notification.
 type envelope struct {
@@ -34,11 +39,21 @@ type resource struct {
 	OriginalType   string `json:"original_type"`
 }
 
-// decodeEnvelope parses and checks the notification envelope.
+// decodeEnvelope parses and checks the notification envelope: everything
+// that can be known about it before decryption, the resource's nonce and
+// ciphertext encoding included. Every error is ErrMalformed and its text
+// after the sentinel starts with "envelope ".
 func decodeEnvelope(body []byte) (*envelope, error) {
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, fmt.Errorf("%w: envelope: %w", ErrMalformed, err)
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te) && te.Field == "":
+			return nil, fmt.Errorf("%w: envelope is not a JSON object", ErrMalformed)
+		case errors.As(err, &te):
+			return nil, fmt.Errorf("%w: envelope %s has the wrong JSON type (%s)", ErrMalformed, te.Field, te.Value)
+		}
+		return nil, fmt.Errorf("%w: envelope is not JSON: %w", ErrMalformed, err)
 	}
 	var missing []string
 	for _, f := range []struct{ name, value string }{
@@ -65,11 +80,19 @@ func decodeEnvelope(body []byte) (*envelope, error) {
 		return nil, fmt.Errorf("%w: envelope lacks %s", ErrMalformed, strings.Join(missing, ", "))
 	}
 	if env.Resource.Algorithm != AlgorithmAEADAES256GCM {
-		return nil, fmt.Errorf("%w: resource algorithm %q is not %s", ErrMalformed, env.Resource.Algorithm, AlgorithmAEADAES256GCM)
+		return nil, fmt.Errorf("%w: envelope resource.algorithm %q is not %s", ErrMalformed, env.Resource.Algorithm, AlgorithmAEADAES256GCM)
+	}
+	// A nonce of another length or a ciphertext that is not base64 can
+	// never decrypt, whatever the key.
+	if len(env.Resource.Nonce) != gcmNonceSize {
+		return nil, fmt.Errorf("%w: envelope resource.nonce is %d bytes, want %d", ErrMalformed, len(env.Resource.Nonce), gcmNonceSize)
+	}
+	if _, err := base64.StdEncoding.DecodeString(env.Resource.Ciphertext); err != nil {
+		return nil, fmt.Errorf("%w: envelope resource.ciphertext is not base64", ErrMalformed)
 	}
 	t, err := parseTime(env.CreateTime)
 	if err != nil {
-		return nil, fmt.Errorf("%w: create_time: %w", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: envelope create_time: %w", ErrMalformed, err)
 	}
 	env.createTime = t
 	return &env, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -190,7 +191,10 @@ func TestParseFailures(t *testing.T) {
 		{"wrong APIv3 key", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, apiKey: otherAPIv3Key}), ErrDecrypt, false},
 		{"short nonce", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, mutate: func(env map[string]any) {
 			env["resource"].(map[string]any)["nonce"] = "abc"
-		}}), ErrDecrypt, false},
+		}}), ErrMalformed, true},
+		{"ciphertext not base64", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, mutate: func(env map[string]any) {
+			env["resource"].(map[string]any)["ciphertext"] = "!!"
+		}}), ErrMalformed, true},
 		{"unknown serial", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, key: ks.stranger, serial: CertificateSerial(ks.strangerCert)}), ErrUnknownSerial, false},
 		{"known serial, wrong key", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, key: ks.stranger}), ErrBadSignature, false},
 		{"public key id, certificate key", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, serial: testPubKeyID}), ErrBadSignature, false},
@@ -237,25 +241,26 @@ func TestParseFailures(t *testing.T) {
 		{"malformed body", tweak(valid, func(h http.Header, _ []byte) (http.Header, []byte) {
 			body := []byte(`{"id":"x",`)
 			return resign(h, body), body
-		}), ErrMalformed, false},
+		}), ErrMalformed, true},
 		{"body is a JSON array", tweak(valid, func(h http.Header, _ []byte) (http.Header, []byte) {
 			body := []byte(`[1,2]`)
 			return resign(h, body), body
-		}), ErrMalformed, false},
+		}), ErrMalformed, true},
 		{"missing resource", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, mutate: func(env map[string]any) {
 			delete(env, "resource")
-		}}), ErrMalformed, false},
+		}}), ErrMalformed, true},
 		{"missing id", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, mutate: func(env map[string]any) {
 			delete(env, "id")
-		}}), ErrMalformed, false},
+		}}), ErrMalformed, true},
 		{"bad create_time", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, mutate: func(env map[string]any) {
 			env["create_time"] = "yesterday"
-		}}), ErrMalformed, false},
+		}}), ErrMalformed, true},
 		{"other algorithm", fromNotif(notif{eventType: "PAPAY.SIGN", resource: globalSign, mutate: func(env map[string]any) {
 			env["resource"].(map[string]any)["algorithm"] = "AEAD_SM4_GCM"
-		}}), ErrMalformed, false},
+		}}), ErrMalformed, true},
 		{"resource lacks out_contract_code", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "out_contract_code", nil)}), ErrMalformed, true},
 		{"resource not JSON", fromNotif(notif{eventType: "ENTRUST.SIGN", resource: []byte("not json")}), ErrMalformed, true},
+		{"resource empty", fromNotif(notif{eventType: "PAPAY.SIGN", resource: []byte{}}), ErrMalformed, true},
 		{"bad plan_id", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "plan_id", "twelve")}), ErrMalformed, true},
 		{"bad operate_time", fromNotif(notif{eventType: "PAPAY.SIGN", resource: with(globalSign, "operate_time", "soon")}), ErrMalformed, true},
 		{"unknown event type", fromNotif(notif{eventType: "TRANSACTION.SUCCESS", resource: globalSign}), ErrUnknownEventType, true},
@@ -274,6 +279,19 @@ func TestParseFailures(t *testing.T) {
 			}
 			if (n != nil) != tt.wantNotif {
 				t.Errorf("notification = %+v, want present = %v", n, tt.wantNotif)
+			}
+			// A malformed envelope decrypts nothing: the notification holds
+			// only the id and event type the body names.
+			if n != nil && !strings.Contains(err.Error(), "malformed notification: envelope ") && n.Plaintext == nil {
+				t.Errorf("a decrypted notification has no Plaintext: %+v", n)
+			}
+			if n != nil && strings.Contains(err.Error(), "malformed notification: envelope ") {
+				var env struct{ ID, EventType any }
+				_ = json.Unmarshal(in.body, &env)
+				wantID, _ := env.ID.(string)
+				if n.Plaintext != nil || n.ID != wantID {
+					t.Errorf("notification = %+v, want id %q and no plaintext", n, wantID)
+				}
 			}
 		})
 	}

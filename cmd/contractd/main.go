@@ -88,6 +88,8 @@ Configuration (environment):
   CONTRACTD_DB_MAX_CONNS         database connection pool size (default 16)
   CONTRACTD_CONSOLE_SESSION_TTL  operations console session lifetime, 1m to 168h (default 8h)
   CONTRACTD_SHUTDOWN_TIMEOUT     how long SIGTERM waits for requests in flight (default 20s)
+  CONTRACTD_HTTP_READ_TIMEOUT    how long one request, body included, may take to arrive; a body
+                                 that stalls past it is refused with 400 (default 15s)
   CONTRACTD_PPROF_ADDR           where Go's profiler answers (/debug/pprof/), apart from the API;
                                  unset (default) for none, keep it on loopback
   CONTRACTD_LOG_LEVEL            debug, info (default), warn or error

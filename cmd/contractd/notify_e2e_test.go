@@ -565,9 +565,12 @@ func TestNotifyRouteRefusesBadInputAndCreatesUnknownContracts(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	inbox := func() int { return s.count(`SELECT count(*) FROM wechat_notifications`) }
 
-	t.Run("MalformedBodyIs400FAIL", func(t *testing.T) {
+	t.Run("MalformedBodyWithABadSignatureIs401AndNotStored", func(t *testing.T) {
+		// A signed malformed body is kept as rejected
+		// (TestNotificationsThatCanNeverApplyAreKeptAsRejected); one that
+		// does not verify is refused and forgotten.
 		before := inbox()
-		ntExpectFail(t, ntPostNotification(t, s, []byte(`{"id":"x", "event_type":`), s.Keys.PlatformKey), http.StatusBadRequest)
+		ntExpectFail(t, ntPostNotification(t, s, []byte(`{"id":"x", "event_type":`), s.Keys.MerchantKey), http.StatusUnauthorized)
 		if inbox() != before {
 			t.Error("a malformed notification was stored")
 		}

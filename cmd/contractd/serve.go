@@ -130,8 +130,8 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, cfg.HTTPReadTimeout),
+		ReadTimeout:       cfg.HTTPReadTimeout,
 		// A pre-sign may wait for WeChat through every retry.
 		WriteTimeout: time.Duration(4)*(cfg.WeChat.Timeout+2*time.Second) + 15*time.Second,
 		IdleTimeout:  60 * time.Second,
