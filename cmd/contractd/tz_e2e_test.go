@@ -100,6 +100,12 @@ func TestTimesAreUTCUnderAnotherHostTimeZone(t *testing.T) {
 	if r := tzDo(t, p.URL, "POST", "/v1/contracts/tz1/terminate", opsToken, `{"note":"tz test"}`); r.Status != http.StatusOK {
 		t.Fatalf("terminate: %d %s", r.Status, r.Body)
 	}
+	// The feed serves a row only once every older transaction on the
+	// cluster has ended (its horizon), and the shared test cluster may have
+	// long ones: wait until it serves these.
+	eventually(t, 60*time.Second, "the feed to serve the rows", func() bool {
+		return utcTime.Match(tzDo(t, p.URL, "GET", "/v1/events", opsToken, "").Body)
+	})
 	for _, path := range []string{"/v1/contracts/tz1", "/v1/contracts", "/v1/contracts/tz1/events", "/v1/events"} {
 		r := tzDo(t, p.URL, "GET", path, opsToken, "")
 		if r.Status != http.StatusOK {
