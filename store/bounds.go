@@ -31,6 +31,13 @@ var ErrLockTimeout = errors.New("store: the contract's row stayed locked past th
 // milliseconds unless something holds it far longer, so ask again soon.
 const lockRetryAfter = time.Second
 
+// ErrBusy is in the chain of the UNAVAILABLE error of a reader of many rows
+// that found no place among the HeavyReaders within the statement timeout.
+var ErrBusy = errors.New("store: every place for heavy readers stayed taken")
+
+// busyRetryAfter is the Retry-After of a heavy reader shed for load.
+const busyRetryAfter = time.Second
+
 // Options bound what the store may take of the database. The zero value
 // means the defaults.
 type Options struct {
@@ -47,7 +54,8 @@ type Options struct {
 	// Feed, FeedTail, Search, Overview: the API's lists and feed, the
 	// console's lists, CSV export, overview and search) may hold at once.
 	// Half the pool (at least 1) when zero, so that single-contract work
-	// always finds a connection.
+	// always finds a connection. A heavy reader waits for a place at most
+	// the statement timeout, then answers UNAVAILABLE with a Retry-After.
 	HeavyReaders int
 }
 
@@ -90,14 +98,26 @@ func beginSQL(lock, statement time.Duration) string {
 // batch, so each one gets the whole bound.
 const boundSQL = `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`
 
-// heavyRead sends the batch of a reader of many rows: it waits (as long as
-// ctx allows) for one of the HeavyReaders places, then sends b after the
-// statement that bounds it, in one round trip.
+// heavyRead sends the batch of a reader of many rows: it waits for one of
+// the HeavyReaders places, then sends b after the statement that bounds it,
+// in one round trip. The wait ends with the caller (ctx) or after the
+// statement timeout: a flood of list pages is then shed as UNAVAILABLE with
+// a Retry-After rather than queued past every client's patience and the
+// server's write timeout.
 func (s *Store) heavyRead(ctx context.Context, b *pgx.Batch) error {
 	select {
 	case s.heavy <- struct{}{}:
-	case <-ctx.Done():
-		return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is busy with other readers", Err: ctx.Err()}
+	default:
+		t := time.NewTimer(s.opt.StatementTimeout)
+		defer t.Stop()
+		select {
+		case s.heavy <- struct{}{}:
+		case <-t.C:
+			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is busy with other readers; ask again",
+				RetryAfter: busyRetryAfter, Err: ErrBusy}
+		case <-ctx.Done():
+			return &domain.Error{Code: domain.CodeUnavailable, Message: "the caller went away while waiting for the database", Err: ctx.Err()}
+		}
 	}
 	defer func() { <-s.heavy }()
 	return s.sendBounded(ctx, b)
