@@ -32,7 +32,7 @@ func (s *Service) holdLease(ctx context.Context, key domain.Key, token string) (
 				return
 			case <-tick.C:
 			}
-			_, err := s.store.Update(ctx, key, func(c *domain.Contract) error {
+			_, err := s.store.UpdateAsLeaseHolder(ctx, key, func(c *domain.Contract) error {
 				return c.RenewLease(token, s.opt.Now(), s.opt.LeaseTTL)
 			})
 			switch {
@@ -79,7 +79,7 @@ func (s *Service) saveOutcome(ctx context.Context, key domain.Key, fn func(c *do
 	ctx = context.WithoutCancel(ctx)
 	deadline := s.opt.Now().Add(s.opt.SaveRetry)
 	for pause := 100 * time.Millisecond; ; pause = min(pause*2, time.Second) {
-		c, err := s.update(ctx, key, fn)
+		c, err := s.updateAsLeaseHolder(ctx, key, fn)
 		retry := domain.IsCode(err, domain.CodeUnavailable) || errors.Is(err, store.ErrLockTimeout)
 		if !retry || !s.opt.Now().Add(pause).Before(deadline) {
 			return c, err

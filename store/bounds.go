@@ -150,7 +150,10 @@ func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFun
 // one contract's row lock. The others wait here, holding no connection,
 // within the same lock timeout: so callers piling onto one locked contract
 // (40 syncs of it) take one connection of the pool, not all of them, and
-// every other contract's work still finds one.
+// every other contract's work still finds one. A transaction gives its turn
+// up as soon as it holds the row (Tx.locked): the next one then begins and
+// waits on the row itself, so contention between this process's own
+// callers is no more serialised than Postgres serialises it.
 type rowGate struct {
 	mu   sync.Mutex
 	keys map[domain.Key]*gateEntry

@@ -81,8 +81,7 @@ func (s *Store) GetByContractID(ctx context.Context, contractID string) (domain.
 // there is CONTRACT_EXISTED.
 func (s *Store) Create(ctx context.Context, c domain.Contract) (domain.Contract, error) {
 	var out domain.Contract
-	key := c.Key()
-	err := s.inTx(ctx, &key, func(tx *Tx) error {
+	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
 		out, err = tx.create(ctx, c)
 		return err
@@ -106,6 +105,21 @@ func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Co
 	return out, err
 }
 
+// UpdateAsLeaseHolder is Update for the holder of the contract's lease
+// (renewing it, recording its outcome). It does not queue behind this
+// process's other callers of the contract (see rowGate): those wait for the
+// holder anyway, and the lease makes it the only such caller, so it cannot
+// pile up. It still waits at most the lock timeout for the row.
+func (s *Store) UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
+	var out domain.Contract
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		out, err = tx.update(ctx, key, fn)
+		return err
+	})
+	return out, err
+}
+
 // UpdateOrCreate is Update for a contract that may not be stored yet: when
 // no contract has fresh's key, fresh is handed to fn instead and stored
 // afterwards with its history. Concurrent callers with one key are
@@ -118,8 +132,7 @@ func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Co
 // locking the stored contract and deciding again.
 func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	var out domain.Contract
-	key := fresh.Key()
-	err := s.inTx(ctx, &key, func(tx *Tx) error {
+	err := s.InTx(ctx, func(tx *Tx) error {
 		c := fresh
 		if err := fn(&c); err == nil {
 			var err error
@@ -180,6 +193,7 @@ func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int,
 // lock reads the contract with key and holds its row lock until the
 // transaction ends.
 func (tx *Tx) lock(ctx context.Context, key domain.Key) (domain.Contract, error) {
+	defer tx.locked()
 	return oneContract(ctx, tx.tx, lockSQL, key.SubMchID, key.OutContractCode)
 }
 

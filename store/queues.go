@@ -127,6 +127,7 @@ func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh d
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
+		tx.locked()
 		found := err == nil
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return mapErr(err)

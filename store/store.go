@@ -119,6 +119,20 @@ func (s *Store) Ping(ctx context.Context) error {
 // Tx is one database transaction of the store.
 type Tx struct {
 	tx pgx.Tx
+	// leave, when set, gives up the contract's turn in this process
+	// (rowGate); see locked.
+	leave func()
+}
+
+// locked tells that the transaction holds the contract's row lock (or
+// failed to take it): the next caller of the contract in this process may
+// begin its transaction now and wait on the row lock itself, so only the
+// wait for the lock is serialised here, not the whole transaction.
+func (tx *Tx) locked() {
+	if tx.leave != nil {
+		tx.leave()
+		tx.leave = nil
+	}
 }
 
 // InTx runs fn in one transaction, committing when fn returns nil and
@@ -131,23 +145,27 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 // inTx is InTx for a transaction that locks the contract with key (when
-// not nil): it first takes the key's turn in this process (rowGate), and
-// what that wait took comes off the transaction's lock timeout, so a caller
-// waits at most the lock timeout in all.
+// not nil): it first takes the key's turn in this process (rowGate), until
+// it holds the row lock (Tx.locked) or ends, and what that wait took comes
+// off the transaction's lock timeout, so a caller waits at most the lock
+// timeout in all.
 func (s *Store) inTx(ctx context.Context, key *domain.Key, fn func(tx *Tx) error) error {
 	begin := s.begin
+	t := &Tx{}
 	if key != nil {
 		leave, left, err := s.rows.enter(ctx, *key, s.opt.LockTimeout)
 		if err != nil {
 			return err
 		}
-		defer leave()
+		t.leave = leave
+		defer t.locked()
 		if left < s.opt.LockTimeout {
 			begin = beginSQL(left, s.opt.StatementTimeout)
 		}
 	}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: begin}, func(tx pgx.Tx) error {
-		return fn(&Tx{tx: tx})
+		t.tx = tx
+		return fn(t)
 	})
 	return mapErr(err)
 }
