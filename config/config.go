@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpay"
 )
 
@@ -207,6 +208,7 @@ var Variables = []string{
 	"CONTRACTD_SHUTDOWN_TIMEOUT", "CONTRACTD_HTTP_READ_TIMEOUT", "CONTRACTD_LOG_LEVEL", "CONTRACTD_DB_MAX_CONNS", "CONTRACTD_PPROF_ADDR",
 	"WECHATPAY_CERT_REFRESH_INTERVAL", "WECHATPAY_CERT_REFRESH_MIN_GAP", "CONTRACTD_CONSOLE_SESSION_TTL",
 	"CONTRACTD_TRUSTED_PROXIES",
+	"CONTRACTD_DB_LOCK_TIMEOUT", "CONTRACTD_DB_STATEMENT_TIMEOUT",
 }
 
 // Defaults of the lease settings: a waiter answers IN_PROGRESS well within
@@ -242,7 +244,12 @@ type Config struct {
 	DatabaseURL string
 	// DBMaxConns is the size of the database connection pool.
 	DBMaxConns int
-	HTTPAddr   string
+	// DBLockTimeout bounds how long a request waits for a contract's row
+	// lock (then IN_PROGRESS); DBStatementTimeout bounds one statement
+	// (then UNAVAILABLE). Migrations are not bounded.
+	DBLockTimeout      time.Duration
+	DBStatementTimeout time.Duration
+	HTTPAddr           string
 	// PublicURL is the https base WeChat reaches us at; NotifyURL derives
 	// from it.
 	PublicURL string
@@ -431,6 +438,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"WECHATPAY_CERT_REFRESH_INTERVAL", wechatpay.DefaultCertRefreshInterval, &c.CertRefreshInterval},
 		{"WECHATPAY_CERT_REFRESH_MIN_GAP", wechatpay.DefaultCertRefreshMinGap, &c.CertRefreshMinGap},
 		{"WECHATPAY_TIMEOUT", wechatpay.DefaultTimeout, &c.WeChat.Timeout},
+		{"CONTRACTD_DB_LOCK_TIMEOUT", store.DefaultLockTimeout, &c.DBLockTimeout},
+		{"CONTRACTD_DB_STATEMENT_TIMEOUT", store.DefaultStatementTimeout, &c.DBStatementTimeout},
 	}
 	for _, d := range durations {
 		v := get(d.name, "")
@@ -445,6 +454,17 @@ func Load(getenv func(string) string) (Config, error) {
 	// The ranges, for durations that parsed.
 	if !p.has("CONTRACTD_CONSOLE_SESSION_TTL") && (c.ConsoleSessionTTL < time.Minute || c.ConsoleSessionTTL > 7*24*time.Hour) {
 		p.bad("CONTRACTD_CONSOLE_SESSION_TTL", "must be between 1m and 168h")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"CONTRACTD_DB_LOCK_TIMEOUT", c.DBLockTimeout}, {"CONTRACTD_DB_STATEMENT_TIMEOUT", c.DBStatementTimeout}} {
+		if !p.has(d.name) && (d.v < 10*time.Millisecond || d.v > 10*time.Minute) {
+			p.bad(d.name, "must be between 10ms and 10m")
+		}
+	}
+	if !p.has("CONTRACTD_DB_LOCK_TIMEOUT") && !p.has("CONTRACTD_DB_STATEMENT_TIMEOUT") && c.DBLockTimeout > c.DBStatementTimeout {
+		p.bad("CONTRACTD_DB_LOCK_TIMEOUT", "must not exceed CONTRACTD_DB_STATEMENT_TIMEOUT (%s): waiting for a lock is part of a statement", c.DBStatementTimeout)
 	}
 	if !p.has("CONTRACTD_LEASE_TTL") && c.LeaseTTL < 300*time.Millisecond {
 		p.bad("CONTRACTD_LEASE_TTL", "must be at least 300ms: the lease is renewed every third of it")

@@ -92,6 +92,20 @@ func TestDBMaxConnsDefaultAndOverride(t *testing.T) {
 	}
 }
 
+// The database bounds default to a few seconds each and are overridden by
+// their variables.
+func TestDBTimeoutsDefaultAndOverride(t *testing.T) {
+	env := validEnv(t)
+	c, err := Load(func(k string) string { return env[k] })
+	if err != nil || c.DBLockTimeout != 2*time.Second || c.DBStatementTimeout != 5*time.Second {
+		t.Fatalf("defaults: %v %s %s", err, c.DBLockTimeout, c.DBStatementTimeout)
+	}
+	env["CONTRACTD_DB_LOCK_TIMEOUT"], env["CONTRACTD_DB_STATEMENT_TIMEOUT"] = "750ms", "30s"
+	if c, err = Load(func(k string) string { return env[k] }); err != nil || c.DBLockTimeout != 750*time.Millisecond || c.DBStatementTimeout != 30*time.Second {
+		t.Fatalf("overrides: %v %s %s", err, c.DBLockTimeout, c.DBStatementTimeout)
+	}
+}
+
 // writeCert writes a self-signed certificate and returns its path.
 func writeCert(t *testing.T) string {
 	t.Helper()
@@ -186,6 +200,11 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"pool size not a number", map[string]string{"CONTRACTD_DB_MAX_CONNS": "many"}, "CONTRACTD_DB_MAX_CONNS"},
 		{"pool size zero", map[string]string{"CONTRACTD_DB_MAX_CONNS": "0"}, "CONTRACTD_DB_MAX_CONNS"},
 		{"pool size too large", map[string]string{"CONTRACTD_DB_MAX_CONNS": "5000"}, "CONTRACTD_DB_MAX_CONNS"},
+		{"bad lock timeout", map[string]string{"CONTRACTD_DB_LOCK_TIMEOUT": "soon"}, "CONTRACTD_DB_LOCK_TIMEOUT"},
+		{"lock timeout too short", map[string]string{"CONTRACTD_DB_LOCK_TIMEOUT": "1ms"}, "CONTRACTD_DB_LOCK_TIMEOUT"},
+		{"lock timeout past the statement timeout", map[string]string{"CONTRACTD_DB_LOCK_TIMEOUT": "6s"}, "CONTRACTD_DB_LOCK_TIMEOUT"},
+		{"bad statement timeout", map[string]string{"CONTRACTD_DB_STATEMENT_TIMEOUT": "0s"}, "CONTRACTD_DB_STATEMENT_TIMEOUT"},
+		{"statement timeout too long", map[string]string{"CONTRACTD_DB_STATEMENT_TIMEOUT": "1h"}, "CONTRACTD_DB_STATEMENT_TIMEOUT"},
 		{"bad cert refresh interval", map[string]string{"WECHATPAY_CERT_REFRESH_INTERVAL": "daily"}, "WECHATPAY_CERT_REFRESH_INTERVAL"},
 		{"zero cert refresh interval", map[string]string{"WECHATPAY_CERT_REFRESH_INTERVAL": "0s"}, "WECHATPAY_CERT_REFRESH_INTERVAL"},
 		{"bad cert refresh gap", map[string]string{"WECHATPAY_CERT_REFRESH_MIN_GAP": "-1m"}, "WECHATPAY_CERT_REFRESH_MIN_GAP"},

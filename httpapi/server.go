@@ -30,8 +30,12 @@ var openAPI []byte
 const MaxBodyBytes = 64 << 10
 
 // Readiness tells whether the service can take traffic: the database answers
-// and its schema is current.
-type Readiness func(ctx context.Context) error
+// and its schema is current. It returns the database's state for the
+// answer's "db" field: "ok", or "busy" when every pooled connection is in
+// use (still ready: a load balancer must not drop every replica at once
+// for load), and an error, with the state ("unreachable", "schema_behind"),
+// only when the service must not take traffic.
+type Readiness func(ctx context.Context) (db string, err error)
 
 // Server is contractd's HTTP API.
 type Server struct {
@@ -122,10 +126,11 @@ func (s *Server) readyz(c *echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	if err := s.deps.Ready(ctx); err != nil {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+	db, err := s.deps.Ready(ctx)
+	if err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error(), "db": db})
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready", "db": db})
 }
 
 func newRequestID() string {

@@ -2,11 +2,13 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
 
 	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -30,7 +32,7 @@ func (s *Service) holdLease(ctx context.Context, key domain.Key, token string) (
 				return
 			case <-tick.C:
 			}
-			_, err := s.store.Update(ctx, key, func(c *domain.Contract) error {
+			_, err := s.store.UpdateAsLeaseHolder(ctx, key, func(c *domain.Contract) error {
 				return c.RenewLease(token, s.opt.Now(), s.opt.LeaseTTL)
 			})
 			switch {
@@ -70,17 +72,19 @@ func (s *Service) awaitLease(ctx context.Context, key domain.Key, deadline time.
 // saveOutcome records what a call to WeChat came to (fn, a domain
 // decision, run under the store's Update). WeChat has already acted, so a
 // short database outage (a restart, a fail-over) must not lose its word:
-// while the database is unavailable the update is retried for up to
-// SaveRetry. The caller's cancellation does not stop it.
+// while the database is unavailable, or the contract's row stays locked
+// past the lock timeout, the update is retried for up to SaveRetry. The
+// caller's cancellation does not stop it.
 func (s *Service) saveOutcome(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	ctx = context.WithoutCancel(ctx)
 	deadline := s.opt.Now().Add(s.opt.SaveRetry)
 	for pause := 100 * time.Millisecond; ; pause = min(pause*2, time.Second) {
-		c, err := s.update(ctx, key, fn)
-		if !domain.IsCode(err, domain.CodeUnavailable) || !s.opt.Now().Add(pause).Before(deadline) {
+		c, err := s.updateAsLeaseHolder(ctx, key, fn)
+		retry := domain.IsCode(err, domain.CodeUnavailable) || errors.Is(err, store.ErrLockTimeout)
+		if !retry || !s.opt.Now().Add(pause).Before(deadline) {
 			return c, err
 		}
-		s.log.WarnContext(ctx, "database unavailable while saving a WeChat outcome; retrying", "contract", key.String(), "error", err.Error())
+		s.log.WarnContext(ctx, "database unavailable or the row locked while saving a WeChat outcome; retrying", "contract", key.String(), "error", err.Error())
 		_ = sleep(ctx, pause)
 	}
 }

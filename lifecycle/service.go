@@ -57,6 +57,9 @@ type Store interface {
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
 	Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error)
 	Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error)
+	// UpdateAsLeaseHolder is Update for the lease holder's own writes,
+	// which must not queue behind callers waiting for its outcome.
+	UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error)
 	UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error)
 	UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) (int, error)
 	ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error)
@@ -268,6 +271,20 @@ func upstreamError(err error) *domain.Error {
 func (s *Service) update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	var decided []domain.Record
 	c, err := s.store.Update(ctx, key, func(c *domain.Contract) error {
+		err := fn(c)
+		decided = c.Decided()
+		return err
+	})
+	if err == nil {
+		s.recordDecisions(ctx, decided)
+	}
+	return c, err
+}
+
+// updateAsLeaseHolder is update on the store's UpdateAsLeaseHolder.
+func (s *Service) updateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
+	var decided []domain.Record
+	c, err := s.store.UpdateAsLeaseHolder(ctx, key, func(c *domain.Contract) error {
 		err := fn(c)
 		decided = c.Decided()
 		return err

@@ -36,6 +36,8 @@ func (s *Store) CreateConsoleSession(ctx context.Context, idHash string, sess Co
 // ConsoleSession returns the live session stored under idHash; an unknown
 // or lapsed one is UNAUTHORIZED.
 func (s *Store) ConsoleSession(ctx context.Context, idHash string) (ConsoleSession, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	var sess ConsoleSession
 	err := s.pool.QueryRow(ctx, `SELECT actor, csrf_token, token_mac, created_at, expires_at FROM console_sessions
 		WHERE id_hash = $1 AND expires_at > now()`, idHash).Scan(&sess.Actor, &sess.CSRFToken, &sess.TokenMAC, &sess.CreatedAt, &sess.ExpiresAt)
@@ -48,18 +50,27 @@ func (s *Store) ConsoleSession(ctx context.Context, idHash string) (ConsoleSessi
 // DeleteConsoleSession ends the session stored under idHash, on every
 // replica at once.
 func (s *Store) DeleteConsoleSession(ctx context.Context, idHash string) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM console_sessions WHERE id_hash = $1`, idHash)
-	return mapErr(err)
+	b := &pgx.Batch{}
+	b.Queue(`DELETE FROM console_sessions WHERE id_hash = $1`, idHash)
+	return s.sendBounded(ctx, b)
 }
 
 // Search finds up to limit contracts whose out_contract_code (in any
 // sub-merchant), contract_id or openid is exactly q.
 func (s *Store) Search(ctx context.Context, q string, limit int) ([]domain.Contract, error) {
-	return collectContracts(ctx, s.pool, `SELECT `+contractColumns+` FROM contracts
+	var cs []domain.Contract
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+contractColumns+` FROM contracts
 		WHERE out_contract_code = $1
 		   OR (contract_id = $1 AND contract_id <> '')
 		   OR (openid = $1 AND openid <> '')
-		ORDER BY created_at, id LIMIT $2`, q, limit)
+		ORDER BY created_at, id LIMIT $2`, q, limit).Query(func(rows pgx.Rows) error {
+		var err error
+		cs, err = pgx.CollectRows(rows, scanContract)
+		return err
+	})
+	err := s.heavyRead(ctx, b)
+	return cs, err
 }
 
 // NotificationRecord is one notification WeChat sent about a contract, as
@@ -76,6 +87,8 @@ type NotificationRecord struct {
 // Notifications returns every notification received for the contract with
 // key, first received first.
 func (s *Store) Notifications(ctx context.Context, key domain.Key) ([]NotificationRecord, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, `SELECT notification_id, event_type, outcome, delivery_count, received_at, last_received_at
 		FROM wechat_notifications WHERE sub_mchid = $1 AND out_contract_code = $2 ORDER BY received_at, id`,
 		key.SubMchID, key.OutContractCode)
@@ -134,7 +147,8 @@ type OverviewOptions struct {
 	RecentErrors      int
 }
 
-// Overview reads the overview's figures in one round trip. Each query
+// Overview reads the overview's figures in one round trip, as a heavy read
+// (see List), each statement bounded by the statement timeout. Each query
 // follows an index: counts by state the state index (index-only), the
 // funnel the events' (event, occurred_at) index and the created_at index,
 // the backlog the partial reconcile and expired_at indexes, the failing list the partial
@@ -213,8 +227,8 @@ func (s *Store) Overview(ctx context.Context, o OverviewOptions) (Overview, erro
 			ov.Recent = cs
 			return err
 		})
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return ov, mapErr(err)
+	if err := s.heavyRead(ctx, b); err != nil {
+		return ov, err
 	}
 	return ov, nil
 }

@@ -63,12 +63,16 @@ func oneContract(ctx context.Context, q querier, sql string, args ...any) (domai
 
 // Get returns the contract with key.
 func (s *Store) Get(ctx context.Context, key domain.Key) (domain.Contract, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	return oneContract(ctx, s.pool, `SELECT `+contractColumns+` FROM contracts
 		WHERE sub_mchid = $1 AND out_contract_code = $2`, key.SubMchID, key.OutContractCode)
 }
 
 // GetByContractID returns the contract WeChat knows by contractID.
 func (s *Store) GetByContractID(ctx context.Context, contractID string) (domain.Contract, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	return oneContract(ctx, s.pool, `SELECT `+contractColumns+` FROM contracts WHERE contract_id = $1 AND contract_id <> ''`, contractID)
 }
 
@@ -92,6 +96,21 @@ func (s *Store) Create(ctx context.Context, c domain.Contract) (domain.Contract,
 // returns an error. fn is where the domain rules; it must do no I/O of its
 // own and may be called more than once. The contract as stored is returned.
 func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
+	var out domain.Contract
+	err := s.inTx(ctx, &key, func(tx *Tx) error {
+		var err error
+		out, err = tx.update(ctx, key, fn)
+		return err
+	})
+	return out, err
+}
+
+// UpdateAsLeaseHolder is Update for the holder of the contract's lease
+// (renewing it, recording its outcome). It does not queue behind this
+// process's other callers of the contract (see rowGate): those wait for the
+// holder anyway, and the lease makes it the only such caller, so it cannot
+// pile up. It still waits at most the lock timeout for the row.
+func (s *Store) UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	var out domain.Contract
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
@@ -174,6 +193,7 @@ func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int,
 // lock reads the contract with key and holds its row lock until the
 // transaction ends.
 func (tx *Tx) lock(ctx context.Context, key domain.Key) (domain.Contract, error) {
+	defer tx.locked()
 	return oneContract(ctx, tx.tx, lockSQL, key.SubMchID, key.OutContractCode)
 }
 
@@ -380,7 +400,8 @@ func nullJSON(b json.RawMessage) any {
 }
 
 // List returns one page of contracts, oldest first by (created_at, id), and
-// the opaque cursor of the next page ("" on the last page).
+// the opaque cursor of the next page ("" on the last page). It is a heavy
+// read: it waits for one of the HeavyReaders places.
 func (s *Store) List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error) {
 	var (
 		conds []string
@@ -429,9 +450,15 @@ func (s *Store) List(ctx context.Context, f domain.ListFilter) ([]domain.Contrac
 		where = "WHERE " + strings.Join(conds, " AND ")
 	}
 	args = append(args, limit+1)
-	cs, err := collectContracts(ctx, s.pool, fmt.Sprintf(`SELECT %s FROM contracts %s
-		ORDER BY created_at, id LIMIT $%d`, contractColumns, where, len(args)), args...)
-	if err != nil {
+	var cs []domain.Contract
+	b := &pgx.Batch{}
+	b.Queue(fmt.Sprintf(`SELECT %s FROM contracts %s
+		ORDER BY created_at, id LIMIT $%d`, contractColumns, where, len(args)), args...).Query(func(rows pgx.Rows) error {
+		var err error
+		cs, err = pgx.CollectRows(rows, scanContract)
+		return err
+	})
+	if err := s.heavyRead(ctx, b); err != nil {
 		return nil, "", err
 	}
 	next := ""

@@ -25,6 +25,8 @@ func collectHistory(ctx context.Context, q querier, sql string, args ...any) ([]
 // History returns the history of the contract with key, oldest first. An
 // unknown key is CONTRACT_NOT_EXIST.
 func (s *Store) History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	c, err := s.Get(ctx, key)
 	if err != nil {
 		return nil, err
@@ -64,13 +66,22 @@ func (s *Store) Feed(ctx context.Context, after string, limit int) ([]domain.His
 	if err != nil {
 		return nil, "", err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+historyColumns+`, xid FROM contract_events
+	var (
+		out  []domain.HistoryEntry
+		next string
+	)
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+historyColumns+`, xid FROM contract_events
 		WHERE (xid, id) > ($1, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-		ORDER BY xid, id LIMIT $3`, xid, id, limit)
-	if err != nil {
-		return nil, "", mapErr(err)
+		ORDER BY xid, id LIMIT $3`, xid, id, limit).Query(func(rows pgx.Rows) error {
+		var err error
+		out, next, err = collectFeed(rows, after)
+		return err
+	})
+	if err := s.heavyRead(ctx, b); err != nil {
+		return nil, "", err
 	}
-	return collectFeed(rows, after)
+	return out, next, nil
 }
 
 // FeedTail returns the newest limit rows the feed serves now, in feed
@@ -78,13 +89,22 @@ func (s *Store) Feed(ctx context.Context, after string, limit int) ([]domain.His
 // none, which follows the feed from its beginning): where a live view of
 // the feed starts.
 func (s *Store) FeedTail(ctx context.Context, limit int) ([]domain.HistoryEntry, string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT * FROM (SELECT `+historyColumns+`, xid FROM contract_events
+	var (
+		out  []domain.HistoryEntry
+		next string
+	)
+	b := &pgx.Batch{}
+	b.Queue(`SELECT * FROM (SELECT `+historyColumns+`, xid FROM contract_events
 		WHERE xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-		ORDER BY xid DESC, id DESC LIMIT $1) tail ORDER BY xid, id`, limit)
-	if err != nil {
-		return nil, "", mapErr(err)
+		ORDER BY xid DESC, id DESC LIMIT $1) tail ORDER BY xid, id`, limit).Query(func(rows pgx.Rows) error {
+		var err error
+		out, next, err = collectFeed(rows, "")
+		return err
+	})
+	if err := s.heavyRead(ctx, b); err != nil {
+		return nil, "", err
 	}
-	return collectFeed(rows, "")
+	return out, next, nil
 }
 
 // feedRow is a history row with the id of the transaction that wrote it.

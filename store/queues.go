@@ -106,7 +106,8 @@ func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh d
 		outcome, err = apply(c)
 		return err
 	}
-	err = s.InTx(ctx, func(tx *Tx) error {
+	key := fresh.Key()
+	err = s.inTx(ctx, &key, func(tx *Tx) error {
 		// One round trip records the delivery and locks the contract. A
 		// repeated delivery takes the lock for nothing, and only until
 		// this short transaction commits.
@@ -126,6 +127,7 @@ func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh d
 		if cerr := br.Close(); err == nil {
 			err = cerr
 		}
+		tx.locked()
 		found := err == nil
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return mapErr(err)
@@ -167,8 +169,11 @@ func (tx *Tx) exec(ctx context.Context, sql string, args ...any) error {
 // repeated delivery of the same id only counts (first false). No contract
 // is touched.
 func (s *Store) RejectNotification(ctx context.Context, n Notification, reason string) (first bool, err error) {
-	err = s.pool.QueryRow(ctx, inboxSQL, inboxArgs(n, "rejected", json.RawMessage("null"), &reason, []byte(n.Resource))...).Scan(&first)
-	return first, mapErr(err)
+	b := &pgx.Batch{}
+	b.Queue(inboxSQL, inboxArgs(n, "rejected", json.RawMessage("null"), &reason, []byte(n.Resource))...).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&first) })
+	err = s.sendBounded(ctx, b)
+	return first, err
 }
 
 // queueNotification queues the inbox insert of n, which answers whether

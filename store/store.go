@@ -6,7 +6,17 @@
 // rule on the event, and writes the new state and exactly one history row in
 // the same transaction (or nothing at all for a repeat). Postgres errors are
 // mapped to domain errors in one place, mapErr, so callers only ever see
-// domain codes: CONTRACT_NOT_EXIST, CONTRACT_EXISTED, UNAVAILABLE.
+// domain codes: CONTRACT_NOT_EXIST, CONTRACT_EXISTED, IN_PROGRESS (a row
+// locked past the lock timeout), UNAVAILABLE.
+//
+// Every transaction and every statement is bounded (Options): a lock wait
+// by lock_timeout, a statement by statement_timeout, both set with SET
+// LOCAL in the message that begins the transaction, or with set_config in
+// the batch of a read sent without one, or by a context deadline for a
+// single read; never on the session, which pgbouncer in transaction mode
+// does not carry. Readers of many rows share at most Options.HeavyReaders
+// connections, and callers of one contract queue in the process rather than
+// on connections, so single-contract work always finds a connection.
 package store
 
 import (
@@ -28,11 +38,25 @@ import (
 // Store is contractd's Postgres persistence.
 type Store struct {
 	pool *pgxpool.Pool
+	opt  Options
+	// begin opens a transaction with the full bounds; lockMS and
+	// statementMS are the bounds as sendBounded passes them.
+	begin, lockMS, statementMS string
+	// heavy holds a token per connection a reader of many rows holds.
+	heavy chan struct{}
+	rows  rowGate
 }
 
-// New wraps an open pool.
+// New wraps an open pool, with the default Options.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool}
+	return NewWithOptions(pool, Options{})
+}
+
+// NewWithOptions wraps an open pool, bounded by o (see Options).
+func NewWithOptions(pool *pgxpool.Pool, o Options) *Store {
+	o = o.withDefaults(pool.Config().MaxConns)
+	return &Store{pool: pool, opt: o, begin: beginSQL(o.LockTimeout, o.StatementTimeout),
+		lockMS: millis(o.LockTimeout), statementMS: millis(o.StatementTimeout), heavy: make(chan struct{}, o.HeavyReaders)}
 }
 
 // Connect opens a pool of at most maxConns connections (pgx's default when
@@ -95,13 +119,53 @@ func (s *Store) Ping(ctx context.Context) error {
 // Tx is one database transaction of the store.
 type Tx struct {
 	tx pgx.Tx
+	// leave, when set, gives up the contract's turn in this process
+	// (rowGate); see locked.
+	leave func()
+}
+
+// locked tells that the transaction holds the contract's row lock (or
+// failed to take it): the next caller of the contract in this process may
+// begin its transaction now and wait on the row lock itself, so only the
+// wait for the lock is serialised here, not the whole transaction.
+func (tx *Tx) locked() {
+	if tx.leave != nil {
+		tx.leave()
+		tx.leave = nil
+	}
 }
 
 // InTx runs fn in one transaction, committing when fn returns nil and
 // rolling back otherwise: an error anywhere leaves the database as it was.
+// The transaction waits at most the lock timeout for a lock (then the
+// error is IN_PROGRESS) and runs no statement past the statement timeout
+// (then UNAVAILABLE); see beginSQL.
 func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return fn(&Tx{tx: tx})
+	return s.inTx(ctx, nil, fn)
+}
+
+// inTx is InTx for a transaction that locks the contract with key (when
+// not nil): it first takes the key's turn in this process (rowGate), until
+// it holds the row lock (Tx.locked) or ends, and what that wait took comes
+// off the transaction's lock timeout, so a caller waits at most the lock
+// timeout in all.
+func (s *Store) inTx(ctx context.Context, key *domain.Key, fn func(tx *Tx) error) error {
+	begin := s.begin
+	t := &Tx{}
+	if key != nil {
+		leave, left, err := s.rows.enter(ctx, *key, s.opt.LockTimeout)
+		if err != nil {
+			return err
+		}
+		t.leave = leave
+		defer t.locked()
+		if left < s.opt.LockTimeout {
+			begin = beginSQL(left, s.opt.StatementTimeout)
+		}
+	}
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: begin}, func(tx pgx.Tx) error {
+		t.tx = tx
+		return fn(t)
 	})
 	return mapErr(err)
 }
@@ -127,6 +191,10 @@ func mapErr(err error) error {
 		switch {
 		case pg.Code == "23505":
 			return &domain.Error{Code: domain.CodeExists, Message: "the contract already exists", Err: err}
+		case pg.Code == "55P03": // lock_not_available: past lock_timeout
+			return lockTimeoutError(domain.Key{}, err)
+		case pg.Code == "57014": // query_canceled: past statement_timeout, or cancelled
+			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database did not answer in time", Err: err}
 		case len(pg.Code) >= 2 && (pg.Code[:2] == "08" || pg.Code[:2] == "57" || pg.Code[:2] == "53"):
 			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is unavailable", Err: err}
 		}

@@ -86,6 +86,10 @@ Configuration (environment):
   CONTRACTD_LEASE_TTL            lease a WeChat caller holds on a contract, renewed every third of
                                  it; a crashed holder's lease lapses within it (default 5s)
   CONTRACTD_DB_MAX_CONNS         database connection pool size (default 16)
+  CONTRACTD_DB_LOCK_TIMEOUT      how long a request waits for a contract's row lock before
+                                 answering 409 IN_PROGRESS, 10ms to 10m (default 2s)
+  CONTRACTD_DB_STATEMENT_TIMEOUT how long one statement may run before 503 UNAVAILABLE, at least
+                                 the lock timeout, 10ms to 10m (default 5s)
   CONTRACTD_CONSOLE_SESSION_TTL  operations console session lifetime, 1m to 168h (default 8h)
   CONTRACTD_SHUTDOWN_TIMEOUT     how long SIGTERM waits for requests in flight (default 20s)
   CONTRACTD_HTTP_READ_TIMEOUT    how long one request, body included, may take to arrive; a body

@@ -58,11 +58,19 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 			return fail(1, "%v", err)
 		}
 	}
-	// One provider serves every readiness check; each check is one query.
-	schema, err := migrations.NewProvider(ctx, db)
+	// Readiness asks on a connection of its own (see readiness); one
+	// provider serves every check, each check is one query.
+	readyPool, readyDB, err := openDatabase(ctx, cfg.DatabaseURL, 1)
+	if err != nil {
+		return err
+	}
+	defer readyPool.Close()
+	defer readyDB.Close()
+	schema, err := migrations.NewProvider(ctx, readyDB)
 	if err != nil {
 		return fail(1, "%v", err)
 	}
+	ready := &readiness{main: pool, own: readyPool, schema: schema}
 
 	wx, err := wechatpay.NewClient(cfg.WeChat)
 	if err != nil {
@@ -90,7 +98,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	}
 	panics := lifecycle.NewPanicCounter()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), panics, store.PoolCollector(pool))
-	st := store.New(pool)
+	st := store.NewWithOptions(pool, store.Options{LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout})
 	svc := lifecycle.New(st, wx, parser, lifecycle.Options{
 		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
 		PasswordExemptVariant: cfg.PasswordExemptVariant,
@@ -107,20 +115,8 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		Throttle: throttle, ClientIP: clientIP})
 	api := httpapi.New(httpapi.Deps{
 		Logger: log, Registry: reg, Panics: panics, Console: ops, ClientIP: clientIP,
-		API: &httpapi.API{Service: svc, Tokens: cfg.Tokens, Throttle: throttle},
-		Ready: func(ctx context.Context) error {
-			if err := st.Ping(ctx); err != nil {
-				return errors.New("database unreachable")
-			}
-			pending, err := schema.HasPending(ctx)
-			if err != nil {
-				return errors.New("database unreachable")
-			}
-			if pending {
-				return errors.New("schema is not current: run contractd migrate up")
-			}
-			return nil
-		},
+		API:   &httpapi.API{Service: svc, Tokens: cfg.Tokens, Throttle: throttle},
+		Ready: ready.check,
 	})
 
 	if ln == nil {

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pressly/goose/v3"
+)
+
+// readiness answers /readyz. It asks the database on a pool of its own (one
+// connection, opened again when lost), never through the pool requests
+// share: when requests hold every pooled connection the database is busy,
+// not unreachable, and a load balancer that pulled every replica at once
+// for load would turn it into an outage. Only an unreachable database or a
+// schema behind the binary's migrations is not ready.
+type readiness struct {
+	main   *pgxpool.Pool   // the requests' pool, whose use is reported
+	own    *pgxpool.Pool   // readiness's own connection
+	schema *goose.Provider // on own
+}
+
+// check is an httpapi.Readiness.
+func (r *readiness) check(ctx context.Context) (string, error) {
+	if err := r.own.Ping(ctx); err != nil {
+		return "unreachable", errors.New("database unreachable")
+	}
+	pending, err := r.schema.HasPending(ctx)
+	if err != nil {
+		return "unreachable", errors.New("database unreachable")
+	}
+	if pending {
+		return "schema_behind", errors.New("schema is not current: run contractd migrate up")
+	}
+	if st := r.main.Stat(); st.AcquiredConns() >= st.MaxConns() {
+		return "busy", nil
+	}
+	return "ok", nil
+}
