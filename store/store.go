@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,12 +40,16 @@ func New(pool *pgxpool.Pool) *Store {
 // zero) on url and checks that the database answers within ctx. The error
 // names the cause without the connection string's secrets.
 //
-// Queries use pgx's QueryExecModeCacheDescribe: each is sent as an unnamed
-// prepared statement, parsed, bound and executed in one round trip once its
-// parameter and result types are cached on the connection. Unlike pgx's
-// default (named prepared statements, cached per server session) it works
-// behind pgbouncer in transaction mode, where consecutive transactions of
-// one client connection may run on different server sessions.
+// The query exec mode is the operator's: url's default_query_exec_mode
+// (pgx parses it), pgx's cache_statement when url does not name one.
+// cache_statement prepares each query once per server session as a named
+// statement, so Postgres parses and plans it once; it needs a direct
+// connection or a pooler that carries named prepared statements in
+// transaction mode (pgbouncer 1.21 and later with max_prepared_statements
+// > 0). Older poolers need default_query_exec_mode=cache_describe: each
+// query is sent as an unnamed statement, parsed and planned on every
+// execution, in one round trip once its types are cached. ExecMode names
+// the mode in use.
 func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -53,7 +58,6 @@ func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, erro
 	if maxConns > 0 {
 		cfg.MaxConns = int32(maxConns)
 	}
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	cfg.AfterConnect = scanTimesInUTC
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -65,6 +69,12 @@ func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, erro
 		return nil, fmt.Errorf("postgres at %s:%d is unreachable: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	return pool, nil
+}
+
+// ExecMode is the name, as DATABASE_URL's default_query_exec_mode spells
+// it, of the query exec mode pool's connections use.
+func ExecMode(pool *pgxpool.Pool) string {
+	return strings.ReplaceAll(pool.Config().ConnConfig.DefaultQueryExecMode.String(), " ", "_")
 }
 
 // scanTimesInUTC makes a connection return every timestamptz in UTC rather
@@ -106,6 +116,14 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return mapErr(err)
 }
 
+// preparedStatementHint is what the log says when a named prepared
+// statement went missing or was already there: the server session changed
+// under the connection, as a pooler in transaction mode that does not carry
+// prepared statements does.
+const preparedStatementHint = "a connection pooler in transaction mode that does not carry named prepared statements " +
+	"(pgbouncer before 1.21, or max_prepared_statements = 0) is between contractd and Postgres: " +
+	"set default_query_exec_mode=cache_describe in DATABASE_URL, or enable the pooler's prepared statement support"
+
 // mapErr turns Postgres and pgx errors into domain errors: the one place
 // where they are mapped. Domain errors pass through unchanged.
 func mapErr(err error) error {
@@ -127,6 +145,8 @@ func mapErr(err error) error {
 		switch {
 		case pg.Code == "23505":
 			return &domain.Error{Code: domain.CodeExists, Message: "the contract already exists", Err: err}
+		case pg.Code == "26000" || pg.Code == "42P05":
+			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is unavailable", Err: fmt.Errorf("%w (%s)", err, preparedStatementHint)}
 		case len(pg.Code) >= 2 && (pg.Code[:2] == "08" || pg.Code[:2] == "57" || pg.Code[:2] == "53"):
 			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is unavailable", Err: err}
 		}
