@@ -21,10 +21,10 @@ type ConsoleSession struct {
 // cookie id, and drops sessions that lapsed more than a day ago.
 func (s *Store) CreateConsoleSession(ctx context.Context, idHash string, sess ConsoleSession) error {
 	return s.InTx(ctx, func(tx *Tx) error {
-		if _, err := tx.tx.Exec(ctx, `DELETE FROM console_sessions WHERE expires_at < now() - interval '1 day'`); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM console_sessions WHERE expires_at < now() - interval '1 day'`); err != nil {
 			return err
 		}
-		_, err := tx.tx.Exec(ctx, `INSERT INTO console_sessions (id_hash, actor, csrf_token, expires_at)
+		_, err := tx.Exec(ctx, `INSERT INTO console_sessions (id_hash, actor, csrf_token, expires_at)
 			VALUES ($1, $2, $3, $4)`, idHash, sess.Actor, sess.CSRFToken, sess.ExpiresAt)
 		return err
 	})
@@ -61,10 +61,10 @@ func (s *Store) SignInFailures(ctx context.Context, address string, since time.T
 // forgets that address's failures older than forgetBefore.
 func (s *Store) RecordSignInFailure(ctx context.Context, address string, forgetBefore time.Time) error {
 	return s.InTx(ctx, func(tx *Tx) error {
-		if _, err := tx.tx.Exec(ctx, `DELETE FROM console_signin_failures WHERE address = $1 AND failed_at < $2`, address, forgetBefore); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM console_signin_failures WHERE address = $1 AND failed_at < $2`, address, forgetBefore); err != nil {
 			return err
 		}
-		_, err := tx.tx.Exec(ctx, `INSERT INTO console_signin_failures (address) VALUES ($1)`, address)
+		_, err := tx.Exec(ctx, `INSERT INTO console_signin_failures (address) VALUES ($1)`, address)
 		return err
 	})
 }

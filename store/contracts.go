@@ -94,6 +94,7 @@ func (s *Store) Create(ctx context.Context, c domain.Contract) (domain.Contract,
 func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	var out domain.Contract
 	err := s.InTx(ctx, func(tx *Tx) error {
+		tx.commitLast = true
 		var err error
 		out, err = tx.update(ctx, key, fn)
 		return err
@@ -114,6 +115,8 @@ func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Co
 func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	var out domain.Contract
 	err := s.InTx(ctx, func(tx *Tx) error {
+		// Whichever write batch succeeds is the last thing sent.
+		tx.commitLast = true
 		c := fresh
 		if err := fn(&c); err == nil {
 			var err error
@@ -137,7 +140,7 @@ func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn fu
 func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) (int, error) {
 	n := 0
 	err := s.InTx(ctx, func(tx *Tx) error {
-		due, err := collectContracts(ctx, tx.tx, DueSessionsSQL, now, limit)
+		due, err := collectContracts(ctx, tx, DueSessionsSQL, now, limit)
 		if err != nil {
 			return err
 		}
@@ -156,14 +159,14 @@ func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int,
 		if b.Len() == 0 {
 			return nil
 		}
-		br := tx.tx.SendBatch(ctx, &b)
-		for _, read := range reads {
-			if _, err := read(br); err != nil {
-				_ = br.Close()
-				return err
+		return tx.commitWith(ctx, &b, func(br pgx.BatchResults) error {
+			for _, read := range reads {
+				if _, err := read(br); err != nil {
+					return err
+				}
 			}
-		}
-		return mapErr(br.Close())
+			return nil
+		})
 	})
 	if err != nil {
 		return 0, err
@@ -174,7 +177,7 @@ func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int,
 // lock reads the contract with key and holds its row lock until the
 // transaction ends.
 func (tx *Tx) lock(ctx context.Context, key domain.Key) (domain.Contract, error) {
-	return oneContract(ctx, tx.tx, lockSQL, key.SubMchID, key.OutContractCode)
+	return oneContract(ctx, tx, lockSQL, key.SubMchID, key.OutContractCode)
 }
 
 const lockSQL = `SELECT ` + contractColumns + ` FROM contracts
@@ -222,7 +225,7 @@ func (tx *Tx) create(ctx context.Context, c domain.Contract) (domain.Contract, e
 	for _, r := range c.Pending() {
 		queueEvent(&b, &saved, r)
 	}
-	return saved, mapErr(tx.tx.SendBatch(ctx, &b).Close())
+	return saved, tx.sendWrites(ctx, &b, func(pgx.BatchResults) error { return nil })
 }
 
 // column is one stored field of a contract that the store writes: its name
@@ -277,7 +280,7 @@ func (tx *Tx) insert(ctx context.Context, c domain.Contract) (domain.Contract, e
 		args = append(args, col.value(&c))
 		marks = append(marks, "$"+strconv.Itoa(len(args)))
 	}
-	out, err := oneContract(ctx, tx.tx, `INSERT INTO contracts (`+strings.Join(names, ", ")+`)
+	out, err := oneContract(ctx, tx, `INSERT INTO contracts (`+strings.Join(names, ", ")+`)
 		VALUES (`+strings.Join(marks, ",")+`) ON CONFLICT DO NOTHING RETURNING `+contractColumns, args...)
 	if domain.IsCode(err, domain.CodeNotFound) {
 		// ON CONFLICT DO NOTHING returned no row: the key (or contract id) is taken.
@@ -304,11 +307,12 @@ func (tx *Tx) persist(ctx context.Context, before, c domain.Contract, extra ...s
 	if b.Len() == 0 {
 		return c, nil
 	}
-	br := tx.tx.SendBatch(ctx, &b)
-	saved, err := read(br)
-	if cerr := br.Close(); err == nil {
-		err = mapErr(cerr)
-	}
+	var saved domain.Contract
+	err := tx.sendWrites(ctx, &b, func(br pgx.BatchResults) error {
+		var err error
+		saved, err = read(br)
+		return err
+	})
 	return saved, err
 }
 

@@ -102,20 +102,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	return mapErr(s.pool.Ping(ctx))
 }
 
-// Tx is one database transaction of the store.
-type Tx struct {
-	tx pgx.Tx
-}
-
-// InTx runs fn in one transaction, committing when fn returns nil and
-// rolling back otherwise: an error anywhere leaves the database as it was.
-func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return fn(&Tx{tx: tx})
-	})
-	return mapErr(err)
-}
-
 // preparedStatementHint is what the log says when a named prepared
 // statement went missing or was already there: the server session changed
 // under the connection, as a pooler in transaction mode that does not carry
