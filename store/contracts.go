@@ -13,6 +13,8 @@ import (
 
 	"github.com/contractd/contractd/domain"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // contractColumns lists the contracts table's columns in the order
@@ -28,14 +30,68 @@ const contractColumns = `id, sub_mchid, out_contract_code, product, channel, pla
 // row (pgx.RowToStructByName), which cost about a fifth of a single
 // contract read's CPU; TestScanContractReadsEveryColumn keeps the two lists
 // in step.
+//
+// A row is scanned with the connection's own scan plans for these columns,
+// planned once per connection and kept with it (pgx plans every column of
+// every query again: about half of a read's allocations).
 func scanContract(row pgx.CollectableRow) (domain.Contract, error) {
 	var c domain.Contract
-	err := row.Scan(&c.ID, &c.SubMchID, &c.OutContractCode, &c.Product, &c.Channel, &c.PlanID, &c.ServiceID,
+	dest := [...]any{&c.ID, &c.SubMchID, &c.OutContractCode, &c.Product, &c.Channel, &c.PlanID, &c.ServiceID,
 		&c.State, &c.Version, &c.SessionID, &c.SessionExpiresAt, &c.Launch, &c.Params, &c.ParamsHash, &c.ContractID,
 		&c.OpenID, &c.UserDisplayName, &c.ContractDisplayAccount, &c.SignedAt, &c.TerminatedAt,
 		&c.TerminationMode, &c.ExpiredAt, &c.LastOperateTime, &c.LastError, &c.LeaseToken, &c.LeaseExpiresAt,
-		&c.OpsTermination, &c.NextCheckAt, &c.CheckCount, &c.CreatedAt, &c.UpdatedAt)
-	return c, err
+		&c.OpsTermination, &c.NextCheckAt, &c.CheckCount, &c.CreatedAt, &c.UpdatedAt}
+	withConn, ok := row.(interface{ Conn() *pgx.Conn })
+	fields, raw := row.FieldDescriptions(), row.RawValues()
+	if !ok || withConn.Conn() == nil || len(fields) != len(dest) || len(raw) != len(dest) {
+		return c, row.Scan(dest[:]...)
+	}
+	plans := contractPlansOf(withConn.Conn(), fields, dest[:])
+	for i, d := range dest {
+		if err := plans.plans[i].Scan(raw[i], d); err != nil {
+			return c, pgx.ScanArgError{ColumnIndex: i, FieldName: fields[i].Name, Err: err}
+		}
+	}
+	return c, nil
+}
+
+// contractPlans are one connection's scan plans for a row of
+// contractColumns, valid for the column types and formats they were
+// planned for.
+type contractPlans struct {
+	oids    []uint32
+	formats []int16
+	plans   []pgtype.ScanPlan
+}
+
+// contractPlansKey keys a connection's contractPlans in its CustomData.
+const contractPlansKey = "contractd.store.contractPlans"
+
+// contractPlansOf returns conn's plans for fields, planning them the first
+// time (or again should the columns' types or formats differ). A
+// connection is used by one goroutine at a time, and so are its plans.
+func contractPlansOf(conn *pgx.Conn, fields []pgconn.FieldDescription, dest []any) *contractPlans {
+	data := conn.PgConn().CustomData()
+	p, _ := data[contractPlansKey].(*contractPlans)
+	if p != nil && len(p.plans) == len(fields) {
+		same := true
+		for i, f := range fields {
+			if f.DataTypeOID != p.oids[i] || f.Format != p.formats[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return p
+		}
+	}
+	p = &contractPlans{oids: make([]uint32, len(fields)), formats: make([]int16, len(fields)), plans: make([]pgtype.ScanPlan, len(fields))}
+	for i, f := range fields {
+		p.oids[i], p.formats[i] = f.DataTypeOID, f.Format
+		p.plans[i] = conn.TypeMap().PlanScan(f.DataTypeOID, f.Format, dest[i])
+	}
+	data[contractPlansKey] = p
+	return p
 }
 
 // querier is what both the pool and a transaction offer.
