@@ -106,6 +106,12 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	p := cliStartServe(b, cliBuild(b), env)
 	pid := p.cmd.Process.Pid
+	b.Cleanup(func() {
+		if b.Failed() {
+			out := p.stderr.String()
+			b.Logf("contractd's log (errors only; its end):\n%s", out[max(0, len(out)-8000):])
+		}
+	})
 	// One kept-alive connection per client, spoken to with a lean HTTP/1.1
 	// client (like pgbench's lean C client for the ceilings), so that the
 	// load generator's own CPU, on the same two cores, weighs little.
@@ -314,7 +320,15 @@ func (rc *rawConn) close() {
 
 // expect sends one request and checks the answer's status.
 func (rc *rawConn) expect(method, path string, header http.Header, body []byte, want int) error {
+	reused := rc.c != nil
 	status, answer, err := rc.do(method, path, header, body)
+	if err != nil && reused {
+		// The server closed the kept-alive connection while it idled (its
+		// IdleTimeout, while the next phase was prepared): send again on
+		// a new one, as Go's client does.
+		rc.close()
+		status, answer, err = rc.do(method, path, header, body)
+	}
 	if err != nil {
 		rc.close()
 		return err
