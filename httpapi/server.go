@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/contractd/contractd/lifecycle"
@@ -66,6 +67,33 @@ type Deps struct {
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// byRoute keeps each (route, method, status)'s counter and observer, so
+	// that a request looks its series up once rather than through the
+	// vectors' label hashing.
+	byRoute sync.Map // routeKey -> *routeSeries
+}
+
+type routeKey struct {
+	route, method string
+	status        int
+}
+
+type routeSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+// series returns the counter and observer of one route, method and status.
+func (m *httpMetrics) series(route, method string, status int) *routeSeries {
+	k := routeKey{route, method, status}
+	if v, ok := m.byRoute.Load(k); ok {
+		return v.(*routeSeries)
+	}
+	v, _ := m.byRoute.LoadOrStore(k, &routeSeries{
+		requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
+		duration: m.duration.WithLabelValues(route, method),
+	})
+	return v.(*routeSeries)
 }
 
 // New builds the API's handler.
@@ -159,11 +187,13 @@ func (s *Server) requestIDAndLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.metrics.requests.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Inc()
-		s.metrics.duration.WithLabelValues(route, c.Request().Method).Observe(time.Since(start).Seconds())
-		if route != "/healthz" && route != "/readyz" && route != "/metrics" {
+		took := time.Since(start)
+		m := s.metrics.series(route, c.Request().Method, status)
+		m.requests.Inc()
+		m.duration.Observe(took.Seconds())
+		if route != "/healthz" && route != "/readyz" && route != "/metrics" && s.log.Enabled(c.Request().Context(), slog.LevelInfo) {
 			s.log.InfoContext(c.Request().Context(), "request", "method", c.Request().Method, "route", route,
-				"status", status, "duration_ms", time.Since(start).Milliseconds(), "client", c.RealIP())
+				"status", status, "duration_ms", took.Milliseconds(), "client", c.RealIP())
 		}
 		return nil
 	}

@@ -79,18 +79,6 @@ func millis(d time.Duration) string {
 	return strconv.FormatInt(max(1, (d+time.Millisecond-1).Milliseconds()), 10)
 }
 
-// beginSQL is the statement that opens every transaction of the store: one
-// simple-protocol message (pgx sends a statement without arguments that
-// way), so the bounds cost no round trip of their own. SET LOCAL lasts
-// until the transaction ends: nothing is left on the session, which is
-// what pgbouncer in transaction mode needs (it refuses these as start-up
-// parameters, and a session SET would leak to the next client of the
-// server connection). Migrations run through goose, not here, and so are
-// not bounded.
-func beginSQL(lock, statement time.Duration) string {
-	return "BEGIN; SET LOCAL lock_timeout = " + millis(lock) + "; SET LOCAL statement_timeout = " + millis(statement)
-}
-
 // boundSQL sets both bounds for the rest of an implicit transaction: the
 // first statement of a batch sent outside a transaction, in the same round
 // trip (the batch's statements share one implicit transaction, ended by its

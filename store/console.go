@@ -24,10 +24,10 @@ type ConsoleSession struct {
 // cookie id, and drops sessions that lapsed more than a day ago.
 func (s *Store) CreateConsoleSession(ctx context.Context, idHash string, sess ConsoleSession) error {
 	return s.InTx(ctx, func(tx *Tx) error {
-		if _, err := tx.tx.Exec(ctx, `DELETE FROM console_sessions WHERE expires_at < now() - interval '1 day'`); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM console_sessions WHERE expires_at < now() - interval '1 day'`); err != nil {
 			return err
 		}
-		_, err := tx.tx.Exec(ctx, `INSERT INTO console_sessions (id_hash, actor, csrf_token, token_mac, expires_at)
+		_, err := tx.Exec(ctx, `INSERT INTO console_sessions (id_hash, actor, csrf_token, token_mac, expires_at)
 			VALUES ($1, $2, $3, $4, $5)`, idHash, sess.Actor, sess.CSRFToken, sess.TokenMAC, sess.ExpiresAt)
 		return err
 	})

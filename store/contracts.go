@@ -13,6 +13,8 @@ import (
 
 	"github.com/contractd/contractd/domain"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // contractColumns lists the contracts table's columns in the order
@@ -28,14 +30,68 @@ const contractColumns = `id, sub_mchid, out_contract_code, product, channel, pla
 // row (pgx.RowToStructByName), which cost about a fifth of a single
 // contract read's CPU; TestScanContractReadsEveryColumn keeps the two lists
 // in step.
+//
+// A row is scanned with the connection's own scan plans for these columns,
+// planned once per connection and kept with it (pgx plans every column of
+// every query again: about half of a read's allocations).
 func scanContract(row pgx.CollectableRow) (domain.Contract, error) {
 	var c domain.Contract
-	err := row.Scan(&c.ID, &c.SubMchID, &c.OutContractCode, &c.Product, &c.Channel, &c.PlanID, &c.ServiceID,
+	dest := [...]any{&c.ID, &c.SubMchID, &c.OutContractCode, &c.Product, &c.Channel, &c.PlanID, &c.ServiceID,
 		&c.State, &c.Version, &c.SessionID, &c.SessionExpiresAt, &c.Launch, &c.Params, &c.ParamsHash, &c.ContractID,
 		&c.OpenID, &c.UserDisplayName, &c.ContractDisplayAccount, &c.SignedAt, &c.TerminatedAt,
 		&c.TerminationMode, &c.ExpiredAt, &c.LastOperateTime, &c.LastError, &c.LeaseToken, &c.LeaseExpiresAt,
-		&c.OpsTermination, &c.NextCheckAt, &c.CheckCount, &c.CreatedAt, &c.UpdatedAt)
-	return c, err
+		&c.OpsTermination, &c.NextCheckAt, &c.CheckCount, &c.CreatedAt, &c.UpdatedAt}
+	withConn, ok := row.(interface{ Conn() *pgx.Conn })
+	fields, raw := row.FieldDescriptions(), row.RawValues()
+	if !ok || withConn.Conn() == nil || len(fields) != len(dest) || len(raw) != len(dest) {
+		return c, row.Scan(dest[:]...)
+	}
+	plans := contractPlansOf(withConn.Conn(), fields, dest[:])
+	for i, d := range dest {
+		if err := plans.plans[i].Scan(raw[i], d); err != nil {
+			return c, pgx.ScanArgError{ColumnIndex: i, FieldName: fields[i].Name, Err: err}
+		}
+	}
+	return c, nil
+}
+
+// contractPlans are one connection's scan plans for a row of
+// contractColumns, valid for the column types and formats they were
+// planned for.
+type contractPlans struct {
+	oids    []uint32
+	formats []int16
+	plans   []pgtype.ScanPlan
+}
+
+// contractPlansKey keys a connection's contractPlans in its CustomData.
+const contractPlansKey = "contractd.store.contractPlans"
+
+// contractPlansOf returns conn's plans for fields, planning them the first
+// time (or again should the columns' types or formats differ). A
+// connection is used by one goroutine at a time, and so are its plans.
+func contractPlansOf(conn *pgx.Conn, fields []pgconn.FieldDescription, dest []any) *contractPlans {
+	data := conn.PgConn().CustomData()
+	p, _ := data[contractPlansKey].(*contractPlans)
+	if p != nil && len(p.plans) == len(fields) {
+		same := true
+		for i, f := range fields {
+			if f.DataTypeOID != p.oids[i] || f.Format != p.formats[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return p
+		}
+	}
+	p = &contractPlans{oids: make([]uint32, len(fields)), formats: make([]int16, len(fields)), plans: make([]pgtype.ScanPlan, len(fields))}
+	for i, f := range fields {
+		p.oids[i], p.formats[i] = f.DataTypeOID, f.Format
+		p.plans[i] = conn.TypeMap().PlanScan(f.DataTypeOID, f.Format, dest[i])
+	}
+	data[contractPlansKey] = p
+	return p
 }
 
 // querier is what both the pool and a transaction offer.
@@ -98,6 +154,7 @@ func (s *Store) Create(ctx context.Context, c domain.Contract) (domain.Contract,
 func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	var out domain.Contract
 	err := s.inTx(ctx, &key, func(tx *Tx) error {
+		tx.commitLast = true
 		var err error
 		out, err = tx.update(ctx, key, fn)
 		return err
@@ -113,6 +170,7 @@ func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Co
 func (s *Store) UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	var out domain.Contract
 	err := s.InTx(ctx, func(tx *Tx) error {
+		tx.commitLast = true
 		var err error
 		out, err = tx.update(ctx, key, fn)
 		return err
@@ -133,6 +191,8 @@ func (s *Store) UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func
 func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
 	var out domain.Contract
 	err := s.InTx(ctx, func(tx *Tx) error {
+		// Whichever write batch succeeds is the last thing sent.
+		tx.commitLast = true
 		c := fresh
 		if err := fn(&c); err == nil {
 			var err error
@@ -156,7 +216,7 @@ func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn fu
 func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) (int, error) {
 	n := 0
 	err := s.InTx(ctx, func(tx *Tx) error {
-		due, err := collectContracts(ctx, tx.tx, DueSessionsSQL, now, limit)
+		due, err := collectContracts(ctx, tx, DueSessionsSQL, now, limit)
 		if err != nil {
 			return err
 		}
@@ -175,14 +235,14 @@ func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int,
 		if b.Len() == 0 {
 			return nil
 		}
-		br := tx.tx.SendBatch(ctx, &b)
-		for _, read := range reads {
-			if _, err := read(br); err != nil {
-				_ = br.Close()
-				return err
+		return tx.commitWith(ctx, &b, func(br pgx.BatchResults) error {
+			for _, read := range reads {
+				if _, err := read(br); err != nil {
+					return err
+				}
 			}
-		}
-		return mapErr(br.Close())
+			return nil
+		})
 	})
 	if err != nil {
 		return 0, err
@@ -194,7 +254,7 @@ func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int,
 // transaction ends.
 func (tx *Tx) lock(ctx context.Context, key domain.Key) (domain.Contract, error) {
 	defer tx.locked()
-	return oneContract(ctx, tx.tx, lockSQL, key.SubMchID, key.OutContractCode)
+	return oneContract(ctx, tx, lockSQL, key.SubMchID, key.OutContractCode)
 }
 
 const lockSQL = `SELECT ` + contractColumns + ` FROM contracts
@@ -242,7 +302,7 @@ func (tx *Tx) create(ctx context.Context, c domain.Contract) (domain.Contract, e
 	for _, r := range c.Pending() {
 		queueEvent(&b, &saved, r)
 	}
-	return saved, mapErr(tx.tx.SendBatch(ctx, &b).Close())
+	return saved, tx.sendWrites(ctx, &b, func(pgx.BatchResults) error { return nil })
 }
 
 // column is one stored field of a contract that the store writes: its name
@@ -297,7 +357,7 @@ func (tx *Tx) insert(ctx context.Context, c domain.Contract) (domain.Contract, e
 		args = append(args, col.value(&c))
 		marks = append(marks, "$"+strconv.Itoa(len(args)))
 	}
-	out, err := oneContract(ctx, tx.tx, `INSERT INTO contracts (`+strings.Join(names, ", ")+`)
+	out, err := oneContract(ctx, tx, `INSERT INTO contracts (`+strings.Join(names, ", ")+`)
 		VALUES (`+strings.Join(marks, ",")+`) ON CONFLICT DO NOTHING RETURNING `+contractColumns, args...)
 	if domain.IsCode(err, domain.CodeNotFound) {
 		// ON CONFLICT DO NOTHING returned no row: the key (or contract id) is taken.
@@ -324,11 +384,12 @@ func (tx *Tx) persist(ctx context.Context, before, c domain.Contract, extra ...s
 	if b.Len() == 0 {
 		return c, nil
 	}
-	br := tx.tx.SendBatch(ctx, &b)
-	saved, err := read(br)
-	if cerr := br.Close(); err == nil {
-		err = mapErr(cerr)
-	}
+	var saved domain.Contract
+	err := tx.sendWrites(ctx, &b, func(br pgx.BatchResults) error {
+		var err error
+		saved, err = read(br)
+		return err
+	})
 	return saved, err
 }
 

@@ -47,7 +47,7 @@ func (s *Store) ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lo
 }
 
 func (tx *Tx) claimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error) {
-	cs, err := collectContracts(ctx, tx.tx, reconcileDueSQL, now, minAge, lookBack, limit)
+	cs, err := collectContracts(ctx, tx, reconcileDueSQL, now, minAge, lookBack, limit)
 	if err != nil || len(cs) == 0 {
 		return cs, err
 	}
@@ -56,7 +56,7 @@ func (tx *Tx) claimReconcileDue(ctx context.Context, now time.Time, minAge, look
 		ids[i] = c.ID
 	}
 	// Each contract's next check: firstGap doubled once per earlier check (at most 2^10 times).
-	rows, err := tx.tx.Query(ctx, `UPDATE contracts
+	rows, err := tx.Query(ctx, `UPDATE contracts
 		SET next_check_at = $2::timestamptz + $3::interval * power(2, least(check_count, 10)),
 		    check_count = check_count + 1
 		WHERE id = ANY($1) RETURNING id, next_check_at, check_count`, ids, now, firstGap)
@@ -114,7 +114,7 @@ func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh d
 		var b pgx.Batch
 		queueNotification(&b, n)
 		b.Queue(lockSQL, fresh.SubMchID, fresh.OutContractCode)
-		br := tx.tx.SendBatch(ctx, &b)
+		br := tx.SendBatch(ctx, &b)
 		if err := br.QueryRow().Scan(&first); err != nil {
 			_ = br.Close()
 			return mapErr(err)
@@ -147,6 +147,7 @@ func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh d
 		if err := fn(&c); err != nil {
 			return err
 		}
+		tx.commitLast = true
 		_, err = tx.persist(ctx, before, c, statement{setOutcomeSQL, []any{n.NotificationID, outcome}})
 		return err
 	})
@@ -156,7 +157,7 @@ func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh d
 const setOutcomeSQL = `UPDATE wechat_notifications SET outcome = $2 WHERE notification_id = $1`
 
 func (tx *Tx) exec(ctx context.Context, sql string, args ...any) error {
-	_, err := tx.tx.Exec(ctx, sql, args...)
+	_, err := tx.Exec(ctx, sql, args...)
 	return mapErr(err)
 }
 

@@ -58,3 +58,50 @@ func TestScanContractReadsEveryColumn(t *testing.T) {
 		}
 	}
 }
+
+// scanContract keeps its scan plans with the connection: rows read on one
+// connection after the first (a full row, a row of NULLs, the full one
+// again) read exactly what matching by name reads.
+func TestScanContractWithKeptPlansReadsNullsAndValues(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	st := New(db.Pool)
+	plan := int64(123)
+	at := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	full := domain.Contract{OutContractCode: "kept-1", Product: domain.ProductPapay, Channel: domain.ChannelApp,
+		PlanID: &plan, State: domain.StateSigned, Launch: json.RawMessage(`{"a": 1}`), SignedAt: &at,
+		LastError: &domain.CallError{Code: "X", Message: "m", At: at, Op: "presign"}}
+	sparse := domain.Contract{OutContractCode: "kept-2", Product: domain.ProductPapay, Channel: domain.ChannelApp, State: domain.StateCreated}
+	for _, c := range []domain.Contract{full, sparse} {
+		if _, err := st.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	read := func(code string, to pgx.RowToFunc[domain.Contract]) domain.Contract {
+		t.Helper()
+		rows, err := conn.Query(ctx, `SELECT `+contractColumns+` FROM contracts WHERE out_contract_code = $1`, code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := pgx.CollectExactlyOneRow(rows, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	for i, code := range []string{"kept-1", "kept-2", "kept-1", "kept-2"} {
+		byScan, byName := read(code, scanContract), read(code, pgx.RowToStructByName[domain.Contract])
+		if !reflect.DeepEqual(byName, byScan) {
+			t.Fatalf("read %d (%s): scanContract read\n%+v\nmatching by name read\n%+v", i, code, byScan, byName)
+		}
+	}
+	if _, ok := conn.Conn().PgConn().CustomData()[contractPlansKey].(*contractPlans); !ok {
+		t.Fatal("the connection keeps no contract scan plans")
+	}
+}

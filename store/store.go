@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,9 +40,9 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	opt  Options
-	// begin opens a transaction with the full bounds; lockMS and
-	// statementMS are the bounds as sendBounded passes them.
-	begin, lockMS, statementMS string
+	// lockMS and statementMS are the bounds as transactions and
+	// sendBounded pass them to Postgres.
+	lockMS, statementMS string
 	// heavy holds a token per connection a reader of many rows holds.
 	heavy chan struct{}
 	rows  rowGate
@@ -55,20 +56,23 @@ func New(pool *pgxpool.Pool) *Store {
 // NewWithOptions wraps an open pool, bounded by o (see Options).
 func NewWithOptions(pool *pgxpool.Pool, o Options) *Store {
 	o = o.withDefaults(pool.Config().MaxConns)
-	return &Store{pool: pool, opt: o, begin: beginSQL(o.LockTimeout, o.StatementTimeout),
-		lockMS: millis(o.LockTimeout), statementMS: millis(o.StatementTimeout), heavy: make(chan struct{}, o.HeavyReaders)}
+	return &Store{pool: pool, opt: o, lockMS: millis(o.LockTimeout), statementMS: millis(o.StatementTimeout), heavy: make(chan struct{}, o.HeavyReaders)}
 }
 
 // Connect opens a pool of at most maxConns connections (pgx's default when
 // zero) on url and checks that the database answers within ctx. The error
 // names the cause without the connection string's secrets.
 //
-// Queries use pgx's QueryExecModeCacheDescribe: each is sent as an unnamed
-// prepared statement, parsed, bound and executed in one round trip once its
-// parameter and result types are cached on the connection. Unlike pgx's
-// default (named prepared statements, cached per server session) it works
-// behind pgbouncer in transaction mode, where consecutive transactions of
-// one client connection may run on different server sessions.
+// The query exec mode is the operator's: url's default_query_exec_mode
+// (pgx parses it), pgx's cache_statement when url does not name one.
+// cache_statement prepares each query once per server session as a named
+// statement, so Postgres parses and plans it once; it needs a direct
+// connection or a pooler that carries named prepared statements in
+// transaction mode (pgbouncer 1.21 and later with max_prepared_statements
+// > 0). Older poolers need default_query_exec_mode=cache_describe: each
+// query is sent as an unnamed statement, parsed and planned on every
+// execution, in one round trip once its types are cached. ExecMode names
+// the mode in use.
 func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -77,7 +81,6 @@ func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, erro
 	if maxConns > 0 {
 		cfg.MaxConns = int32(maxConns)
 	}
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	cfg.AfterConnect = scanTimesInUTC
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -89,6 +92,12 @@ func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, erro
 		return nil, fmt.Errorf("postgres at %s:%d is unreachable: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	return pool, nil
+}
+
+// ExecMode is the name, as DATABASE_URL's default_query_exec_mode spells
+// it, of the query exec mode pool's connections use.
+func ExecMode(pool *pgxpool.Pool) string {
+	return strings.ReplaceAll(pool.Config().ConnConfig.DefaultQueryExecMode.String(), " ", "_")
 }
 
 // scanTimesInUTC makes a connection return every timestamptz in UTC rather
@@ -116,59 +125,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	return mapErr(s.pool.Ping(ctx))
 }
 
-// Tx is one database transaction of the store.
-type Tx struct {
-	tx pgx.Tx
-	// leave, when set, gives up the contract's turn in this process
-	// (rowGate); see locked.
-	leave func()
-}
-
-// locked tells that the transaction holds the contract's row lock (or
-// failed to take it): the next caller of the contract in this process may
-// begin its transaction now and wait on the row lock itself, so only the
-// wait for the lock is serialised here, not the whole transaction.
-func (tx *Tx) locked() {
-	if tx.leave != nil {
-		tx.leave()
-		tx.leave = nil
-	}
-}
-
-// InTx runs fn in one transaction, committing when fn returns nil and
-// rolling back otherwise: an error anywhere leaves the database as it was.
-// The transaction waits at most the lock timeout for a lock (then the
-// error is IN_PROGRESS) and runs no statement past the statement timeout
-// (then UNAVAILABLE); see beginSQL.
-func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
-	return s.inTx(ctx, nil, fn)
-}
-
-// inTx is InTx for a transaction that locks the contract with key (when
-// not nil): it first takes the key's turn in this process (rowGate), until
-// it holds the row lock (Tx.locked) or ends, and what that wait took comes
-// off the transaction's lock timeout, so a caller waits at most the lock
-// timeout in all.
-func (s *Store) inTx(ctx context.Context, key *domain.Key, fn func(tx *Tx) error) error {
-	begin := s.begin
-	t := &Tx{}
-	if key != nil {
-		leave, left, err := s.rows.enter(ctx, *key, s.opt.LockTimeout)
-		if err != nil {
-			return err
-		}
-		t.leave = leave
-		defer t.locked()
-		if left < s.opt.LockTimeout {
-			begin = beginSQL(left, s.opt.StatementTimeout)
-		}
-	}
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{BeginQuery: begin}, func(tx pgx.Tx) error {
-		t.tx = tx
-		return fn(t)
-	})
-	return mapErr(err)
-}
+// preparedStatementHint is what the log says when a named prepared
+// statement went missing or was already there: the server session changed
+// under the connection, as a pooler in transaction mode that does not carry
+// prepared statements does.
+const preparedStatementHint = "a connection pooler in transaction mode that does not carry named prepared statements " +
+	"(pgbouncer before 1.21, or max_prepared_statements = 0) is between contractd and Postgres: " +
+	"set default_query_exec_mode=cache_describe in DATABASE_URL, or enable the pooler's prepared statement support"
 
 // mapErr turns Postgres and pgx errors into domain errors: the one place
 // where they are mapped. Domain errors pass through unchanged.
@@ -195,6 +158,8 @@ func mapErr(err error) error {
 			return lockTimeoutError(domain.Key{}, err)
 		case pg.Code == "57014": // query_canceled: past statement_timeout, or cancelled
 			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database did not answer in time", Err: err}
+		case pg.Code == "26000" || pg.Code == "42P05":
+			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is unavailable", Err: fmt.Errorf("%w (%s)", err, preparedStatementHint)}
 		case len(pg.Code) >= 2 && (pg.Code[:2] == "08" || pg.Code[:2] == "57" || pg.Code[:2] == "53"):
 			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is unavailable", Err: err}
 		}

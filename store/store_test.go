@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/store"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -555,5 +558,78 @@ func TestOverviewCountsRejectedNotificationsByReason(t *testing.T) {
 	}
 	if ov.Notifications["rejected"] != 4 {
 		t.Fatalf("notifications by outcome %v, want 4 rejected", ov.Notifications)
+	}
+}
+
+// TestLostOrDuplicatePreparedStatementIsUnavailableNamingTheFix makes a
+// real Postgres session answer what a pooler in transaction mode makes it
+// answer when pgx's named statements meet another server session: the
+// statement pgx cached is gone ("does not exist", 26000), or a statement
+// pgx is preparing is already there ("already exists", 42P05). Both are
+// UNAVAILABLE, and the error (which the request's log line carries) names
+// default_query_exec_mode=cache_describe as the fix.
+func TestLostOrDuplicatePreparedStatementIsUnavailableNamingTheFix(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		code  string
+		spoil func(ctx context.Context, conn *pgx.Conn, stmt string) error
+	}{
+		{"DoesNotExist", "26000", func(ctx context.Context, conn *pgx.Conn, _ string) error {
+			// The server forgets; pgx's cache still has it.
+			_, err := conn.Exec(ctx, "DEALLOCATE ALL", pgx.QueryExecModeSimpleProtocol)
+			return err
+		}},
+		{"AlreadyExists", "42P05", func(ctx context.Context, conn *pgx.Conn, stmt string) error {
+			// pgx forgets; the server has a statement of that name.
+			if err := conn.DeallocateAll(ctx); err != nil {
+				return err
+			}
+			_, err := conn.Exec(ctx, "PREPARE "+stmt+" AS SELECT 1", pgx.QueryExecModeSimpleProtocol)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			db := pgtest.New(t)
+			pool, err := store.Connect(ctx, db.URL, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			if got := store.ExecMode(pool); got != "cache_statement" {
+				t.Fatalf("exec mode %q, want cache_statement (the default)", got)
+			}
+			st := store.New(pool)
+			key := domain.Key{OutContractCode: "ps-1"}
+			if _, err := st.Get(ctx, key); !domain.IsCode(err, domain.CodeNotFound) {
+				t.Fatalf("first get: %v, want CONTRACT_NOT_EXIST", err)
+			}
+			conn, err := pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stmt string
+			if err := conn.QueryRow(ctx, `SELECT name FROM pg_prepared_statements WHERE statement LIKE '%FROM contracts%'`,
+				pgx.QueryExecModeSimpleProtocol).Scan(&stmt); err != nil {
+				t.Fatalf("the get's named statement on the session: %v", err)
+			}
+			if err := tc.spoil(ctx, conn.Conn(), stmt); err != nil {
+				t.Fatal(err)
+			}
+			conn.Release()
+			_, err = st.Get(ctx, key)
+			var pg *pgconn.PgError
+			if !errors.As(err, &pg) || pg.Code != tc.code {
+				t.Fatalf("get after the session changed: %v, want SQLSTATE %s in the chain", err, tc.code)
+			}
+			if !domain.IsCode(err, domain.CodeUnavailable) {
+				t.Fatalf("got %v, want UNAVAILABLE", err)
+			}
+			if !strings.Contains(err.Error(), "default_query_exec_mode=cache_describe") {
+				t.Fatalf("error %q does not name default_query_exec_mode=cache_describe", err)
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -491,4 +492,43 @@ func TestCLIReadyzFollowsTheDatabase(t *testing.T) {
 	eventually(t, 10*time.Second, "/readyz 200 once the database is back", func() bool {
 		return ready() == http.StatusOK
 	})
+}
+
+// TestCLIServeLogsTheQueryExecModeItUses starts serve with and without
+// default_query_exec_mode in DATABASE_URL and reads the mode from the
+// start-up line: the operator's choice when named, cache_statement when not.
+func TestCLIServeLogsTheQueryExecModeItUses(t *testing.T) {
+	t.Parallel()
+	bin := cliBuild(t)
+	db := pgtest.New(t)
+	for _, tc := range []struct {
+		name, url, want string
+	}{
+		{"DefaultIsCacheStatement", db.URL, "cache_statement"},
+		{"CacheDescribeFromTheURL", db.URL + "&default_query_exec_mode=cache_describe", "cache_describe"},
+		{"CacheStatementFromTheURL", db.URL + "&default_query_exec_mode=cache_statement", "cache_statement"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := cliServeEnv(t, tc.url)
+			env["CONTRACTD_LOG_LEVEL"] = "info"
+			p := cliStartServe(t, bin, env)
+			if code := p.Stop(t); code != 0 {
+				t.Fatalf("exit %d after SIGTERM, want 0; stderr %s", code, p.stderr)
+			}
+			var got []string
+			for line := range strings.Lines(p.stderr.String()) {
+				var rec struct {
+					Msg  string `json:"msg"`
+					Mode string `json:"db_query_exec_mode"`
+				}
+				if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "contractd serving" {
+					got = append(got, rec.Mode)
+				}
+			}
+			if len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("start-up lines name the exec modes %q, want exactly [%q]; stderr:\n%s", got, tc.want, p.stderr)
+			}
+		})
+	}
 }

@@ -166,49 +166,7 @@ func TestConsoleSessionsSignInAndSecurity(t *testing.T) {
 	other := startReplica(t, s, logs)
 	sessions := func() int { return s.count(`SELECT count(*) FROM console_sessions`) }
 
-	t.Run("pages send CSP, no framing, and strict cookies", func(t *testing.T) {
-		c := newConsoleClient(t, s.URL)
-		p := c.do(http.MethodGet, "/ops/signin", nil)
-		if p.Status != http.StatusOK || !strings.Contains(p.Body, "<title>Sign in") {
-			t.Fatalf("sign-in page: %d %.200s", p.Status, p.Body)
-		}
-		csp := p.Header.Get("Content-Security-Policy")
-		for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "script-src 'self'", "form-action 'self'"} {
-			if !strings.Contains(csp, want) {
-				t.Fatalf("CSP %q lacks %q", csp, want)
-			}
-		}
-		if p.Header.Get("X-Frame-Options") != "DENY" {
-			t.Fatalf("X-Frame-Options %q", p.Header.Get("X-Frame-Options"))
-		}
-		r := c.do(http.MethodPost, "/ops/signin", url.Values{"csrf": {csrf(t, p)}, "token": {aliceToken}})
-		if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/ops/" {
-			t.Fatalf("sign-in: %d %s", r.Status, r.Header.Get("Location"))
-		}
-		var sc string
-		for _, h := range r.Header.Values("Set-Cookie") {
-			if strings.HasPrefix(h, "contractd_console=") {
-				sc = h
-			}
-		}
-		for _, want := range []string{"HttpOnly", "SameSite=Strict", "Secure", "Path=/ops/", "Max-Age=28800"} {
-			if !strings.Contains(sc, want) {
-				t.Fatalf("session cookie %q lacks %s", sc, want)
-			}
-		}
-		// The cookie holds only the random id; the database only its hash.
-		id := c.cookies["contractd_console"]
-		if len(id) != 64 || s.count(`SELECT count(*) FROM console_sessions WHERE id_hash = $1 OR csrf_token = $1`, id) != 0 {
-			t.Fatalf("session id %q is stored as is", id)
-		}
-		if n := s.count(`SELECT count(*) FROM console_sessions WHERE actor = 'alice' AND expires_at > now() + interval '7 hours'`); n != 1 {
-			t.Fatalf("%d sessions of alice lasting 8h", n)
-		}
-		o := c.do(http.MethodGet, "/ops/nowhere", nil)
-		if o.Status != http.StatusNotFound || !strings.Contains(o.Body, "<h1>Not found</h1>") {
-			t.Fatalf("unknown page: %d", o.Status)
-		}
-	})
+	t.Run("pages send CSP, no framing, and strict cookies", func(t *testing.T) { consoleSignInWithStrictCookies(t, s) })
 
 	t.Run("a sign-in without its CSRF token is refused", func(t *testing.T) {
 		before := sessions()
@@ -446,5 +404,52 @@ func TestTokenHoldersAreActorsInTheAPI(t *testing.T) {
 	}
 	if aliceLines == 0 {
 		t.Fatal("no request log line names alice")
+	}
+}
+
+// consoleSignInWithStrictCookies signs alice in to the console (the stack
+// must know aliceToken): the pages' security headers, the session cookie's
+// attributes, and only the session id's hash in the database.
+func consoleSignInWithStrictCookies(t *testing.T, s *stack) {
+	c := newConsoleClient(t, s.URL)
+	p := c.do(http.MethodGet, "/ops/signin", nil)
+	if p.Status != http.StatusOK || !strings.Contains(p.Body, "<title>Sign in") {
+		t.Fatalf("sign-in page: %d %.200s", p.Status, p.Body)
+	}
+	csp := p.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "script-src 'self'", "form-action 'self'"} {
+		if !strings.Contains(csp, want) {
+			t.Fatalf("CSP %q lacks %q", csp, want)
+		}
+	}
+	if p.Header.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("X-Frame-Options %q", p.Header.Get("X-Frame-Options"))
+	}
+	r := c.do(http.MethodPost, "/ops/signin", url.Values{"csrf": {csrf(t, p)}, "token": {aliceToken}})
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/ops/" {
+		t.Fatalf("sign-in: %d %s", r.Status, r.Header.Get("Location"))
+	}
+	var sc string
+	for _, h := range r.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(h, "contractd_console=") {
+			sc = h
+		}
+	}
+	for _, want := range []string{"HttpOnly", "SameSite=Strict", "Secure", "Path=/ops/", "Max-Age=28800"} {
+		if !strings.Contains(sc, want) {
+			t.Fatalf("session cookie %q lacks %s", sc, want)
+		}
+	}
+	// The cookie holds only the random id; the database only its hash.
+	id := c.cookies["contractd_console"]
+	if len(id) != 64 || s.count(`SELECT count(*) FROM console_sessions WHERE id_hash = $1 OR csrf_token = $1`, id) != 0 {
+		t.Fatalf("session id %q is stored as is", id)
+	}
+	if n := s.count(`SELECT count(*) FROM console_sessions WHERE actor = 'alice' AND expires_at > now() + interval '7 hours'`); n != 1 {
+		t.Fatalf("%d sessions of alice lasting 8h", n)
+	}
+	o := c.do(http.MethodGet, "/ops/nowhere", nil)
+	if o.Status != http.StatusNotFound || !strings.Contains(o.Body, "<h1>Not found</h1>") {
+		t.Fatalf("unknown page: %d", o.Status)
 	}
 }

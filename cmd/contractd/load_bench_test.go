@@ -35,12 +35,14 @@ var (
 	loadDuration  = flag.Duration("load.duration", 10*time.Second, "BenchmarkLoad: how long each phase runs")
 	loadProfile   = flag.String("load.profile", "", "BenchmarkLoad: directory to write a CPU profile of contractd per phase into")
 	loadMaxConns  = flag.Int("load.max-conns", 0, "BenchmarkLoad: CONTRACTD_DB_MAX_CONNS for the server (0: its default)")
+	loadExecMode  = flag.String("load.exec-mode", "", "BenchmarkLoad: default_query_exec_mode in the server's DATABASE_URL (empty: contractd's default)")
 )
 
 // BenchmarkLoad measures contractd against Postgres's own ceilings in ONE
 // run (issue 9): a fresh schema of -load.contracts contracts; pgbench's
-// ceilings on that table at the same concurrency (SELECT by key, UPDATE by
-// key, UPDATE + 2 INSERTs in one transaction, INSERT); then the real server
+// ceilings on that table at the same concurrency (pgbench -M prepared: SELECT
+// by key, UPDATE + 2 INSERTs in one transaction, INSERT, each read before and
+// after the phase it bounds; UPDATE by key once, for reference); then the real server
 // as its own process, with the simulator, driven over HTTP on loopback: GET
 // one contract, ingestion of distinct PAPAY.SIGN notifications (signed and
 // encrypted before timing), the same while the sweeper expires 10,000
@@ -73,8 +75,8 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	fmt.Printf("filled %d contracts (%d open sessions) in %s\n", n, sessions, time.Since(fillStart).Round(time.Second))
 
-	// Postgres's ceilings, same table, same concurrency.
-	ceil := map[string]float64{}
+	// Postgres's ceilings, same table, same concurrency, read before and
+	// after each phase (they drift between runs of pgbench alone).
 	scripts := map[string]string{
 		"select": fmt.Sprintf("\\set k random(%d, %d)\nSELECT * FROM contracts WHERE sub_mchid = '' AND out_contract_code = 'b-' || :k;\n", sessions, n-1),
 		"update": fmt.Sprintf("\\set k random(%d, %d)\nUPDATE contracts SET version = version + 1, updated_at = now() WHERE sub_mchid = '' AND out_contract_code = 'b-' || :k;\n", sessions, n-1),
@@ -86,9 +88,8 @@ func BenchmarkLoad(b *testing.B) {
 			"END;\n", sessions, n-1),
 		"insert": "INSERT INTO contracts (out_contract_code, product, channel, state) VALUES ('pb-' || md5(random()::text), 'papay', 'app', 'created');\n",
 	}
-	for _, name := range []string{"select", "update", "txn", "insert"} {
-		ceil[name] = pgbenchTPS(b, s.DB, name, scripts[name], clients, dur)
-	}
+	ceiling := func(name string) float64 { return pgbenchTPS(b, s.DB, name, scripts[name], clients, dur) }
+	updateCeiling := ceiling("update") // a reference: no phase is a one-row UPDATE
 
 	// The real server, its own process, so that its CPU time is its own.
 	env := maps.Clone(s.Env)
@@ -100,8 +101,17 @@ func BenchmarkLoad(b *testing.B) {
 	if *loadMaxConns > 0 {
 		env["CONTRACTD_DB_MAX_CONNS"] = strconv.Itoa(*loadMaxConns)
 	}
+	if *loadExecMode != "" {
+		env["DATABASE_URL"] += "&default_query_exec_mode=" + *loadExecMode
+	}
 	p := cliStartServe(b, cliBuild(b), env)
 	pid := p.cmd.Process.Pid
+	b.Cleanup(func() {
+		if b.Failed() {
+			out := p.stderr.String()
+			b.Logf("contractd's log (errors only; its end):\n%s", out[max(0, len(out)-8000):])
+		}
+	})
 	// One kept-alive connection per client, spoken to with a lean HTTP/1.1
 	// client (like pgbench's lean C client for the ceilings), so that the
 	// load generator's own CPU, on the same two cores, weighs little.
@@ -113,13 +123,17 @@ func BenchmarkLoad(b *testing.B) {
 	}
 
 	var results []loadResult
-	run := func(name string, op func(worker, i int) error) loadResult {
+	// run reads the phase's ceiling, runs the phase, and reads the ceiling
+	// again.
+	run := func(name, ceilingName string, op func(worker, i int) error) loadResult {
+		before := ceiling(ceilingName)
 		r := loadPhase(b, name, clients, dur, pid, pprofAddr, op)
+		r.ceilingName, r.ceilingBefore, r.ceilingAfter = ceilingName, before, ceiling(ceilingName)
 		results = append(results, r)
 		return r
 	}
 
-	run("GET /v1/contracts/{code}", func(w, _ int) error {
+	run("GET /v1/contracts/{code}", "select", func(w, _ int) error {
 		k := sessions + int(randUint64()%uint64(n-sessions))
 		return conns[w].expect(http.MethodGet, "/v1/contracts/b-"+strconv.Itoa(k), bearer(appToken), nil, http.StatusOK)
 	})
@@ -153,17 +167,18 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 	batch := prepare(0)
-	notify := run("POST notification (PAPAY.SIGN)", postAll(batch))
+	notify := run("POST notification (PAPAY.SIGN)", "txn", postAll(batch))
 
 	batch = prepare(perPhase)
 	// 10,000 sessions fall due as the phase starts; the sweeper (every
 	// second) expires them while the notifications stream.
+	sweepBefore := ceiling("txn")
 	if _, err := s.DB.Pool.Exec(b.Context(), `UPDATE contracts SET session_expires_at = now() - interval '1 second'
 		WHERE sub_mchid = '' AND out_contract_code IN (SELECT 'b-' || g FROM generate_series(0, $1 - 1) g)`, swept); err != nil {
 		b.Fatal(err)
 	}
 	due := time.Now()
-	during := run("POST notification while 10k sessions are swept", postAll(batch))
+	during := loadPhase(b, "POST notification while 10k sessions are swept", clients, dur, pid, pprofAddr, postAll(batch))
 	expired := s.count(`SELECT count(*) FROM contracts WHERE state = 'expired'`)
 	// The rest of the sweep (if any) finishes before pre-sign is measured,
 	// so that its CPU is not counted against pre-sign.
@@ -178,27 +193,27 @@ func BenchmarkLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	sweepTook := lastExpired.Sub(due)
+	during.ceilingName, during.ceilingBefore, during.ceilingAfter = "txn", sweepBefore, ceiling("txn")
+	results = append(results, during)
 
 	var seq atomic.Int64
 	presignHeader := bearer(appToken)
 	presignHeader.Set("Content-Type", "application/json")
-	run("POST /v1/contracts/pre-sign", func(w, _ int) error {
+	run("POST /v1/contracts/pre-sign", "insert", func(w, _ int) error {
 		body, _ := json.Marshal(map[string]any{"channel": "app", "out_contract_code": fmt.Sprintf("bp-%d", seq.Add(1)),
 			"plan_id": 123, "user_display_name": "Zhang San"})
 		return conns[w].expect(http.MethodPost, "/v1/contracts/pre-sign", presignHeader, body, http.StatusCreated)
 	})
 
-	ceilingOf := map[string]string{
-		results[0].name: "select", results[1].name: "txn", results[2].name: "txn", results[3].name: "insert",
-	}
-	fmt.Printf("\nBenchmarkLoad: %d contracts, %d clients, %s per phase, GOMAXPROCS of the machine: %d cores\n", n, clients, dur, runtimeCores())
-	fmt.Printf("Postgres ceilings (pgbench, -M extended, same table): SELECT by key %.0f tps; UPDATE by key %.0f tps; UPDATE + 2 INSERTs %.0f tps; INSERT %.0f tps\n",
-		ceil["select"], ceil["update"], ceil["txn"], ceil["insert"])
-	fmt.Printf("%-48s %9s %9s %9s %9s %22s %12s\n", "operation", "ops", "per s", "p50 ms", "p99 ms", "of ceiling", "CPU ms/op")
+	fmt.Printf("\nBenchmarkLoad: %d contracts, %d clients, %s per phase, GOMAXPROCS of the machine: %d cores, contractd's default_query_exec_mode: %s\n",
+		n, clients, dur, runtimeCores(), cmpOr(*loadExecMode, "(default) cache_statement"))
+	fmt.Printf("Postgres ceilings: pgbench -M prepared, same table, same clients, read before and after each phase; the higher is the ceiling.\n")
+	fmt.Printf("(select: SELECT by key; txn: UPDATE + 2 INSERTs in one transaction; insert: INSERT; UPDATE by key alone, for reference: %.0f tps)\n", updateCeiling)
+	fmt.Printf("%-48s %9s %9s %9s %9s %9s %20s %9s %12s\n", "operation", "ops", "per s", "p50 ms", "p99 ms", "ceiling", "before/after tps", "of it", "CPU ms/op")
 	for _, r := range results {
-		c := ceilingOf[r.name]
-		fmt.Printf("%-48s %9d %9.0f %9.2f %9.2f %14.0f%% %-7s %12.3f\n", r.name, r.ops, r.rate, ms(r.p50), ms(r.p99),
-			100*r.rate/ceil[c], c, r.cpuPerOp*1000)
+		c := max(r.ceilingBefore, r.ceilingAfter)
+		fmt.Printf("%-48s %9d %9.0f %9.2f %9.2f %9s %9.0f/%-10.0f %8.0f%% %12.3f\n", r.name, r.ops, r.rate, ms(r.p50), ms(r.p99),
+			r.ceilingName, r.ceilingBefore, r.ceilingAfter, 100*r.rate/c, r.cpuPerOp*1000)
 	}
 	fmt.Printf("sweep: %d of %d due sessions expired during the phase, the last %.1f s after they fell due; notification p99 %.2f ms -> %.2f ms while sweeping (%.2fx)\n",
 		expired, swept, sweepTook.Seconds(), ms(notify.p99), ms(during.p99), float64(during.p99)/float64(notify.p99))
@@ -219,6 +234,10 @@ type loadResult struct {
 	rate     float64
 	p50, p99 time.Duration
 	cpuPerOp float64 // seconds of contractd CPU per operation
+	// The pgbench ceiling the phase is measured against, in tps, read
+	// before and after the phase.
+	ceilingName                 string
+	ceilingBefore, ceilingAfter float64
 }
 
 // loadPhase runs op from clients goroutines for dur (or until op says the
@@ -301,7 +320,15 @@ func (rc *rawConn) close() {
 
 // expect sends one request and checks the answer's status.
 func (rc *rawConn) expect(method, path string, header http.Header, body []byte, want int) error {
+	reused := rc.c != nil
 	status, answer, err := rc.do(method, path, header, body)
+	if err != nil && reused {
+		// The server closed the kept-alive connection while it idled (its
+		// IdleTimeout, while the next phase was prepared): send again on
+		// a new one, as Go's client does.
+		rc.close()
+		status, answer, err = rc.do(method, path, header, body)
+	}
 	if err != nil {
 		rc.close()
 		return err
@@ -396,7 +423,7 @@ func pgbenchTPS(b *testing.B, db *pgtest.Schema, name, script string, clients in
 	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	args := []string{"-n", "-M", "extended", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, runtimeCores())),
+	args := []string{"-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, runtimeCores())),
 		"-T", strconv.Itoa(int(math.Ceil(dur.Seconds()))), "-f", file,
 		"-h", u.Hostname(), "-p", cmpOr(u.Port(), "5432"), "-U", cmpOr(u.User.Username(), "postgres"), strings.TrimPrefix(u.Path, "/")}
 	cmd := exec.Command("pgbench", args...)

@@ -39,7 +39,10 @@ Usage:
 
 Configuration (environment):
   DATABASE_URL                   Postgres connection string
-                                 (default postgres://postgres@127.0.0.1:5432/contractd?sslmode=disable)
+                                 (default postgres://postgres@127.0.0.1:5432/contractd?sslmode=disable);
+                                 default_query_exec_mode=cache_statement (the default: named prepared
+                                 statements) or cache_describe (for pgbouncer before 1.21, or
+                                 max_prepared_statements = 0, in transaction mode)
   CONTRACTD_HTTP_ADDR            listen address (default :8080)
   CONTRACTD_PUBLIC_URL           public https base; WeChat posts to it + /v1/notifications/wechatpay
   CONTRACTD_API_TOKENS           comma-separated scope:token or scope:name:token entries, scopes

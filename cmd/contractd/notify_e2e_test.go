@@ -381,7 +381,12 @@ func TestNotifySignedContractIsSignedWithinOneSecond(t *testing.T) {
 
 func TestNotifyFiveConcurrentDuplicatesApplyOnceAndAllAcknowledged(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, stackOptions{})
+	notifyFiveConcurrentDuplicatesApplyOnce(t, startStack(t, stackOptions{}))
+}
+
+// notifyFiveConcurrentDuplicatesApplyOnce has WeChat deliver one
+// PAPAY.SIGN five times at once: every copy is acknowledged, one applies.
+func notifyFiveConcurrentDuplicatesApplyOnce(t *testing.T, s *stack) {
 	const code = "nt-dup-1"
 	ntPreSign(t, s, code)
 	s.Sim.SetFaults(wechatpaysim.Faults{DuplicateDeliveries: 4})

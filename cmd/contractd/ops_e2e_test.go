@@ -202,61 +202,7 @@ func TestOpsRoutesAnswerErrorsAndReadHistory(t *testing.T) {
 		}
 	})
 
-	t.Run("EventFeedPagesEveryRowExactlyOnce", func(t *testing.T) {
-		for i := range 3 {
-			ntPreSign(t, s, fmt.Sprintf("ops-feed-%d", i))
-		}
-		var want []int64
-		rows, err := s.DB.Pool.Query(t.Context(), `SELECT id FROM contract_events ORDER BY xid, id`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, id)
-		}
-		rows.Close()
-		if len(want) < 5 {
-			t.Fatalf("only %d history rows to page through", len(want))
-		}
-		// A row is served once every transaction older than its own has
-		// ended, anywhere in the cluster (other tests run beside this
-		// one): an empty page means "nothing more yet", so ask again.
-		var got []int64
-		after := ""
-		for deadline := time.Now().Add(time.Minute); len(got) < len(want); {
-			if time.Now().After(deadline) {
-				t.Fatalf("after a minute the feed gave %v, want %v", got, want)
-			}
-			r := s.do(http.MethodGet, "/v1/events?limit=2&after="+url.QueryEscape(after), opsToken, nil)
-			if r.Status != http.StatusOK {
-				t.Fatalf("feed: %d %s", r.Status, r.Body)
-			}
-			var f struct {
-				Items []struct {
-					ID int64 `json:"id"`
-				} `json:"items"`
-				NextCursor string `json:"next_cursor"`
-			}
-			r.JSON(t, &f)
-			if len(f.Items) > 2 {
-				t.Fatalf("page of %d items with limit=2", len(f.Items))
-			}
-			if len(f.Items) == 0 {
-				time.Sleep(5 * time.Millisecond)
-			}
-			for _, it := range f.Items {
-				got = append(got, it.ID)
-			}
-			after = f.NextCursor
-		}
-		if !slices.Equal(got, want) {
-			t.Fatalf("feed gave %v, want every row once in order %v", got, want)
-		}
-	})
+	t.Run("EventFeedPagesEveryRowExactlyOnce", func(t *testing.T) { opsFeedPagesEveryRowExactlyOnce(t, s) })
 
 	t.Run("ListContractsFiltersAndCursor", func(t *testing.T) {
 		from := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
@@ -601,5 +547,96 @@ func TestOpsSweepExpiresExactlyTheThousandDueAmong100kSessions(t *testing.T) {
 	// A second sweep finds nothing left.
 	if n, err := svc.Sweep(ctx); err != nil || n != 0 {
 		t.Errorf("second sweep: %d, %v; want 0, nil", n, err)
+	}
+}
+
+// opsFeedPagesEveryRowExactlyOnce pre-signs five contracts and pages
+// through GET /v1/events two at a time: every history row of the schema
+// comes once, in the feed's order.
+func opsFeedPagesEveryRowExactlyOnce(t *testing.T, s *stack) {
+	for i := range 5 {
+		ntPreSign(t, s, fmt.Sprintf("ops-feed-%d", i))
+	}
+	var want []int64
+	rows, err := s.DB.Pool.Query(t.Context(), `SELECT id FROM contract_events ORDER BY xid, id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	rows.Close()
+	if len(want) < 5 {
+		t.Fatalf("only %d history rows to page through", len(want))
+	}
+	// A row is served once every transaction older than its own has
+	// ended, anywhere in the cluster (other tests run beside this
+	// one): an empty page means "nothing more yet", so ask again.
+	var got []int64
+	after := ""
+	for deadline := time.Now().Add(time.Minute); len(got) < len(want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute the feed gave %v, want %v", got, want)
+		}
+		r := s.do(http.MethodGet, "/v1/events?limit=2&after="+url.QueryEscape(after), opsToken, nil)
+		if r.Status != http.StatusOK {
+			t.Fatalf("feed: %d %s", r.Status, r.Body)
+		}
+		var f struct {
+			Items []struct {
+				ID int64 `json:"id"`
+			} `json:"items"`
+			NextCursor string `json:"next_cursor"`
+		}
+		r.JSON(t, &f)
+		if len(f.Items) > 2 {
+			t.Fatalf("page of %d items with limit=2", len(f.Items))
+		}
+		if len(f.Items) == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		for _, it := range f.Items {
+			got = append(got, it.ID)
+		}
+		after = f.NextCursor
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("feed gave %v, want every row once in order %v", got, want)
+	}
+}
+
+func TestOpsSweeperInTheServerExpiresTheDueSessions(t *testing.T) {
+	t.Parallel()
+	opsSweeperExpiresTheDueSessions(t, startStack(t, stackOptions{Env: map[string]string{"CONTRACTD_SWEEP_INTERVAL": "100ms"}}))
+}
+
+// opsSweeperExpiresTheDueSessions pre-signs 20 contracts, makes 10 of
+// their sessions due, and waits for the server's own sweeper (the stack
+// runs it every 100ms) to expire exactly those 10, each with one expire
+// history row from the sweeper.
+func opsSweeperExpiresTheDueSessions(t *testing.T, s *stack) {
+	t.Helper()
+	for i := range 20 {
+		ntPreSign(t, s, fmt.Sprintf("ops-sweep-%02d", i))
+	}
+	if _, err := s.DB.Pool.Exec(t.Context(), `UPDATE contracts SET session_expires_at = now() - interval '1 second'
+		WHERE out_contract_code IN (SELECT format('ops-sweep-%s', to_char(g, 'FM00')) FROM generate_series(0, 9) g)`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "the 10 due sessions expired", func() bool {
+		return s.count(`SELECT count(*) FROM contracts WHERE state = 'expired'`) == 10
+	})
+	if n := s.count(`SELECT count(*) FROM contracts WHERE state = 'expired' AND out_contract_code < 'ops-sweep-10'`); n != 10 {
+		t.Errorf("%d of the due sessions expired, want all 10", n)
+	}
+	if n := s.count(`SELECT count(*) FROM contracts WHERE state = 'session_issued' AND out_contract_code >= 'ops-sweep-10'`); n != 10 {
+		t.Errorf("%d sessions not due still open, want 10", n)
+	}
+	if n := s.count(`SELECT count(*) FROM contract_events WHERE event = 'expire' AND source = 'sweeper'`); n != 10 {
+		t.Errorf("%d expire history rows from the sweeper, want 10", n)
 	}
 }

@@ -381,7 +381,13 @@ func presignPost(client *http.Client, base string, body []byte) presignRaw {
 
 func TestPreSignConcurrentIdenticalRequestsOpenOneSession(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, stackOptions{})
+	presignConcurrentIdenticalRequestsOpenOneSession(t, startStack(t, stackOptions{}))
+}
+
+// presignConcurrentIdenticalRequestsOpenOneSession sends 50 identical
+// pre-signs at once: one 201, 49 200s with the same launch, one call to
+// WeChat, one row, one history row.
+func presignConcurrentIdenticalRequestsOpenOneSession(t *testing.T, s *stack) {
 	const n = 50
 	body, _ := json.Marshal(presignPapay("app", "race-1"))
 	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}

@@ -156,7 +156,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(httpapi.Listener(ln)) }()
 	log.Info("contractd serving", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "trusted_proxies", len(cfg.TrustedProxies),
-		"notify_url", cfg.NotifyURL(), "tokens", cfg.Tokens.Len())
+		"notify_url", cfg.NotifyURL(), "tokens", cfg.Tokens.Len(), "db_query_exec_mode", store.ExecMode(pool))
 	if cfg.Tokens.Len() == 0 {
 		log.Warn("CONTRACTD_API_TOKENS is empty: every API route will answer 401")
 	}

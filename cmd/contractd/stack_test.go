@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/internal/pgbouncer"
 	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/wechatpaysim"
 )
@@ -63,13 +64,22 @@ type stackOptions struct {
 	ServerURL string
 	// LogOut, when set, receives contractd's JSON logs at info level.
 	LogOut io.Writer
+	// Bouncer, when set, stands between the server and Postgres: the
+	// stack gets a private database (pgtest.NewDatabase, migrated directly)
+	// instead of a schema, and the server connects to it through the
+	// pgbouncer with default_query_exec_mode=ExecMode. The stack's DB pool
+	// keeps connecting directly.
+	Bouncer  *pgbouncer.Bouncer
+	ExecMode string
 }
 
 // startStack starts a stack and stops it when the test ends.
 func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	var db *pgtest.Schema
-	if o.ServerURL != "" {
+	if o.Bouncer != nil {
+		db = pgtest.NewDatabase(t)
+	} else if o.ServerURL != "" {
 		db = pgtest.NewOn(t, o.ServerURL)
 	} else {
 		db = pgtest.New(t)
@@ -135,6 +145,9 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	}
 	if o.DatabaseURL != nil {
 		env["DATABASE_URL"] = o.DatabaseURL(db.URL)
+	}
+	if o.Bouncer != nil {
+		env["DATABASE_URL"] = o.Bouncer.URL(db.Database) + "&default_query_exec_mode=" + o.ExecMode
 	}
 	for k, v := range o.Env {
 		env[k] = v

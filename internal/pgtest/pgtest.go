@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"strings"
 	"testing"
@@ -42,6 +43,8 @@ func URL() string {
 // Schema is a private, migrated schema for one test.
 type Schema struct {
 	Name string
+	// Database is the database the schema is in.
+	Database string
 	// URL connects to the test database with search_path set to the schema,
 	// for starting a contractd process on it.
 	URL  string
@@ -118,7 +121,72 @@ func newUnmigratedOn(t testing.TB, url string) *Schema {
 		t.Fatalf("pgtest: pool: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	return &Schema{Name: name, URL: withSearchPath(url, name), Pool: pool}
+	return &Schema{Name: name, Database: cfg.ConnConfig.Database, URL: withSearchPath(url, name), Pool: pool}
+}
+
+// NewDatabase creates a private database on the test server, migrates its
+// public schema on a direct connection, and returns it; the database is
+// dropped at cleanup. Its URL sets no search_path, so that it can be
+// reached through a pooler that refuses that start-up parameter (pgbouncer
+// 1.18 does): such a test names the database, not a schema.
+func NewDatabase(t testing.TB) *Schema {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	url := URL()
+	ensureDatabase(ctx, t, url)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "t_" + hex.EncodeToString(b[:])
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: connect %s: %v (is Postgres running? bash .ci/run starts one)", url, err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Errorf("pgtest: cleanup connect: %v", err)
+			return
+		}
+		defer c.Close(ctx)
+		// FORCE: a pooler may still hold server sessions on it.
+		if _, err := c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("pgtest: drop database %s: %v", name, err)
+		}
+	})
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	cfg.ConnConfig.Database = name
+	cfg.MaxConns = 20
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgtest: pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	if err := migrations.Up(ctx, db); err != nil {
+		t.Fatalf("pgtest: migrate database %s: %v", name, err)
+	}
+	return &Schema{Name: "public", Database: name, URL: withDatabase(url, name), Pool: pool}
+}
+
+// withDatabase is url naming database instead of its own.
+func withDatabase(url, database string) string {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return url
+	}
+	u.Path = "/" + database
+	return u.String()
 }
 
 func withSearchPath(url, schema string) string {
