@@ -80,7 +80,8 @@ type Options struct {
 	// page shows their age.
 	OverviewMaxAge time.Duration
 	// ReconcileMinAge and ReconcileLookBack are reconciliation's rule, for
-	// the overview's backlog (defaults 1m and 24h).
+	// the overview's backlog: the values reconciliation runs with (config
+	// owns their defaults).
 	ReconcileMinAge   time.Duration
 	ReconcileLookBack time.Duration
 	// SignInLimit failed sign-ins from one address within SignInWindow
@@ -124,12 +125,6 @@ func New(o Options) *Console {
 	}
 	if o.OverviewMaxAge <= 0 {
 		o.OverviewMaxAge = 10 * time.Second
-	}
-	if o.ReconcileMinAge <= 0 {
-		o.ReconcileMinAge = time.Minute
-	}
-	if o.ReconcileLookBack <= 0 {
-		o.ReconcileLookBack = 24 * time.Hour
 	}
 	if o.SignInLimit <= 0 {
 		o.SignInLimit = 5

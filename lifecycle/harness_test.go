@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/lifecycle"
@@ -170,7 +171,9 @@ func newEnv(t *testing.T, leaseTTL, wait time.Duration, opts ...func(*lifecycle.
 		Mode: domain.ModeCommon, MchID: k.MchID, AppID: k.AppID,
 		NotifyURL: "https://contractd.localhost/v1/notifications/wechatpay",
 		LeaseTTL:  leaseTTL, PresignWait: wait, BaseDelay: 10 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
-		Now: e.clock.Now, Logger: quiet, Registry: e.reg,
+		ReconcileMinAge: config.DefaultReconcileAfter, ReconcileFirstGap: config.DefaultReconcileAfter,
+		ReconcileLookBack: config.DefaultReconcileLookBack,
+		Now:               e.clock.Now, Logger: quiet, Registry: e.reg,
 	}
 	for _, opt := range opts {
 		opt(&o)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/lifecycle"
 	"github.com/contractd/contractd/store"
@@ -580,6 +581,8 @@ func TestOpsSweepExpiresExactlyTheThousandDueAmong100kSessions(t *testing.T) {
 	}
 
 	svc := lifecycle.New(store.New(db.Pool), nil, nil, lifecycle.Options{
+		LeaseTTL: config.DefaultLeaseTTL, PresignWait: config.DefaultPresignWait, ReconcileMinAge: config.DefaultReconcileAfter,
+		ReconcileFirstGap: config.DefaultReconcileAfter, ReconcileLookBack: config.DefaultReconcileLookBack,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	start := time.Now()
 	n, err := svc.Sweep(ctx)

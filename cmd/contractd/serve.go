@@ -94,11 +94,12 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
 		PasswordExemptVariant: cfg.PasswordExemptVariant,
 		LeaseTTL:              cfg.LeaseTTL, PresignWait: cfg.PresignWait,
-		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter,
+		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter, ReconcileLookBack: cfg.ReconcileLookBack,
 		Logger: log, Registry: reg, Panics: panics,
 	})
 	ops := console.New(console.Options{Flows: svc, Store: st, Tokens: cfg.Tokens, SessionTTL: cfg.ConsoleSessionTTL,
-		SecureCookies: cfg.SecureCookies(), ReconcileMinAge: cfg.ReconcileAfter, Logger: log})
+		SecureCookies: cfg.SecureCookies(), ReconcileMinAge: cfg.ReconcileAfter,
+		ReconcileLookBack: cfg.ReconcileLookBack, Logger: log})
 	api := httpapi.New(httpapi.Deps{
 		Logger: log, Registry: reg, Panics: panics, API: &httpapi.API{Service: svc, Tokens: cfg.Tokens}, Console: ops,
 		Ready: func(ctx context.Context) error {
