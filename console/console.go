@@ -47,8 +47,10 @@ type Flows interface {
 	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
 	Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error)
-	Terminate(ctx context.Context, key domain.Key, note string) (domain.Contract, error)
-	Sync(ctx context.Context, key domain.Key) (domain.Contract, error)
+	// Terminate and Sync take the operator acting (the session's actor,
+	// "" for an unnamed token): the history names them.
+	Terminate(ctx context.Context, key domain.Key, actor, note string) (domain.Contract, error)
+	Sync(ctx context.Context, key domain.Key, actor string) (domain.Contract, error)
 }
 
 // Store is what the console reads and keeps itself; *store.Store is the

@@ -61,6 +61,7 @@ func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
 						// The holder is the actor of what this request does:
 						// history details and log lines name them.
 						c.SetRequest(c.Request().WithContext(logging.WithActor(c.Request().Context(), holder.Name)))
+						c.Set(actorKey, holder.Name)
 					}
 					return next(c)
 				}
@@ -305,7 +306,7 @@ func (a *API) terminate(c *echo.Context) error {
 	if err := decodeStrict(b, &req, "note"); err != nil {
 		return err
 	}
-	ct, err := a.Service.Terminate(c.Request().Context(), key, req.Note)
+	ct, err := a.Service.Terminate(c.Request().Context(), key, actorOf(c), req.Note)
 	if err != nil {
 		return err
 	}
@@ -317,7 +318,7 @@ func (a *API) sync(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ct, err := a.Service.Sync(c.Request().Context(), key)
+	ct, err := a.Service.Sync(c.Request().Context(), key, actorOf(c))
 	if err != nil {
 		return err
 	}
