@@ -174,10 +174,10 @@ func (a *API) preSign(c *echo.Context) error {
 }
 
 func (a *API) getContract(c *echo.Context) error {
-	if c.Param("code") == domain.ReservedCode {
+	if c.Param("code") == domain.PreSignActionName {
 		// The pre-sign route's path, asked with another method.
 		c.Response().Header().Set("Allow", http.MethodPost)
-		return domain.Errorf(domain.CodeMethodNotAllowed, "%s %s is not a route; pre-sign takes POST", c.Request().Method, c.Request().URL.Path)
+		return domain.Errorf(codeMethodNotAllowed, "%s %s is not a route; pre-sign takes POST", c.Request().Method, c.Request().URL.Path)
 	}
 	key, err := keyOf(c)
 	if err != nil {

@@ -148,7 +148,7 @@ func TestRequireJSON(t *testing.T) {
 				return
 			}
 			var de *domain.Error
-			if !errors.As(err, &de) || de.Code != domain.CodeUnsupportedMediaType {
+			if !errors.As(err, &de) || de.Code != codeUnsupportedMediaType {
 				t.Fatalf("error %v, want UNSUPPORTED_MEDIA_TYPE", err)
 			}
 			if !strings.Contains(de.Message, tc.shown) {
