@@ -232,6 +232,14 @@ const (
 	DefaultAuthFailureWindow = 15 * time.Minute
 )
 
+// Defaults of reconciliation: a session is first asked about once it is
+// DefaultReconcileAfter old without a notification, and an expired one is
+// still asked about for DefaultReconcileLookBack after it expired.
+const (
+	DefaultReconcileAfter    = time.Minute
+	DefaultReconcileLookBack = 24 * time.Hour
+)
+
 // DefaultDBMaxConns is the database pool's size when CONTRACTD_DB_MAX_CONNS
 // is unset. The benchmark (BENCHMARKS.md) drives 16 concurrent clients; at
 // 16 connections notification ingestion reaches its Postgres ceiling while
@@ -271,6 +279,9 @@ type Config struct {
 	// before reconciliation first asks WeChat about it; the pause between
 	// two checks of one contract starts there too and doubles.
 	ReconcileAfter time.Duration
+	// ReconcileLookBack is how long after its expiry a session is still
+	// asked about (DefaultReconcileLookBack; no variable sets it).
+	ReconcileLookBack time.Duration
 	// PresignWait is how long a pre-sign or terminate waits for a
 	// concurrent one of the same contract before answering IN_PROGRESS.
 	PresignWait time.Duration
@@ -429,7 +440,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}{
 		{"CONTRACTD_SWEEP_INTERVAL", 5 * time.Second, &c.SweepInterval},
 		{"CONTRACTD_RECONCILE_INTERVAL", 30 * time.Second, &c.ReconcileInterval},
-		{"CONTRACTD_RECONCILE_AFTER", time.Minute, &c.ReconcileAfter},
+		{"CONTRACTD_RECONCILE_AFTER", DefaultReconcileAfter, &c.ReconcileAfter},
 		{"CONTRACTD_PRESIGN_WAIT", DefaultPresignWait, &c.PresignWait},
 		{"CONTRACTD_LEASE_TTL", DefaultLeaseTTL, &c.LeaseTTL},
 		{"CONTRACTD_CONSOLE_SESSION_TTL", DefaultConsoleSessionTTL, &c.ConsoleSessionTTL},
@@ -441,6 +452,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CONTRACTD_DB_LOCK_TIMEOUT", store.DefaultLockTimeout, &c.DBLockTimeout},
 		{"CONTRACTD_DB_STATEMENT_TIMEOUT", store.DefaultStatementTimeout, &c.DBStatementTimeout},
 	}
+	c.ReconcileLookBack = DefaultReconcileLookBack
 	for _, d := range durations {
 		v := get(d.name, "")
 		if v == "" {

@@ -53,8 +53,10 @@ type Flows interface {
 	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
 	Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error)
-	Terminate(ctx context.Context, key domain.Key, note string) (domain.Contract, error)
-	Sync(ctx context.Context, key domain.Key) (domain.Contract, error)
+	// Terminate and Sync take the operator acting (the session's actor,
+	// "" for an unnamed token): the history names them.
+	Terminate(ctx context.Context, key domain.Key, actor, note string) (domain.Contract, error)
+	Sync(ctx context.Context, key domain.Key, actor string) (domain.Contract, error)
 }
 
 // Store is what the console reads and keeps itself; *store.Store is the
@@ -84,7 +86,8 @@ type Options struct {
 	// page shows their age.
 	OverviewMaxAge time.Duration
 	// ReconcileMinAge and ReconcileLookBack are reconciliation's rule, for
-	// the overview's backlog (defaults 1m and 24h).
+	// the overview's backlog: the values reconciliation runs with (config
+	// owns their defaults).
 	ReconcileMinAge   time.Duration
 	ReconcileLookBack time.Duration
 	// Throttle counts sign-ins as token attempts of their client address
@@ -130,12 +133,6 @@ func New(o Options) *Console {
 	}
 	if o.OverviewMaxAge <= 0 {
 		o.OverviewMaxAge = 10 * time.Second
-	}
-	if o.ReconcileMinAge <= 0 {
-		o.ReconcileMinAge = time.Minute
-	}
-	if o.ReconcileLookBack <= 0 {
-		o.ReconcileLookBack = 24 * time.Hour
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

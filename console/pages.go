@@ -609,7 +609,7 @@ func (c *Console) terminate(w http.ResponseWriter, r *http.Request) {
 		c.showContract(w, r, http.StatusOK, key, page{}, func(d *contractData) { d.Note, d.Confirm = note, true })
 		return
 	}
-	if _, err := c.opt.Flows.Terminate(r.Context(), key, note); err != nil {
+	if _, err := c.opt.Flows.Terminate(r.Context(), key, sessionOf(r).Actor, note); err != nil {
 		c.actionFailed(w, r, key, "Terminate", err)
 		return
 	}
@@ -623,7 +623,7 @@ func (c *Console) sync(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	if _, err := c.opt.Flows.Sync(r.Context(), key); err != nil {
+	if _, err := c.opt.Flows.Sync(r.Context(), key, sessionOf(r).Actor); err != nil {
 		c.actionFailed(w, r, key, "Sync", err)
 		return
 	}

@@ -102,8 +102,8 @@ type Contract struct {
 	ExpiredAt              *time.Time      `json:"expired_at,omitempty"`
 	LastOperateTime        *time.Time      `json:"-"`
 	LastError              *CallError      `json:"last_error,omitempty"`
-	LeaseToken             string          `json:"-" db:"claim_token"`
-	LeaseExpiresAt         *time.Time      `json:"-" db:"claim_expires_at"`
+	LeaseToken             string          `json:"-"`
+	LeaseExpiresAt         *time.Time      `json:"-"`
 	OpsTermination         *OpsTermination `json:"-"`
 	NextCheckAt            *time.Time      `json:"-"`
 	CheckCount             int             `json:"-"`

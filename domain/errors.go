@@ -11,7 +11,8 @@ import (
 // code to a status exactly once; everything else only names codes.
 type Code string
 
-// The error codes of api.md.
+// The domain's error codes of api.md (httpapi adds the codes of its own
+// routing and media types).
 const (
 	CodeParamError       Code = "PARAM_ERROR"
 	CodeUnauthorized     Code = "UNAUTHORIZED"
@@ -28,13 +29,6 @@ const (
 	// CodeInProgress: somebody else's call to WeChat for the same contract
 	// is still under way after the caller's wait bound.
 	CodeInProgress Code = "IN_PROGRESS"
-	// CodeRouteNotFound: no route has this path.
-	CodeRouteNotFound Code = "NOT_FOUND"
-	// CodeMethodNotAllowed: a known path asked with another method.
-	CodeMethodNotAllowed Code = "METHOD_NOT_ALLOWED"
-	// CodeUnsupportedMediaType: a JSON route called without
-	// Content-Type: application/json.
-	CodeUnsupportedMediaType Code = "UNSUPPORTED_MEDIA_TYPE"
 	// CodeLeaseLost: a lease holder's token no longer holds the lease. It
 	// never reaches a caller of the API: the flows act on it.
 	CodeLeaseLost Code = "LEASE_LOST"

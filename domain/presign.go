@@ -144,9 +144,11 @@ func (f *fieldErrors) code(field, v string) {
 	}
 }
 
-// ReservedCode is the out_contract_code nobody may use: it would shadow the
-// pre-sign route.
-const ReservedCode = "pre-sign"
+// PreSignActionName is the name of the action that opens a signing session.
+// No out_contract_code may be it: wherever contract codes and action names
+// share one namespace (an address naming a contract or an action), a
+// contract so named would shadow the action.
+const PreSignActionName = "pre-sign"
 
 // codeChars says why v's characters break the out_contract_code rule, or "".
 func codeChars(v string) string {
@@ -155,8 +157,8 @@ func codeChars(v string) string {
 			return "must be visible ASCII without '/', '?', '#' or '%'"
 		}
 	}
-	if v == ReservedCode {
-		return fmt.Sprintf("%q is reserved", ReservedCode)
+	if v == PreSignActionName {
+		return fmt.Sprintf("%q is reserved", PreSignActionName)
 	}
 	return ""
 }

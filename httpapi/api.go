@@ -72,6 +72,7 @@ func (a *API) auth(scopes ...config.Scope) echo.MiddlewareFunc {
 						// The holder is the actor of what this request does:
 						// history details and log lines name them.
 						c.SetRequest(c.Request().WithContext(logging.WithActor(c.Request().Context(), holder.Name)))
+						c.Set(actorKey, holder.Name)
 					}
 					return next(c)
 				}
@@ -208,10 +209,10 @@ func (a *API) preSign(c *echo.Context) error {
 }
 
 func (a *API) getContract(c *echo.Context) error {
-	if c.Param("code") == domain.ReservedCode {
+	if c.Param("code") == domain.PreSignActionName {
 		// The pre-sign route's path, asked with another method.
 		c.Response().Header().Set("Allow", http.MethodPost)
-		return domain.Errorf(domain.CodeMethodNotAllowed, "%s %s is not a route; pre-sign takes POST", c.Request().Method, c.Request().URL.Path)
+		return domain.Errorf(codeMethodNotAllowed, "%s %s is not a route; pre-sign takes POST", c.Request().Method, c.Request().URL.Path)
 	}
 	key, err := keyOf(c)
 	if err != nil {
@@ -340,7 +341,7 @@ func (a *API) terminate(c *echo.Context) error {
 	if err := decodeStrict(b, &req, "note"); err != nil {
 		return err
 	}
-	ct, err := a.Service.Terminate(c.Request().Context(), key, req.Note)
+	ct, err := a.Service.Terminate(c.Request().Context(), key, actorOf(c), req.Note)
 	if err != nil {
 		return err
 	}
@@ -352,7 +353,7 @@ func (a *API) sync(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ct, err := a.Service.Sync(c.Request().Context(), key)
+	ct, err := a.Service.Sync(c.Request().Context(), key, actorOf(c))
 	if err != nil {
 		return err
 	}

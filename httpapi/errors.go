@@ -32,10 +32,22 @@ var statusOf = map[domain.Code]int{
 	domain.CodeUnavailable:      http.StatusServiceUnavailable,
 	domain.CodeInternal:         http.StatusInternalServerError,
 
-	domain.CodeRouteNotFound:        http.StatusNotFound,
-	domain.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
-	domain.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	codeRouteNotFound:        http.StatusNotFound,
+	codeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 }
+
+// The transport's own codes: answers about routes and media types, which
+// no domain rule decides (api.md lists them with the domain's).
+const (
+	// codeRouteNotFound: no route has this path.
+	codeRouteNotFound domain.Code = "NOT_FOUND"
+	// codeMethodNotAllowed: a known path asked with another method.
+	codeMethodNotAllowed domain.Code = "METHOD_NOT_ALLOWED"
+	// codeUnsupportedMediaType: a JSON route called without
+	// Content-Type: application/json.
+	codeUnsupportedMediaType domain.Code = "UNSUPPORTED_MEDIA_TYPE"
+)
 
 // ErrorBody is the JSON every error answers with.
 type ErrorBody struct {
@@ -73,13 +85,13 @@ func toErrorBody(err error) (int, ErrorBody) {
 	if errors.As(err, &sc) {
 		switch s := sc.StatusCode(); s {
 		case http.StatusNotFound:
-			return s, ErrorBody{Code: domain.CodeRouteNotFound, Message: "no such route"}
+			return s, ErrorBody{Code: codeRouteNotFound, Message: "no such route"}
 		case http.StatusMethodNotAllowed:
-			return s, ErrorBody{Code: domain.CodeMethodNotAllowed, Message: "method not allowed on this route"}
+			return s, ErrorBody{Code: codeMethodNotAllowed, Message: "method not allowed on this route"}
 		case http.StatusRequestEntityTooLarge:
 			return s, ErrorBody{Code: domain.CodePayloadTooLarge, Message: "the body is over the limit"}
 		case http.StatusUnsupportedMediaType:
-			return s, ErrorBody{Code: domain.CodeUnsupportedMediaType, Message: "unsupported Content-Type"}
+			return s, ErrorBody{Code: codeUnsupportedMediaType, Message: "unsupported Content-Type"}
 		}
 		if s := sc.StatusCode(); s >= 400 && s < 500 {
 			return s, ErrorBody{Code: domain.CodeParamError, Message: http.StatusText(s)}

@@ -29,8 +29,8 @@ func TestEveryDomainCodeHasOneStatus(t *testing.T) {
 		{domain.CodeForbidden, 403}, {domain.CodeNotFound, 404}, {domain.CodeExists, 409},
 		{domain.CodeInvalidState, 409}, {domain.CodePayloadTooLarge, 413}, {domain.CodeUpstream, 502},
 		{domain.CodeUnavailable, 503}, {domain.CodeUnknownEventType, 400}, {domain.CodeInternal, 500},
-		{domain.CodeInProgress, 409}, {domain.CodeRouteNotFound, 404}, {domain.CodeMethodNotAllowed, 405},
-		{domain.CodeUnsupportedMediaType, 415}, {domain.CodeTooManyRequests, 429},
+		{domain.CodeInProgress, 409}, {codeRouteNotFound, 404}, {codeMethodNotAllowed, 405},
+		{codeUnsupportedMediaType, 415}, {domain.CodeTooManyRequests, 429},
 	}
 	for _, tc := range cases {
 		err := fmt.Errorf("wrapped: %w", domain.Errorf(tc.code, "x"))

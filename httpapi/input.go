@@ -159,7 +159,7 @@ func requireJSON(c *echo.Context) error {
 		if ct == "" {
 			shown = "none"
 		}
-		return domain.Errorf(domain.CodeUnsupportedMediaType, "this route takes Content-Type: application/json, not %s", shown)
+		return domain.Errorf(codeUnsupportedMediaType, "this route takes Content-Type: application/json, not %s", shown)
 	}
 	return nil
 }

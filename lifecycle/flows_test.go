@@ -140,7 +140,7 @@ func TestTerminateIsSingleFlightAndIdempotent(t *testing.T) {
 	states := make(chan domain.State, n)
 	for range n {
 		wg.Go(func() {
-			c, err := e.svc.Terminate(ctx, key, "customer asked")
+			c, err := e.svc.Terminate(ctx, key, "", "customer asked")
 			errs <- err
 			states <- c.State
 		})
@@ -163,7 +163,7 @@ func TestTerminateIsSingleFlightAndIdempotent(t *testing.T) {
 	if got := e.wx.Calls("terminate"); got != 1 {
 		t.Fatalf("%d WeChat terminate calls for %d concurrent terminates, want 1", got, n)
 	}
-	if c, err := e.svc.Terminate(ctx, key, "again"); err != nil || c.State != domain.StateTerminated || e.wx.Calls("terminate") != 1 {
+	if c, err := e.svc.Terminate(ctx, key, "", "again"); err != nil || c.State != domain.StateTerminated || e.wx.Calls("terminate") != 1 {
 		t.Fatalf("repeated terminate: %v %s, %d calls", err, c.State, e.wx.Calls("terminate"))
 	}
 	terminates := 0
@@ -199,7 +199,7 @@ func TestTerminateAfterAHolderDiedMidCallAsksWeChatAndRecordsIt(t *testing.T) {
 	}
 	e.clock.Advance(lease + time.Millisecond)
 
-	out, err := e.svc.Terminate(ctx, c.Key(), "second operator")
+	out, err := e.svc.Terminate(ctx, c.Key(), "", "second operator")
 	if err != nil || out.State != domain.StateTerminated {
 		t.Fatalf("terminate after WeChat already ended it: %v %+v", err, out)
 	}
@@ -224,7 +224,7 @@ func TestTerminateFailureReleasesTheLeaseAndTheMark(t *testing.T) {
 	e := newEnv(t, time.Second, 300*time.Millisecond)
 	c := e.signed("t-fail")
 	e.sim.SetFaults(wechatpaysim.Faults{ErrorCode: "PARAM_ERROR", ErrorCount: 1, PathContains: "/terminate"})
-	_, err := e.svc.Terminate(ctx, c.Key(), "customer asked")
+	_, err := e.svc.Terminate(ctx, c.Key(), "", "customer asked")
 	if !domain.IsCode(err, domain.CodeUpstream) {
 		t.Fatalf("terminate refused by WeChat: %v", err)
 	}
@@ -234,7 +234,7 @@ func TestTerminateFailureReleasesTheLeaseAndTheMark(t *testing.T) {
 		t.Fatalf("after the failure: %+v last error %+v", after, after.LastError)
 	}
 	// Nothing left blocks the next try.
-	if out, err := e.svc.Terminate(ctx, c.Key(), "customer asked"); err != nil || out.State != domain.StateTerminated {
+	if out, err := e.svc.Terminate(ctx, c.Key(), "", "customer asked"); err != nil || out.State != domain.StateTerminated {
 		t.Fatalf("second try: %v %+v", err, out)
 	}
 }
@@ -251,7 +251,7 @@ func TestAPanicMidTerminateReleasesTheLeaseAndTheMark(t *testing.T) {
 	})
 	panicked := func() (p any) {
 		defer func() { p = recover() }()
-		_, _ = e.svc.Terminate(ctx, c.Key(), "customer asked")
+		_, _ = e.svc.Terminate(ctx, c.Key(), "", "customer asked")
 		return nil
 	}()
 	if panicked == nil {
@@ -281,8 +281,8 @@ func TestTerminateSyncAndReconcileOfAContractWithoutServiceID(t *testing.T) {
 	}
 	key := domain.Key{OutContractCode: "no-service-signed"}
 	for name, call := range map[string]func() error{
-		"terminate": func() error { _, err := e.svc.Terminate(ctx, key, "customer asked"); return err },
-		"sync":      func() error { _, err := e.svc.Sync(ctx, key); return err },
+		"terminate": func() error { _, err := e.svc.Terminate(ctx, key, "", "customer asked"); return err },
+		"sync":      func() error { _, err := e.svc.Sync(ctx, key, ""); return err },
 	} {
 		err := call()
 		var de *domain.Error

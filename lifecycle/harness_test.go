@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/lifecycle"
@@ -122,7 +123,8 @@ type env struct {
 // newEnv builds the flows with leases of leaseTTL and waits of wait. The
 // simulator delivers notifications to a merchant endpoint that hands them
 // to the flows, as the HTTP API does.
-func newEnv(t *testing.T, leaseTTL, wait time.Duration) *env {
+// opts adjust the flows' options last.
+func newEnv(t *testing.T, leaseTTL, wait time.Duration, opts ...func(*lifecycle.Options)) *env {
 	t.Helper()
 	k, err := keysOnce()
 	if err != nil {
@@ -165,12 +167,18 @@ func newEnv(t *testing.T, leaseTTL, wait time.Duration) *env {
 		t.Fatal(err)
 	}
 	e.wx = &watchedWeChat{Client: client, calls: map[string]int{}}
-	e.svc = lifecycle.New(e.store, e.wx, parser, lifecycle.Options{
+	o := lifecycle.Options{
 		Mode: domain.ModeCommon, MchID: k.MchID, AppID: k.AppID,
 		NotifyURL: "https://contractd.localhost/v1/notifications/wechatpay",
 		LeaseTTL:  leaseTTL, PresignWait: wait, BaseDelay: 10 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
-		Now: e.clock.Now, Logger: quiet, Registry: e.reg,
-	})
+		ReconcileMinAge: config.DefaultReconcileAfter, ReconcileFirstGap: config.DefaultReconcileAfter,
+		ReconcileLookBack: config.DefaultReconcileLookBack,
+		Now:               e.clock.Now, Logger: quiet, Registry: e.reg,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	e.svc = lifecycle.New(e.store, e.wx, parser, o)
 	return e
 }
 

@@ -151,7 +151,7 @@ func callError(err error, at time.Time) domain.CallError {
 // contract we did not. Ask WeChat what it is, apply that, and answer
 // CONTRACT_EXISTED.
 func (s *Service) contractExisted(ctx context.Context, c domain.Contract, callErr error) error {
-	if _, err := s.syncContract(ctx, c, domain.SourceReconcile); err != nil {
+	if _, err := s.syncContract(ctx, c, domain.SourceReconcile, ""); err != nil {
 		s.log.WarnContext(ctx, "query after CONTRACT_EXISTED failed", "contract", c.Key().String(), "error", err.Error())
 	}
 	return &domain.Error{Code: domain.CodeExists, Message: "WeChat Pay already has a signed contract " + c.OutContractCode + "; use a new out_contract_code",

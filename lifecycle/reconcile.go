@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/domain"
-	"github.com/contractd/contractd/logging"
 	"github.com/contractd/contractd/wechatpay"
 )
 
@@ -129,7 +128,8 @@ func parseTime(s string) time.Time {
 // syncContract asks WeChat about c (read outside any transaction) and
 // applies the answer in one transaction. WeChat is the source of truth for
 // signed and terminated; an answer that says neither changes nothing.
-func (s *Service) syncContract(ctx context.Context, c domain.Contract, src domain.Source) (domain.Contract, error) {
+// actor, when not empty, is the operator who asked; the history names them.
+func (s *Service) syncContract(ctx context.Context, c domain.Contract, src domain.Source, actor string) (domain.Contract, error) {
 	remote, err := s.queryWeChat(ctx, c, src)
 	if err != nil {
 		return c, err
@@ -137,7 +137,7 @@ func (s *Service) syncContract(ctx context.Context, c domain.Contract, src domai
 	if remote == nil {
 		return s.store.Get(ctx, c.Key())
 	}
-	if actor := logging.Actor(ctx); actor != "" {
+	if actor != "" {
 		// An operator's sync (or a terminate that asked WeChat first):
 		// the history says who.
 		remote.Details["actor"] = actor
@@ -149,13 +149,14 @@ func (s *Service) syncContract(ctx context.Context, c domain.Contract, src domai
 }
 
 // Sync asks WeChat for one contract's state now and applies it (source ops'
-// on-demand reconcile).
-func (s *Service) Sync(ctx context.Context, key domain.Key) (domain.Contract, error) {
+// on-demand reconcile). actor names the operator who asked ("" for an
+// unnamed one); the history records them.
+func (s *Service) Sync(ctx context.Context, key domain.Key, actor string) (domain.Contract, error) {
 	c, err := s.store.Get(ctx, key)
 	if err != nil {
 		return c, err
 	}
-	return s.syncContract(ctx, c, domain.SourceReconcile)
+	return s.syncContract(ctx, c, domain.SourceReconcile, actor)
 }
 
 // Reconcile asks WeChat about sessions that have been open a while without a
@@ -179,7 +180,7 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 			s.log.WarnContext(ctx, "reconcile skipped a contract WeChat cannot be asked about", "contract", c.Key().String(), "missing", field)
 			continue
 		}
-		if _, err := s.syncContract(ctx, c, domain.SourceReconcile); err != nil {
+		if _, err := s.syncContract(ctx, c, domain.SourceReconcile, ""); err != nil {
 			s.log.WarnContext(ctx, "reconcile failed", "contract", c.Key().String(), "error", err.Error())
 		}
 	}

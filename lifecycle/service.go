@@ -35,9 +35,11 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/contractd/contractd/domain"
@@ -103,12 +105,13 @@ type Options struct {
 	Attempts  int
 	BaseDelay time.Duration
 	MaxDelay  time.Duration
-	// LeaseTTL is how long a lease on a contract runs between renewals
-	// (default 5s): a holder that dies loses it within this long.
+	// LeaseTTL is how long a lease on a contract runs between renewals:
+	// a holder that dies loses it within this long. Required (config owns
+	// its default, like every option marked required).
 	LeaseTTL time.Duration
 	// PresignWait is the longest a pre-sign or terminate waits for another
 	// caller's call to WeChat for the same contract before answering
-	// IN_PROGRESS (default 3s).
+	// IN_PROGRESS. Required.
 	PresignWait time.Duration
 	// SaveRetry is how long the outcome of a call to WeChat keeps being
 	// retried while the database is unavailable (default 5s).
@@ -120,6 +123,7 @@ type Options struct {
 	// ReconcileMinAge: a session is asked about once it is this old;
 	// ReconcileLookBack: expired sessions are asked about for this long;
 	// ReconcileFirstGap: the first pause between two checks of a contract.
+	// All three required.
 	ReconcileMinAge   time.Duration
 	ReconcileLookBack time.Duration
 	ReconcileFirstGap time.Duration
@@ -132,6 +136,23 @@ type Options struct {
 	Panics *prometheus.CounterVec
 }
 
+// missing names the required options that are not set.
+func (o *Options) missing() []string {
+	var out []string
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"LeaseTTL", o.LeaseTTL}, {"PresignWait", o.PresignWait}, {"ReconcileMinAge", o.ReconcileMinAge},
+		{"ReconcileLookBack", o.ReconcileLookBack}, {"ReconcileFirstGap", o.ReconcileFirstGap},
+	} {
+		if d.v <= 0 {
+			out = append(out, d.name)
+		}
+	}
+	return out
+}
+
 func (o *Options) defaults() {
 	if o.Attempts <= 0 {
 		o.Attempts = 4
@@ -142,26 +163,11 @@ func (o *Options) defaults() {
 	if o.MaxDelay <= 0 {
 		o.MaxDelay = 2 * time.Second
 	}
-	if o.LeaseTTL <= 0 {
-		o.LeaseTTL = DefaultLeaseTTL
-	}
-	if o.PresignWait <= 0 {
-		o.PresignWait = DefaultPresignWait
-	}
 	if o.SaveRetry <= 0 {
 		o.SaveRetry = 5 * time.Second
 	}
 	if o.SweepBatch <= 0 {
 		o.SweepBatch = 100
-	}
-	if o.ReconcileMinAge <= 0 {
-		o.ReconcileMinAge = time.Minute
-	}
-	if o.ReconcileLookBack <= 0 {
-		o.ReconcileLookBack = 24 * time.Hour
-	}
-	if o.ReconcileFirstGap <= 0 {
-		o.ReconcileFirstGap = time.Minute
 	}
 	if o.ReconcileBatch <= 0 {
 		o.ReconcileBatch = 50
@@ -181,12 +187,6 @@ func (o *Options) defaults() {
 	}
 }
 
-// Defaults of the lease options.
-const (
-	DefaultLeaseTTL    = 5 * time.Second
-	DefaultPresignWait = 3 * time.Second
-)
-
 // Service runs the flows.
 type Service struct {
 	store   Store
@@ -197,8 +197,13 @@ type Service struct {
 	metrics *metrics
 }
 
-// New builds the service.
+// New builds the service. It panics when a required option is not set:
+// their defaults are config's, and a zero lease or look-back would be a
+// silent fault.
 func New(st Store, wx WeChat, parser NotificationParser, opt Options) *Service {
+	if missing := opt.missing(); len(missing) > 0 {
+		panic(fmt.Sprintf("lifecycle.New: Options.%s must be set (config holds the defaults)", strings.Join(missing, ", Options.")))
+	}
 	opt.defaults()
 	return &Service{store: st, wx: wx, parser: parser, opt: opt, log: opt.Logger, metrics: newMetrics(opt.Registry, opt.Panics)}
 }

@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"fmt"
+	"github.com/contractd/contractd/config"
 	"testing"
 
 	"github.com/contractd/contractd/internal/pgtest"
@@ -34,7 +35,7 @@ func BenchmarkSweep(b *testing.B) {
 		b.Run(fmt.Sprintf("table=%d/due=1000", total), func(b *testing.B) {
 			s := pgtest.New(b)
 			seedSessions(b, s, total)
-			svc := lifecycle.New(store.New(s.Pool), nil, nil, lifecycle.Options{SweepBatch: 500})
+			svc := lifecycle.New(store.New(s.Pool), nil, nil, sweepOptions(500))
 			ctx := context.Background()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -52,4 +53,12 @@ func BenchmarkSweep(b *testing.B) {
 			}
 		})
 	}
+}
+
+// sweepOptions are the flows' options for a sweep only: the required ones
+// at config's defaults.
+func sweepOptions(batch int) lifecycle.Options {
+	return lifecycle.Options{SweepBatch: batch, LeaseTTL: config.DefaultLeaseTTL, PresignWait: config.DefaultPresignWait,
+		ReconcileMinAge: config.DefaultReconcileAfter, ReconcileFirstGap: config.DefaultReconcileAfter,
+		ReconcileLookBack: config.DefaultReconcileLookBack}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/contractd/contractd/domain"
-	"github.com/contractd/contractd/logging"
 	"github.com/contractd/contractd/wechatpay"
 )
 
@@ -18,8 +17,10 @@ import (
 // already reached it: a holder that died mid-call, or the user), WeChat is
 // asked what the contract is and its word is applied. On every failure the
 // lease and the operator's mark are released and the failure recorded as
-// the contract's last error.
-func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (domain.Contract, error) {
+// the contract's last error. actor names the operator who asked ("" for an
+// unnamed one); the history and the contract's termination mark record
+// them.
+func (s *Service) Terminate(ctx context.Context, key domain.Key, actor, note string) (domain.Contract, error) {
 	if err := domain.CheckTerminationNote(note); err != nil {
 		return domain.Contract{}, err
 	}
@@ -30,7 +31,7 @@ func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (d
 	if c.State == domain.StateSigned && c.MissingForTerminate() == "contract_id" && c.MissingForQuery() == "" {
 		// WeChat's contract id comes with its sign notification; when that
 		// was missed, WeChat's query tells it.
-		if c, err = s.syncContract(ctx, c, domain.SourceReconcile); err != nil {
+		if c, err = s.syncContract(ctx, c, domain.SourceReconcile, actor); err != nil {
 			return c, err
 		}
 	}
@@ -41,7 +42,7 @@ func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (d
 		var plan domain.TerminationPlan
 		c, err := s.update(ctx, key, func(c *domain.Contract) error {
 			var err error
-			plan, err = c.BeginTermination(logging.Actor(ctx), note, s.opt.Now(), s.opt.LeaseTTL, since)
+			plan, err = c.BeginTermination(actor, note, s.opt.Now(), s.opt.LeaseTTL, since)
 			return err
 		})
 		if err != nil {
@@ -54,7 +55,7 @@ func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (d
 		case domain.TerminationDone:
 			return c, nil
 		case domain.TerminationCall:
-			return s.callTerminate(ctx, c, note, plan)
+			return s.callTerminate(ctx, c, actor, note, plan)
 		}
 		if !s.opt.Now().Before(deadline) {
 			s.metrics.waits.WithLabelValues("terminate", "in_progress").Inc()
@@ -69,7 +70,7 @@ func (s *Service) Terminate(ctx context.Context, key domain.Key, note string) (d
 
 // callTerminate makes the terminate call while holding (and renewing) the
 // lease, then records the outcome.
-func (s *Service) callTerminate(ctx context.Context, c domain.Contract, note string, plan domain.TerminationPlan) (domain.Contract, error) {
+func (s *Service) callTerminate(ctx context.Context, c domain.Contract, actor, note string, plan domain.TerminationPlan) (domain.Contract, error) {
 	key, token := c.Key(), plan.Token
 	stop := s.holdLease(ctx, key, token)
 	finished := false
@@ -85,7 +86,7 @@ func (s *Service) callTerminate(ctx context.Context, c domain.Contract, note str
 		}
 	}()
 	details := map[string]any{"note": note}
-	if actor := logging.Actor(ctx); actor != "" {
+	if actor != "" {
 		details["actor"] = actor
 	}
 	if plan.TookOver {
@@ -102,7 +103,7 @@ func (s *Service) callTerminate(ctx context.Context, c domain.Contract, note str
 			callErr = qerr
 		case remote != nil && remote.Event == domain.EventTerminate:
 			ch, callErr = *remote, nil
-			if actor := logging.Actor(ctx); actor != "" {
+			if actor != "" {
 				ch.Details["actor"] = actor
 			}
 		}

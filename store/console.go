@@ -223,7 +223,7 @@ func (s *Store) Overview(ctx context.Context, o OverviewOptions) (Overview, erro
 		QueryRow(func(r pgx.Row) error { return r.Scan(&ov.Failing) })
 	b.Queue(`SELECT `+contractColumns+` FROM contracts WHERE last_error IS NOT NULL ORDER BY updated_at DESC LIMIT $1`, max(o.RecentErrors, 1)).
 		Query(func(rows pgx.Rows) error {
-			cs, err := pgx.CollectRows(rows, pgx.RowToStructByName[domain.Contract])
+			cs, err := pgx.CollectRows(rows, scanContract)
 			ov.Recent = cs
 			return err
 		})

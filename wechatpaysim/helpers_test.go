@@ -336,7 +336,7 @@ func ioNop(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
 // waitFor polls cond until it holds or a timeout passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -213,10 +213,16 @@ func (s *Simulator) dispatch(n notification, g *gate) {
 	// each attempt, so retries after a rotation carry the new serial.
 	override := Faults{OverrideSerial: f.OverrideSerial}
 	s.wg.Add(1)
+	s.sending++
 	s.mu.Unlock()
 
 	go func() {
 		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			s.sending--
+			s.mu.Unlock()
+		}()
 		if n.terminate {
 			defer g.open()
 		}

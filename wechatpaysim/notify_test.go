@@ -131,7 +131,8 @@ func TestRetrySchedule(t *testing.T) {
 				d := e.sim.Deliveries()[0]
 				return d.Done || d.GaveUp
 			})
-			time.Sleep(40 * time.Millisecond) // no further attempt may follow
+			// Once the delivery goroutine has ended, no further attempt can follow.
+			waitFor(t, "deliveries to stop", e.sim.Idle)
 			d := e.sim.Deliveries()[0]
 			got := e.recv.all()
 			if len(d.Attempts) != tt.attempts || len(got) != tt.attempts || d.Done != tt.done || d.GaveUp == tt.done {
@@ -215,12 +216,16 @@ func TestReorderSignTerminate(t *testing.T) {
 	e := newEnv(t)
 	e.sim.SetFaults(Faults{ReorderSignTerminate: true})
 	c := e.signed("REORDER")
-	time.Sleep(50 * time.Millisecond)
+	// The simulator reports the sign held (it clears Held only once the
+	// terminate has been delivered), and nothing reached the receiver.
+	if d := e.sim.Deliveries(); len(d) != 1 || !d[0].Held || len(d[0].Attempts) != 0 {
+		t.Fatalf("deliveries %+v, want the sign held without an attempt", d)
+	}
+	if e.sim.Idle() {
+		t.Fatal("the simulator is idle: the held sign has no delivery waiting for the terminate")
+	}
 	if got := e.recv.all(); len(got) != 0 {
 		t.Fatalf("sign delivered before the terminate: %d requests", len(got))
-	}
-	if d := e.sim.Deliveries(); len(d) != 1 || !d[0].Held {
-		t.Fatalf("deliveries %+v", d)
 	}
 	if _, err := e.sim.TerminateAsUser(context.Background(), c.ContractID); err != nil {
 		t.Fatal(err)
@@ -240,7 +245,9 @@ func TestDropDeliveries(t *testing.T) {
 	if _, err := e.sim.TerminateAsUser(context.Background(), c.ContractID); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Dropped deliveries start no delivery at all: once the simulator is
+	// idle, nothing was sent and nothing will be.
+	waitFor(t, "deliveries to stop", e.sim.Idle)
 	if got := e.recv.all(); len(got) != 0 {
 		t.Errorf("%d notifications sent", len(got))
 	}
@@ -270,7 +277,8 @@ func TestProbeSignatures(t *testing.T) {
 	}
 	parseNotification(t, e.keys, real)
 	waitFor(t, "done", func() bool { ds := e.sim.Deliveries(); return len(ds) == 2 && ds[1].Done })
-	time.Sleep(40 * time.Millisecond)
+	// Once the delivery goroutine has ended, the probe can no longer be retried.
+	waitFor(t, "deliveries to stop", e.sim.Idle)
 	ds := e.sim.Deliveries()
 	if !ds[0].Probe || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 401 || ds[0].Done || ds[0].GaveUp || ds[1].Probe {
 		t.Errorf("deliveries %+v", ds)

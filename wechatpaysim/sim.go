@@ -143,6 +143,10 @@ type Simulator struct {
 	// gates per contract id: closed once the contract's termination notification has been
 	// delivered (or given up, dropped or skipped); used by the ReorderSignTerminate fault.
 	gates map[string]*gate
+
+	// sending counts the delivery goroutines running (posting, waiting to retry, or
+	// held); see Idle.
+	sending int
 }
 
 type contractKey struct {
@@ -281,6 +285,15 @@ func (s *Simulator) Requests() []RecordedRequest {
 		out[i] = r
 	}
 	return out
+}
+
+// Idle reports whether no notification is being delivered: every delivery queued so far is
+// done, given up, dropped or stopped, none waits for a retry or is held, so no further
+// attempt follows until something new is notified.
+func (s *Simulator) Idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sending == 0
 }
 
 // Deliveries returns a copy of every notification delivery, in the order they were queued.

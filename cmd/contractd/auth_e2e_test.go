@@ -188,7 +188,7 @@ func TestConsoleSessionEndsWhenItsTokenIsNoLongerConfigured(t *testing.T) {
 	}
 
 	// The API already refuses bob's token where it is not configured.
-	if r := ntDo(t, revoked, http.MethodGet, "/v1/contracts/"+code, bobToken, nil); r.Status != http.StatusUnauthorized {
+	if r := doAt(t, revoked, http.MethodGet, "/v1/contracts/"+code, bobToken, nil); r.Status != http.StatusUnauthorized {
 		t.Fatalf("bob's bearer token on the revoked replica: %d", r.Status)
 	}
 	// So does the console: bob's terminate is refused and changes nothing.

@@ -2,15 +2,11 @@ package main
 
 import (
 	"bytes"
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -109,30 +105,11 @@ func TestCertRotationNotificationAcceptedAtFirstDelivery(t *testing.T) {
 }
 
 // certForgedNotification posts a notification signed by key under serial.
-func certForgedNotification(s *stack, body []byte, key *rsa.PrivateKey, serial string) (int, error) {
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	nonce := ntRandom(16)
-	sum := sha256.Sum256([]byte(ts + "\n" + nonce + "\n" + string(body) + "\n"))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		return 0, err
-	}
-	req, err := http.NewRequest(http.MethodPost, s.URL+"/v1/notifications/wechatpay", bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Wechatpay-Timestamp", ts)
-	req.Header.Set("Wechatpay-Nonce", nonce)
-	req.Header.Set("Wechatpay-Signature", base64.StdEncoding.EncodeToString(sig))
-	req.Header.Set("Wechatpay-Serial", serial)
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+func certForgedNotification(t testing.TB, s *stack, body []byte, key *rsa.PrivateKey, serial string) (int, error) {
+	h := ntWeChatHeaders(t, s.Keys, body, key)
+	h.Set("Wechatpay-Serial", serial)
+	r, err := send(t, s.URL, request{Method: http.MethodPost, Path: "/v1/notifications/wechatpay", Body: body, Header: h})
+	return r.Status, err
 }
 
 func TestCertForgedSerialsCauseOneDownloadPerHost(t *testing.T) {
@@ -150,7 +127,7 @@ func TestCertForgedSerialsCauseOneDownloadPerHost(t *testing.T) {
 		body := ntEnvelope(t, s.Keys, fmt.Sprintf("forged-%03d", i), "PAPAY.SIGN",
 			ntSignResource(s.Keys, fmt.Sprintf("cert-forged-%03d", i), fmt.Sprintf("2026%016d", i)))
 		serial := strings.ToUpper(ntRandom(20))
-		wg.Go(func() { statuses[i], errs[i] = certForgedNotification(s, body, forger, serial) })
+		wg.Go(func() { statuses[i], errs[i] = certForgedNotification(t, s, body, forger, serial) })
 	}
 	wg.Wait()
 	for i := range n {

@@ -51,7 +51,7 @@ func TestFaultKilledMidPreSignRetryAnswersWithinTheWaitBound(t *testing.T) {
 	body := presignPapay("app", "kill-presign")
 	firstErr := make(chan error, 1)
 	go func() {
-		r, err := replicaPost(first.URL, "/v1/contracts/pre-sign", appToken, body)
+		r, err := send(t, first.URL, request{Method: http.MethodPost, Path: "/v1/contracts/pre-sign", Token: appToken, Body: body})
 		if err == nil {
 			err = fmt.Errorf("the killed process answered %d %s", r.Status, r.Body)
 			if r.Status == 0 {
@@ -82,18 +82,12 @@ func TestFaultKilledMidPreSignRetryAnswersWithinTheWaitBound(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		start := time.Now()
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequest(http.MethodPost, second.URL+"/v1/contracts/pre-sign", strings.NewReader(string(b)))
-		req.Header.Set("Authorization", "Bearer "+appToken)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
+		r, err := send(t, second.URL, request{Method: http.MethodPost, Path: "/v1/contracts/pre-sign", Token: appToken, Body: body, Client: client})
 		if err != nil {
 			t.Fatalf("the retry got no answer within the client's timeout: %v", err)
 		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		waits = append(waits, time.Since(start))
-		answered = response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+		answered = r
 		if answered.Status == http.StatusCreated || answered.Status == http.StatusOK {
 			break
 		}

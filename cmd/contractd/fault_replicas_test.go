@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"strings"
@@ -21,28 +20,6 @@ func replicaTerminateCalls(s *stack) int {
 		}
 	}
 	return n
-}
-
-// replicaPost posts body to base+path with the token, without failing the
-// test from a goroutine.
-func replicaPost(base, path, token string, body any) (response, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return response{}, err
-	}
-	req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(string(b)))
-	if err != nil {
-		return response{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: raw}, err
 }
 
 // Two contractd processes (replicas) on one database, with the in-process
@@ -80,7 +57,7 @@ func TestFaultTwoReplicas(t *testing.T) {
 			for _, p := range procs {
 				wg.Go(func() {
 					<-start
-					r, err := replicaPost(p.URL, "/v1/contracts/"+code(i)+"/terminate", opsToken, map[string]string{"note": "customer asked"})
+					r, err := send(t, p.URL, request{Method: http.MethodPost, Path: "/v1/contracts/" + code(i) + "/terminate", Token: opsToken, Body: map[string]string{"note": "customer asked"}})
 					if err != nil {
 						answers <- answer{code: code(i), body: err.Error()}
 						return
@@ -118,7 +95,7 @@ func TestFaultTwoReplicas(t *testing.T) {
 		}
 		// Repeated: answered from the database, no new call.
 		for i := range n {
-			r := ntDo(t, procs[(i+1)%2].URL, http.MethodPost, "/v1/contracts/"+code(i)+"/terminate", opsToken, map[string]string{"note": "again"})
+			r := doAt(t, procs[(i+1)%2].URL, http.MethodPost, "/v1/contracts/"+code(i)+"/terminate", opsToken, map[string]string{"note": "again"})
 			if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"state":"terminated"`) {
 				t.Fatalf("repeated terminate: %d %s", r.Status, r.Body)
 			}
@@ -149,7 +126,7 @@ func TestFaultTwoReplicas(t *testing.T) {
 			for j := range per {
 				wg.Go(func() {
 					<-start
-					r, err := replicaPost(procs[j%2].URL, "/v1/contracts/pre-sign", appToken, body)
+					r, err := send(t, procs[j%2].URL, request{Method: http.MethodPost, Path: "/v1/contracts/pre-sign", Token: appToken, Body: body})
 					if err != nil {
 						answers <- answer{code: code, launch: err.Error()}
 						return

@@ -25,29 +25,14 @@ import (
 // none) and checks the answer against openapi.yaml like stack.do.
 func hostileDo(s *stack, method, path, token, contentType, body string) response {
 	s.t.Helper()
-	var rd io.Reader
+	r := request{Method: method, Path: path, Token: token, ContentType: contentType}
+	if contentType == "" {
+		r.ContentType = noContentType
+	}
 	if body != "" {
-		rd = strings.NewReader(body)
+		r.Body = body
 	}
-	req, err := http.NewRequest(method, s.URL+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
-	specFor(s.t, s.URL).check(s.t, req, r)
-	return r
+	return call(s.t, s.URL, r)
 }
 
 // hostileRaw writes a request as raw bytes (what Go's client refuses to
@@ -111,23 +96,12 @@ func hostilePostNotification(t testing.TB, s *stack, body []byte, key *rsa.Priva
 // Content-Type ("" for none).
 func hostilePostNotificationAs(t testing.TB, s *stack, body []byte, key *rsa.PrivateKey, contentType string) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.URL+"/v1/notifications/wechatpay", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	r := request{Method: http.MethodPost, Path: "/v1/notifications/wechatpay", Body: body,
+		Header: ntWeChatHeaders(t, s.Keys, body, key), ContentType: contentType, Client: &http.Client{Timeout: 30 * time.Second}}
+	if contentType == "" {
+		r.ContentType = noContentType
 	}
-	req.Header = ntWeChatHeaders(t, s.Keys, body, key)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("post notification: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
-	specFor(t, s.URL).check(t, req, r)
-	return r
+	return call(t, s.URL, r)
 }
 
 // hostileError is an error answer, decoded.

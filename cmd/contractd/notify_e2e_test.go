@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -39,41 +38,11 @@ func ntPreSign(t *testing.T, s *stack, code string) {
 // ntPreSignAt pre-signs code with plan planID against the contractd at base.
 func ntPreSignAt(t *testing.T, base, code string, planID int64) {
 	t.Helper()
-	r := ntDo(t, base, http.MethodPost, "/v1/contracts/pre-sign", appToken, map[string]any{
+	r := doAt(t, base, http.MethodPost, "/v1/contracts/pre-sign", appToken, map[string]any{
 		"channel": "app", "out_contract_code": code, "plan_id": planID, "user_display_name": "Zhang San"})
 	if r.Status != http.StatusCreated {
 		t.Fatalf("pre-sign %s at %s: %d %s", code, base, r.Status, r.Body)
 	}
-}
-
-// ntDo is stack.do against any contractd base URL.
-func ntDo(t *testing.T, base, method, path, token string, body any) response {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		j, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("%s %s%s: %v", method, base, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
 // ntSign acts as the WeChat user signing code's open session.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -31,33 +32,45 @@ var (
 	specOnce sync.Map // base URL -> *specChecker
 )
 
-// specFor loads the description the stack serves, once per stack.
+// specFor loads the description the stack serves, once per stack. It may
+// be called from any goroutine: a description it cannot load is reported
+// with t.Errorf, and then it returns nil.
 func specFor(t testing.TB, base string) *specChecker {
-	t.Helper()
 	if c, ok := specOnce.Load(base); ok {
 		return c.(*specChecker)
 	}
+	c, err := loadSpec(base)
+	if err != nil {
+		t.Errorf("%s/openapi.yaml: %v", base, err)
+		return nil
+	}
+	actual, _ := specOnce.LoadOrStore(base, c)
+	return actual.(*specChecker)
+}
+
+func loadSpec(base string) (*specChecker, error) {
 	resp, err := http.Get(base + "/openapi.yaml")
 	if err != nil {
-		t.Fatalf("GET /openapi.yaml: %v", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
 	doc, err := openapi3.NewLoader().LoadFromData(raw)
 	if err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
+		return nil, err
 	}
 	if err := doc.Validate(context.Background()); err != nil {
-		t.Fatalf("openapi.yaml: %v", err)
+		return nil, err
 	}
 	doc.Servers = openapi3.Servers{{URL: base}}
 	r, err := gorillamux.NewRouter(doc)
 	if err != nil {
-		t.Fatalf("openapi.yaml router: %v", err)
+		return nil, fmt.Errorf("router: %w", err)
 	}
-	c := &specChecker{doc: doc, router: r}
-	specOnce.Store(base, c)
-	return c
+	return &specChecker{doc: doc, router: r}, nil
 }
 
 // zoned finds an RFC3339 time that is not in UTC.

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/lifecycle"
 	"github.com/contractd/contractd/store"
@@ -70,42 +71,53 @@ func opsErrorCode(t *testing.T, r response, status int, code string) {
 	}
 }
 
+// WeChat's PAPAY.TERMINATE reaches contractd only after WeChat's answer to
+// the operator's terminate call has been recorded: it is a repeat.
 func TestOpsTerminateSignedContractAndTheFollowingNotificationIsANoOp(t *testing.T) {
 	t.Parallel()
-	opsTerminateAndCheck(t, startStack(t, stackOptions{}))
+	gate := &atTerminateGate{open: make(chan struct{})}
+	front := httptest.NewServer(gate)
+	defer front.Close()
+	s := startStack(t, stackOptions{NotifyTarget: front.URL})
+	gate.target.Store(&s.URL)
+	opsTerminateAndCheck(t, s, "repeat", func() { close(gate.open) })
 }
 
 // WeChat sends PAPAY.TERMINATE as it terminates; here its answer to the
-// terminate call reaches contractd 200ms after the notification went out.
-// The termination is still the operator's.
+// terminate call reaches contractd only once that notification has been
+// acknowledged. The notification applies the termination on the
+// operator's behalf, and the termination is still the operator's.
 func TestOpsTerminateIsRecordedAsOpsWhenWeChatAnswersAfterItsNotification(t *testing.T) {
 	t.Parallel()
-	opsTerminateAndCheck(t, startStack(t, stackOptions{WrapSim: opsDelayTerminateAnswers(200 * time.Millisecond)}))
+	var o stackOptions
+	started := holdTerminateAnswersUntilNotified(&o)
+	s := startStack(t, o)
+	started(s)
+	opsTerminateRecordedAsOps(t, s)
 }
 
-// opsDelayTerminateAnswers holds the simulator's answers to merchant
-// terminate calls for d after the simulator handled them.
-func opsDelayTerminateAnswers(d time.Duration) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasPrefix(r.URL.Path, "/v3/") || !strings.HasSuffix(r.URL.Path, "/terminate") {
-				next.ServeHTTP(w, r)
-				return
-			}
-			rec := httptest.NewRecorder()
-			next.ServeHTTP(rec, r)
-			time.Sleep(d)
-			maps.Copy(w.Header(), rec.Header())
-			w.WriteHeader(rec.Code)
-			_, _ = w.Write(rec.Body.Bytes())
-		})
-	}
+// holdTerminateAnswersUntilNotified sets o up so that WeChat's answer to a
+// terminate call waits until its PAPAY.TERMINATE has been acknowledged;
+// the returned function must be called with the stack once started.
+func holdTerminateAnswersUntilNotified(o *stackOptions) func(s *stack) {
+	var sim atomic.Pointer[wechatpaysim.Simulator]
+	o.WrapSim = atHoldTerminateAnswersUntilNotified(&sim)
+	return func(s *stack) { sim.Store(s.Sim) }
+}
+
+// opsTerminateRecordedAsOps is the operator's terminate on a stack set up
+// by holdTerminateAnswersUntilNotified: the notification applies the
+// termination, recorded as the operator's.
+func opsTerminateRecordedAsOps(t *testing.T, s *stack) {
+	opsTerminateAndCheck(t, s, "applied", func() {})
 }
 
 // opsTerminateAndCheck terminates a signed contract as an operator and
 // checks that the termination is recorded once, from source ops, and that
-// WeChat's PAPAY.TERMINATE afterwards is acknowledged and changes nothing.
-func opsTerminateAndCheck(t *testing.T, s *stack) {
+// WeChat's PAPAY.TERMINATE is acknowledged, kept in the inbox with outcome
+// wantOutcome, and writes no history row of its own. answered runs once
+// contractd has answered the terminate.
+func opsTerminateAndCheck(t *testing.T, s *stack, wantOutcome string, answered func()) {
 	t.Helper()
 	const code = "ops-term-1"
 	opsSigned(t, s, code)
@@ -117,6 +129,7 @@ func opsTerminateAndCheck(t *testing.T, s *stack) {
 	if st := r.Map(t)["state"]; st != "terminated" {
 		t.Fatalf("terminate answered state %v, want terminated", st)
 	}
+	answered()
 	// WeChat's PAPAY.TERMINATE that follows is acknowledged...
 	eventually(t, 5*time.Second, "the PAPAY.TERMINATE delivery acknowledged", func() bool {
 		for _, d := range ntDeliveries(s, code) {
@@ -145,12 +158,18 @@ func opsTerminateAndCheck(t *testing.T, s *stack) {
 		AND source = 'ops' AND details->>'note' = 'customer asked'`, code); n != 1 {
 		t.Errorf("%d terminate rows from ops carrying the operator's note, want 1", n)
 	}
-	// The notification came after WeChat's answer (a repeat) or overtook it,
-	// in which case it applied the operator's termination on its behalf;
-	// either way it is in the inbox once and wrote no row of its own.
-	if n := s.count(`SELECT count(*) FROM wechat_notifications WHERE out_contract_code = $1 AND event_type = 'PAPAY.TERMINATE'
-		AND outcome IN ('repeat', 'applied')`, code); n != 1 {
-		t.Errorf("the PAPAY.TERMINATE inbox row is neither a repeat nor applied for the operator")
+	// The notification is in the inbox once, with the one outcome its
+	// order makes.
+	if n := s.count(`SELECT count(*) FROM wechat_notifications WHERE out_contract_code = $1 AND event_type = 'PAPAY.TERMINATE'`, code); n != 1 {
+		t.Errorf("%d PAPAY.TERMINATE inbox rows, want 1", n)
+	}
+	var outcome string
+	if err := s.DB.Pool.QueryRow(context.Background(), `SELECT outcome FROM wechat_notifications
+		WHERE out_contract_code = $1 AND event_type = 'PAPAY.TERMINATE'`, code).Scan(&outcome); err != nil {
+		t.Fatal(err)
+	}
+	if outcome != wantOutcome {
+		t.Errorf("the PAPAY.TERMINATE inbox row's outcome is %q, want %q", outcome, wantOutcome)
 	}
 	if st := ntState(t, s, code); st != "terminated" {
 		t.Fatalf("state %s, want terminated", st)
@@ -304,7 +323,10 @@ func TestOpsSyncSignsContractWhoseNotificationsWereDropped(t *testing.T) {
 	ntPreSign(t, s, code)
 	s.Sim.SetFaults(wechatpaysim.Faults{DropDeliveries: true})
 	ntSign(t, s, code)
-	time.Sleep(100 * time.Millisecond)
+	// The simulator dropped the sign notification: contractd never hears of it.
+	if ds := ntDeliveries(s, code); len(ds) != 1 || !ds[0].Dropped || len(ds[0].Attempts) != 0 || !s.Sim.Idle() {
+		t.Fatalf("deliveries %+v, want the one sign notification dropped, nothing sent", ds)
+	}
 	if st := ntState(t, s, code); st != "session_issued" {
 		t.Fatalf("state %s before sync, want session_issued (deliveries dropped)", st)
 	}
@@ -428,7 +450,15 @@ func TestOpsTwoProcessesOnOneDatabaseRecordEveryTransitionOnce(t *testing.T) {
 		}
 		return true
 	})
-	time.Sleep(200 * time.Millisecond) // a few more sweeps on both processes
+	// More sweeps run on the settled contracts and change nothing: a
+	// session due after everything settled is expired, so a whole sweep
+	// started after that point and went over them too.
+	ntPreSignAt(t, procs[0].URL, "ops-rep-canary", 123)
+	if _, err := s.DB.Pool.Exec(t.Context(), `UPDATE contracts SET session_expires_at = now() - interval '1 second'
+		WHERE out_contract_code = 'ops-rep-canary'`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "a later sweep to expire the canary", func() bool { return ntState(t, s, "ops-rep-canary") == "expired" })
 
 	for _, d := range s.Sim.Deliveries() {
 		if !d.Done {
@@ -451,7 +481,7 @@ func TestOpsTwoProcessesOnOneDatabaseRecordEveryTransitionOnce(t *testing.T) {
 			t.Errorf("%s: state %s, history %s; want expired with issue_session,expire", c, ntState(t, s, c), got)
 		}
 	}
-	if n := s.count(`SELECT count(*) FROM contract_events`); n != 2*len(signCodes)+2*len(expireCodes) {
+	if n := s.count(`SELECT count(*) FROM contract_events WHERE out_contract_code <> 'ops-rep-canary'`); n != 2*len(signCodes)+2*len(expireCodes) {
 		t.Errorf("%d history rows in all, want %d", n, 2*len(signCodes)+2*len(expireCodes))
 	}
 	if n := s.count(`SELECT count(*) FROM wechat_notifications WHERE delivery_count <> 5`); n != 0 {
@@ -514,6 +544,8 @@ func TestOpsSweepExpiresExactlyTheThousandDueAmong100kSessions(t *testing.T) {
 	}
 
 	svc := lifecycle.New(store.New(db.Pool), nil, nil, lifecycle.Options{
+		LeaseTTL: config.DefaultLeaseTTL, PresignWait: config.DefaultPresignWait, ReconcileMinAge: config.DefaultReconcileAfter,
+		ReconcileFirstGap: config.DefaultReconcileAfter, ReconcileLookBack: config.DefaultReconcileLookBack,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	start := time.Now()
 	n, err := svc.Sweep(ctx)

@@ -22,14 +22,17 @@ var pgbouncerSubset = []struct {
 	name string
 	env  map[string]string
 	run  func(t *testing.T, s *stack)
+	// prepare, when set, adds to the stack's options what the scenario
+	// needs and returns what to do once the stack has started.
+	prepare func(o *stackOptions) func(s *stack)
 }{
-	{"PreSign", nil, presignConcurrentIdenticalRequestsOpenOneSession},
-	{"Notification", nil, notifyFiveConcurrentDuplicatesApplyOnce},
-	{"Sweep", map[string]string{"CONTRACTD_SWEEP_INTERVAL": "100ms"}, opsSweeperExpiresTheDueSessions},
-	{"Terminate", nil, opsTerminateAndCheck},
-	{"Feed", nil, opsFeedPagesEveryRowExactlyOnce},
+	{"PreSign", nil, presignConcurrentIdenticalRequestsOpenOneSession, nil},
+	{"Notification", nil, notifyFiveConcurrentDuplicatesApplyOnce, nil},
+	{"Sweep", map[string]string{"CONTRACTD_SWEEP_INTERVAL": "100ms"}, opsSweeperExpiresTheDueSessions, nil},
+	{"Terminate", nil, opsTerminateRecordedAsOps, holdTerminateAnswersUntilNotified},
+	{"Feed", nil, opsFeedPagesEveryRowExactlyOnce, nil},
 	{"ConsoleSignIn", map[string]string{"CONTRACTD_API_TOKENS": "app:" + appToken + ",ops:" + opsToken + ",ops:alice:" + aliceToken},
-		consoleSignInWithStrictCookies},
+		consoleSignInWithStrictCookies, nil},
 }
 
 // TestPgBouncerTransactionModeWithCacheDescribeRunsTheSubset runs the
@@ -43,7 +46,14 @@ func TestPgBouncerTransactionModeWithCacheDescribeRunsTheSubset(t *testing.T) {
 	for _, sc := range pgbouncerSubset {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
-			sc.run(t, startStack(t, stackOptions{Bouncer: b, ExecMode: "cache_describe", Env: sc.env}))
+			o := stackOptions{Bouncer: b, ExecMode: "cache_describe", Env: sc.env}
+			started := func(*stack) {}
+			if sc.prepare != nil {
+				started = sc.prepare(&o)
+			}
+			s := startStack(t, o)
+			started(s)
+			sc.run(t, s)
 		})
 	}
 }

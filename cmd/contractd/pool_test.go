@@ -41,16 +41,13 @@ func TestDBMaxConnsSizesThePool(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := 0; j < 5; j++ {
-				req, _ := http.NewRequest(http.MethodGet, s.URL+"/v1/contracts/pool-1", nil)
-				req.Header.Set("Authorization", "Bearer "+appToken)
-				resp, err := http.DefaultClient.Do(req)
+				r, err := send(t, s.URL, request{Method: http.MethodGet, Path: "/v1/contracts/pool-1", Token: appToken})
 				if err != nil {
 					errs <- err
 					return
 				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					errs <- fmt.Errorf("GET answered %d", resp.StatusCode)
+				if r.Status != http.StatusOK {
+					errs <- fmt.Errorf("GET answered %d", r.Status)
 					return
 				}
 			}

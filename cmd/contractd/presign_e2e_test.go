@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -363,20 +362,9 @@ type presignRaw struct {
 	err    error
 }
 
-func presignPost(client *http.Client, base string, body []byte) presignRaw {
-	req, err := http.NewRequest(http.MethodPost, base+presignPath, bytes.NewReader(body))
-	if err != nil {
-		return presignRaw{err: err}
-	}
-	req.Header.Set("Authorization", "Bearer "+appToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return presignRaw{err: err}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return presignRaw{status: resp.StatusCode, body: b, err: err}
+func presignPost(t testing.TB, client *http.Client, base string, body []byte) presignRaw {
+	r, err := send(t, base, request{Method: http.MethodPost, Path: presignPath, Token: appToken, Body: body, Client: client})
+	return presignRaw{status: r.Status, body: r.Body, err: err}
 }
 
 func TestPreSignConcurrentIdenticalRequestsOpenOneSession(t *testing.T) {
@@ -400,7 +388,7 @@ func presignConcurrentIdenticalRequestsOpenOneSession(t *testing.T, s *stack) {
 		go func() {
 			defer wg.Done()
 			<-start
-			results[i] = presignPost(client, s.URL, body)
+			results[i] = presignPost(t, client, s.URL, body)
 		}()
 	}
 	close(start)

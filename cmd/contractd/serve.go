@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
 		PasswordExemptVariant: cfg.PasswordExemptVariant,
 		LeaseTTL:              cfg.LeaseTTL, PresignWait: cfg.PresignWait,
-		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter,
+		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter, ReconcileLookBack: cfg.ReconcileLookBack,
 		Logger: log, Registry: reg, Panics: panics,
 	})
 	// One throttle and one way to find the client address, for the API's
@@ -111,8 +111,8 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	throttle := httpapi.NewThrottle(st, domain.AuthThrottle{Limit: config.DefaultAuthFailureLimit, Window: config.DefaultAuthFailureWindow}, log)
 	clientIP := httpapi.ClientIP(cfg.TrustedProxies)
 	ops := console.New(console.Options{Flows: svc, Store: st, Tokens: cfg.Tokens, SessionTTL: cfg.ConsoleSessionTTL,
-		SecureCookies: cfg.SecureCookies(), ReconcileMinAge: cfg.ReconcileAfter, Logger: log,
-		Throttle: throttle, ClientIP: clientIP})
+		SecureCookies: cfg.SecureCookies(), ReconcileMinAge: cfg.ReconcileAfter,
+		ReconcileLookBack: cfg.ReconcileLookBack, Logger: log, Throttle: throttle, ClientIP: clientIP})
 	api := httpapi.New(httpapi.Deps{
 		Logger: log, Registry: reg, Panics: panics, Console: ops, ClientIP: clientIP,
 		API:   &httpapi.API{Service: svc, Tokens: cfg.Tokens, Throttle: throttle},

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,44 +228,108 @@ func (r response) Map(t testing.TB) map[string]any {
 	return m
 }
 
-// do sends a request to contractd with a bearer token ("" for none) and a
-// body (nil, []byte, string, or anything JSON-encodable).
-func (s *stack) do(method, path, token string, body any) response {
-	s.t.Helper()
+// request is one request to contractd. Every end-to-end test sends its
+// requests through send (or a wrapper of it: stack.do, doAt, call), so that
+// every answer is checked against the openapi.yaml contractd serves.
+type request struct {
+	Method string
+	Path   string
+	Token  string // bearer token, "" for no Authorization header
+	// Body is nil, []byte, string, or anything JSON-encodable.
+	Body any
+	// ContentType defaults to application/json when there is a body;
+	// noContentType sends none.
+	ContentType string
+	// Header holds further headers (set before Authorization and
+	// Content-Type).
+	Header http.Header
+	// Client defaults to a client with a 60 s timeout.
+	Client *http.Client
+}
+
+// noContentType, as request.ContentType, sends no Content-Type header.
+const noContentType = "-"
+
+// send sends r to the contractd at base and checks the answer against the
+// openapi.yaml contractd serves. It does not stop the test, so it may be
+// called from any goroutine: a transport error is returned, and an answer
+// that breaks the description is reported with t.Errorf.
+func send(t testing.TB, base string, r request) (response, error) {
 	var rd io.Reader
-	switch b := body.(type) {
+	switch b := r.Body.(type) {
 	case nil:
 	case []byte:
 		rd = bytes.NewReader(b)
 	case string:
-		rd = bytes.NewBufferString(b)
+		rd = strings.NewReader(b)
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			s.t.Fatal(err)
+			return response{}, err
 		}
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequest(method, s.URL+path, rd)
+	req, err := http.NewRequest(r.Method, base+r.Path, rd)
 	if err != nil {
-		s.t.Fatal(err)
+		return response{}, err
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	for k, vs := range r.Header {
+		req.Header[k] = append([]string(nil), vs...)
 	}
-	if rd != nil {
+	if r.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.Token)
+	}
+	switch {
+	case r.ContentType == noContentType:
+		req.Header.Del("Content-Type")
+	case r.ContentType != "":
+		req.Header.Set("Content-Type", r.ContentType)
+	case rd != nil:
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	client := r.Client
+	if client == nil {
+		client = &http.Client{Timeout: 60 * time.Second}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s%s: %w", r.Method, base, r.Path, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("%s %s%s: reading the answer: %w", r.Method, base, r.Path, err)
+	}
+	out := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 	// Every answer an end-to-end test sees must be what openapi.yaml says.
-	specFor(s.t, s.URL).check(s.t, req, r)
-	return r
+	if c := specFor(t, base); c != nil {
+		c.check(t, req, out)
+	}
+	return out, nil
+}
+
+// call is send that fails the test on a transport error (from the test's
+// goroutine only).
+func call(t testing.TB, base string, r request) response {
+	t.Helper()
+	out, err := send(t, base, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// doAt sends a request to the contractd at base with a bearer token ("" for
+// none) and a body (see request.Body).
+func doAt(t testing.TB, base, method, path, token string, body any) response {
+	t.Helper()
+	return call(t, base, request{Method: method, Path: path, Token: token, Body: body})
+}
+
+// do sends a request to the stack's contractd (see doAt).
+func (s *stack) do(method, path, token string, body any) response {
+	s.t.Helper()
+	return doAt(s.t, s.URL, method, path, token, body)
 }
 
 // count runs a count(*) query in the stack's schema.
