@@ -302,7 +302,17 @@ func (tx *Tx) create(ctx context.Context, c domain.Contract) (domain.Contract, e
 	for _, r := range c.Pending() {
 		queueEvent(&b, &saved, r)
 	}
-	return saved, tx.sendWrites(ctx, &b, func(pgx.BatchResults) error { return nil })
+	// Each history row's result is read before COMMIT's, which commitWith
+	// reads after them.
+	n := b.Len()
+	return saved, tx.sendWrites(ctx, &b, func(br pgx.BatchResults) error {
+		for range n {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // column is one stored field of a contract that the store writes: its name
