@@ -197,7 +197,7 @@ func (a *API) preSign(c *echo.Context) error {
 	if err := decodeStrict(b, &req, "out_contract_code"); err != nil {
 		return err
 	}
-	res, err := a.Service.PreSign(c.Request().Context(), req)
+	res, err := a.Service.PreSign(c.Request().Context(), req, actorOf(c))
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ func TestTerminateAndSyncRecordTheActorTheyAreGiven(t *testing.T) {
 	}
 
 	// Sync: WeChat's sign notification is dropped, the operator asks.
-	if _, err := e.svc.PreSign(ctx, e.request("actor-sync")); err != nil {
+	if _, err := e.svc.PreSign(ctx, e.request("actor-sync"), ""); err != nil {
 		t.Fatal(err)
 	}
 	e.sim.SetFaults(wechatpaysim.Faults{DropDeliveries: true})

@@ -28,7 +28,7 @@ func TestPreSignTakesOverTheLeaseOfAHolderThatDied(t *testing.T) {
 
 	// While its lease runs, an identical request waits its bound, then
 	// answers IN_PROGRESS with when to ask again.
-	_, err := e.svc.PreSign(ctx, req)
+	_, err := e.svc.PreSign(ctx, req, "")
 	var de *domain.Error
 	if !domain.IsCode(err, domain.CodeInProgress) || !asDomain(err, &de) || de.RetryAfter < time.Second || de.RetryAfter > lease {
 		t.Fatalf("while the lease runs: %v, want IN_PROGRESS with Retry-After in [1s, %s]", err, lease)
@@ -42,7 +42,7 @@ func TestPreSignTakesOverTheLeaseOfAHolderThatDied(t *testing.T) {
 
 	// Once it lapses, the next identical request takes over and opens a session.
 	e.clock.Advance(lease + time.Millisecond)
-	res, err := e.svc.PreSign(ctx, req)
+	res, err := e.svc.PreSign(ctx, req, "")
 	if err != nil || !res.Created || res.Contract.State != domain.StateSessionIssued || len(res.Launch) == 0 {
 		t.Fatalf("after the lease lapsed: %+v %v", res, err)
 	}
@@ -84,7 +84,7 @@ func TestPreSignWaitersGetTheHoldersSessionWhileItRenewsItsLease(t *testing.T) {
 	}
 	answers := make(chan answer, 9)
 	preSign := func() {
-		res, err := e.svc.PreSign(ctx, req)
+		res, err := e.svc.PreSign(ctx, req, "")
 		answers <- answer{lifecycleResult{res.Created, string(res.Launch)}, err}
 	}
 	go preSign()

@@ -194,7 +194,7 @@ func (e *env) request(code string) domain.PreSignRequest {
 func (e *env) signed(code string) domain.Contract {
 	e.t.Helper()
 	ctx := context.Background()
-	if _, err := e.svc.PreSign(ctx, e.request(code)); err != nil {
+	if _, err := e.svc.PreSign(ctx, e.request(code), ""); err != nil {
 		e.t.Fatalf("pre-sign %s: %v", code, err)
 	}
 	if _, err := e.sim.Sign(ctx, wechatpaysim.SignRequest{OutContractCode: code}); err != nil {

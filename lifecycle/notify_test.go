@@ -121,7 +121,7 @@ func TestHandleNotificationOutcomes(t *testing.T) {
 	}{
 		{name: "sign of an open session applies", eventType: "PAPAY.SIGN", outcome: "applied", state: domain.StateSigned,
 			prepare: func(e *env, code string) {
-				if _, err := e.svc.PreSign(ctx, e.request(code)); err != nil {
+				if _, err := e.svc.PreSign(ctx, e.request(code), ""); err != nil {
 					e.t.Fatal(err)
 				}
 			}, history: []string{"issue_session", "sign"}},
@@ -272,7 +272,7 @@ func TestSweepExpiresDueSessionsInBatches(t *testing.T) {
 	e := newEnv(t, 5*time.Second, 3*time.Second, func(o *lifecycle.Options) { o.SweepBatch = 2 })
 	const due = 5
 	for i := range due + 2 {
-		if _, err := e.svc.PreSign(ctx, e.request(fmt.Sprintf("sw-%d", i))); err != nil {
+		if _, err := e.svc.PreSign(ctx, e.request(fmt.Sprintf("sw-%d", i)), ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,8 +29,11 @@ type PreSignResult struct {
 // caller takes the lease. The call to WeChat happens outside any transaction
 // while the lease is renewed; a second transaction records the session (or
 // the failure) and releases the lease. However many identical requests come
-// at once, from however many replicas, one session is opened.
-func (s *Service) PreSign(ctx context.Context, req domain.PreSignRequest) (PreSignResult, error) {
+// at once, from however many replicas, one session is opened. actor names
+// the holder of the app token that asked ("" for an unnamed one): the
+// history names them on what the pre-sign leads to (the sync after WeChat's
+// CONTRACT_EXISTED).
+func (s *Service) PreSign(ctx context.Context, req domain.PreSignRequest, actor string) (PreSignResult, error) {
 	if err := req.Validate(s.opt.Mode, s.opt.Now()); err != nil {
 		return PreSignResult{}, err
 	}
@@ -54,7 +57,7 @@ func (s *Service) PreSign(ctx context.Context, req domain.PreSignRequest) (PreSi
 		case domain.PreSignReuse:
 			return PreSignResult{Contract: c, Launch: c.Launch}, nil
 		case domain.PreSignCall:
-			return s.callAndFinish(ctx, req, c, plan)
+			return s.callAndFinish(ctx, req, c, plan, actor)
 		}
 		if !s.opt.Now().Before(deadline) {
 			s.metrics.waits.WithLabelValues("presign", "in_progress").Inc()
@@ -69,7 +72,7 @@ func (s *Service) PreSign(ctx context.Context, req domain.PreSignRequest) (PreSi
 
 // callAndFinish calls WeChat with retries while holding (and renewing) the
 // lease, then records the outcome in a second transaction.
-func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, c domain.Contract, plan domain.PreSignPlan) (res PreSignResult, err error) {
+func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, c domain.Contract, plan domain.PreSignPlan, actor string) (res PreSignResult, err error) {
 	key, token := c.Key(), plan.Token
 	stop := s.holdLease(ctx, key, token)
 	finished := false
@@ -102,7 +105,7 @@ func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, 
 		}
 		var ae *wechatpay.APIError
 		if errors.As(callErr, &ae) && ae.Code == "CONTRACT_EXISTED" {
-			return PreSignResult{}, s.contractExisted(context.WithoutCancel(ctx), c, callErr)
+			return PreSignResult{}, s.contractExisted(context.WithoutCancel(ctx), c, callErr, actor)
 		}
 		return PreSignResult{}, upstreamError(callErr)
 	}
@@ -150,8 +153,8 @@ func callError(err error, at time.Time) domain.CallError {
 // contractExisted handles WeChat's CONTRACT_EXISTED: WeChat knows a signed
 // contract we did not. Ask WeChat what it is, apply that, and answer
 // CONTRACT_EXISTED.
-func (s *Service) contractExisted(ctx context.Context, c domain.Contract, callErr error) error {
-	if _, err := s.syncContract(ctx, c, domain.SourceReconcile, ""); err != nil {
+func (s *Service) contractExisted(ctx context.Context, c domain.Contract, callErr error, actor string) error {
+	if _, err := s.syncContract(ctx, c, domain.SourceReconcile, actor); err != nil {
 		s.log.WarnContext(ctx, "query after CONTRACT_EXISTED failed", "contract", c.Key().String(), "error", err.Error())
 	}
 	return &domain.Error{Code: domain.CodeExists, Message: "WeChat Pay already has a signed contract " + c.OutContractCode + "; use a new out_contract_code",

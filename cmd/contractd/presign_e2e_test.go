@@ -839,7 +839,9 @@ func TestPreSignTimeoutIsRetryableUpstreamErrorAndStoresNoSession(t *testing.T) 
 
 func TestPreSignWeChatContractExistedAppliesSignedAndAnswers409(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, stackOptions{})
+	const shopToken = "shop-app-token"
+	s := startStack(t, stackOptions{Env: map[string]string{
+		"CONTRACTD_API_TOKENS": "app:" + appToken + ",app:shop:" + shopToken + ",ops:" + opsToken}})
 	req := presignPapay("app", "exists-1")
 	if r := s.do(http.MethodPost, presignPath, appToken, req); r.Status != http.StatusCreated {
 		t.Fatalf("pre-sign: %d %s", r.Status, r.Body)
@@ -861,8 +863,15 @@ func TestPreSignWeChatContractExistedAppliesSignedAndAnswers409(t *testing.T) {
 		t.Fatalf("expired %d rows", n)
 	}
 
-	r := s.do(http.MethodPost, presignPath, appToken, req)
+	// The retry comes with a named app token: the sync it leads to names
+	// the token's holder as its actor.
+	r := s.do(http.MethodPost, presignPath, shopToken, req)
 	presignExpectError(t, r, http.StatusConflict, "CONTRACT_EXISTED")
+	var actor string
+	if err := s.DB.Pool.QueryRow(t.Context(), `SELECT coalesce(details->>'actor', '') FROM contract_events
+		WHERE out_contract_code = 'exists-1' AND event = 'sign'`).Scan(&actor); err != nil || actor != "shop" {
+		t.Errorf("the sign's actor %q (%v), want shop: the holder of the token whose pre-sign led to it", actor, err)
+	}
 	var answers []string
 	for _, rec := range s.Sim.Requests() {
 		if strings.Contains(rec.Path, "pre-entrust-sign") {
