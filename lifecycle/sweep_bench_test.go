@@ -35,7 +35,7 @@ func BenchmarkSweep(b *testing.B) {
 		b.Run(fmt.Sprintf("table=%d/due=1000", total), func(b *testing.B) {
 			s := pgtest.New(b)
 			seedSessions(b, s, total)
-			svc := lifecycle.New(store.New(s.Pool), nil, nil, sweepOptions(500))
+			svc := lifecycle.New(store.New(s.Pool), nil, nil, sweepOptions(0)) // the default batch
 			ctx := context.Background()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
