@@ -83,45 +83,10 @@ func newUnmigratedOn(t testing.TB, url string) *Schema {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ensureDatabase(ctx, t, url)
-
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "t_" + hex.EncodeToString(b[:])
-
-	admin, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("pgtest: connect %s: %v (is Postgres running? bash .ci/run starts one)", url, err)
-	}
-	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
-		t.Fatalf("pgtest: create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		c, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Errorf("pgtest: cleanup connect: %v", err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, "DROP SCHEMA "+name+" CASCADE"); err != nil {
-			t.Errorf("pgtest: drop schema %s: %v", name, err)
-		}
-	})
-
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = name
-	cfg.MaxConns = 20
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("pgtest: pool: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	return &Schema{Name: name, Database: cfg.ConnConfig.Database, URL: withSearchPath(url, name), Pool: pool}
+	name := uniqueName()
+	createDropped(ctx, t, url, "CREATE SCHEMA "+name, "DROP SCHEMA "+name+" CASCADE")
+	pool := newPool(ctx, t, url, func(cfg *pgxpool.Config) { cfg.ConnConfig.RuntimeParams["search_path"] = name })
+	return &Schema{Name: name, Database: pool.Config().ConnConfig.Database, URL: withSearchPath(url, name), Pool: pool}
 }
 
 // NewDatabase creates a private database on the test server, migrates its
@@ -135,16 +100,36 @@ func NewDatabase(t testing.TB) *Schema {
 	defer cancel()
 	url := URL()
 	ensureDatabase(ctx, t, url)
+	name := uniqueName()
+	// FORCE: a pooler may still hold server sessions on it.
+	createDropped(ctx, t, url, "CREATE DATABASE "+name, "DROP DATABASE "+name+" WITH (FORCE)")
+	pool := newPool(ctx, t, url, func(cfg *pgxpool.Config) { cfg.ConnConfig.Database = name })
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	if err := migrations.Up(ctx, db); err != nil {
+		t.Fatalf("pgtest: migrate database %s: %v", name, err)
+	}
+	return &Schema{Name: "public", Database: name, URL: withDatabase(url, name), Pool: pool}
+}
+
+// uniqueName is a fresh name for a test's schema or database.
+func uniqueName() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	name := "t_" + hex.EncodeToString(b[:])
+	return "t_" + hex.EncodeToString(b[:])
+}
+
+// createDropped runs create on the server at url, and drop at the test's
+// cleanup.
+func createDropped(ctx context.Context, t testing.TB, url, create, drop string) {
+	t.Helper()
 	admin, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatalf("pgtest: connect %s: %v (is Postgres running? bash .ci/run starts one)", url, err)
 	}
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
+	if _, err := admin.Exec(ctx, create); err != nil {
+		t.Fatalf("pgtest: %s: %v", create, err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -155,28 +140,27 @@ func NewDatabase(t testing.TB) *Schema {
 			return
 		}
 		defer c.Close(ctx)
-		// FORCE: a pooler may still hold server sessions on it.
-		if _, err := c.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("pgtest: drop database %s: %v", name, err)
+		if _, err := c.Exec(ctx, drop); err != nil {
+			t.Errorf("pgtest: %s: %v", drop, err)
 		}
 	})
+}
+
+// newPool opens a pool of 20 on url, set by configure, closed at cleanup.
+func newPool(ctx context.Context, t testing.TB, url string, configure func(*pgxpool.Config)) *pgxpool.Pool {
+	t.Helper()
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
-	cfg.ConnConfig.Database = name
+	configure(cfg)
 	cfg.MaxConns = 20
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("pgtest: pool: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	if err := migrations.Up(ctx, db); err != nil {
-		t.Fatalf("pgtest: migrate database %s: %v", name, err)
-	}
-	return &Schema{Name: "public", Database: name, URL: withDatabase(url, name), Pool: pool}
+	return pool
 }
 
 // withDatabase is url naming database instead of its own.
