@@ -166,11 +166,17 @@ func (s *Service) Sync(ctx context.Context, key domain.Key, actor string) (domai
 // once and a contract is asked about ever more rarely. It returns how many
 // contracts it checked.
 func (s *Service) Reconcile(ctx context.Context) (int, error) {
-	due, err := s.store.ClaimReconcileDue(ctx, s.opt.Now(), s.opt.ReconcileMinAge, s.opt.ReconcileLookBack, s.opt.ReconcileFirstGap, s.opt.ReconcileBatch)
+	now := s.opt.Now()
+	due, err := s.store.ClaimReconcileDue(ctx, now, s.opt.ReconcileMinAge, s.opt.ReconcileLookBack, s.opt.ReconcileBatch,
+		func(c *domain.Contract) error {
+			c.ScheduleCheck(now, s.opt.ReconcileFirstGap)
+			return nil
+		})
 	if err != nil {
 		return 0, err
 	}
-	for _, c := range due {
+	for _, p := range due {
+		c := p.Contract
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
