@@ -112,10 +112,12 @@ type Contract struct {
 
 	// decided holds the decisions taken since the contract was read, for
 	// the store to write their history rows in the same transaction; dirty
-	// says whether any stored field changed. Both are unexported, so
-	// neither the store's row scanning nor JSON sees them.
-	decided []Record
-	dirty   bool
+	// says whether any stored field changed, scheduled whether only the
+	// reconciliation schedule did (see ScheduleCheck). All are unexported,
+	// so neither the store's row scanning nor JSON sees them.
+	decided   []Record
+	dirty     bool
+	scheduled bool
 }
 
 // Record is one history row the domain decided to write: the verdict on a

@@ -74,13 +74,11 @@ func (s *Service) HandleNotification(ctx context.Context, header http.Header, bo
 	ch.Details["notification_id"] = n.ID
 	ch.Details["event_type"] = n.EventType
 
-	var decided []domain.Record
-	first, outcome, err := s.store.ReceiveNotification(ctx, store.Notification{NotificationID: n.ID, EventType: n.EventType,
+	got, err := s.store.ReceiveNotification(ctx, store.Notification{NotificationID: n.ID, EventType: n.EventType,
 		SubMchID: key.SubMchID, OutContractCode: key.OutContractCode, CreateTime: n.CreateTime, Resource: n.Plaintext},
 		contractFromEvent(key, ev), func(c *domain.Contract) (string, error) {
 			isNew := c.IsNew()
 			d, err := c.Apply(ctx, ch, s.opt.Now())
-			decided = c.Decided()
 			if err != nil || !isNew {
 				return d.Outcome.String(), err
 			}
@@ -90,11 +88,11 @@ func (s *Service) HandleNotification(ctx context.Context, header http.Header, bo
 		s.metrics.notifications.WithLabelValues("failed").Inc()
 		return res, err
 	}
-	res.Outcome = outcome
-	if !first {
+	res.Outcome = got.Outcome
+	if !got.First {
 		res.Duplicate, res.Outcome = true, "duplicate"
 	}
-	s.recordDecisions(ctx, decided)
+	s.recordDecisions(ctx, got.Decided)
 	s.metrics.notifications.WithLabelValues(res.Outcome).Inc()
 	return res, nil
 }

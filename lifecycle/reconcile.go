@@ -162,15 +162,22 @@ func (s *Service) Sync(ctx context.Context, key domain.Key, actor string) (domai
 // Reconcile asks WeChat about sessions that have been open a while without a
 // notification and about recently expired ones, and applies what it says
 // (source reconcile). Contracts are claimed in a short transaction that also
-// schedules their next check, so replicas never ask about one contract at
-// once and a contract is asked about ever more rarely. It returns how many
-// contracts it checked.
+// schedules their next check (domain.Contract.ScheduleCheck, persisted like
+// any other change), so replicas never ask about one contract at once and a
+// contract is asked about ever more rarely. It returns how many contracts it
+// checked.
 func (s *Service) Reconcile(ctx context.Context) (int, error) {
-	due, err := s.store.ClaimReconcileDue(ctx, s.opt.Now(), s.opt.ReconcileMinAge, s.opt.ReconcileLookBack, s.opt.ReconcileFirstGap, s.opt.ReconcileBatch)
+	now := s.opt.Now()
+	due, err := s.store.ClaimReconcileDue(ctx, now, s.opt.ReconcileMinAge, s.opt.ReconcileLookBack, s.opt.ReconcileBatch,
+		func(c *domain.Contract) error {
+			c.ScheduleCheck(now, s.opt.ReconcileFirstGap)
+			return nil
+		})
 	if err != nil {
 		return 0, err
 	}
-	for _, c := range due {
+	for _, p := range due {
+		c := p.Contract
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}

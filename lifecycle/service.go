@@ -50,22 +50,25 @@ import (
 
 // Store is what the flows need of storage; *store.Store is the one
 // implementation. Every change to a contract goes through Update,
-// UpdateOrCreate, UpdateDueSessions or ReceiveNotification, each of which
-// hands the locked contract to a domain function and persists the verdict
-// with its history in one transaction.
+// UpdateAsLeaseHolder, UpdateOrCreate, UpdateDueSessions, ClaimReconcileDue
+// or ReceiveNotification, each of which hands the locked contract to a
+// domain function, persists the verdict with its history in one
+// transaction, and returns what it persisted (store.Persisted): the flows
+// read the domain's decisions there, not from variables their functions
+// capture.
 type Store interface {
 	Get(ctx context.Context, key domain.Key) (domain.Contract, error)
 	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
 	Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error)
-	Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error)
+	Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (store.Persisted, error)
 	// UpdateAsLeaseHolder is Update for the lease holder's own writes,
 	// which must not queue behind callers waiting for its outcome.
-	UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error)
-	UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error)
-	UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) (int, error)
-	ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error)
-	ReceiveNotification(ctx context.Context, n store.Notification, fresh domain.Contract, apply func(c *domain.Contract) (string, error)) (bool, string, error)
+	UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (store.Persisted, error)
+	UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (store.Persisted, error)
+	UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) ([]store.Persisted, error)
+	ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack time.Duration, limit int, schedule func(c *domain.Contract) error) ([]store.Persisted, error)
+	ReceiveNotification(ctx context.Context, n store.Notification, fresh domain.Contract, apply func(c *domain.Contract) (string, error)) (store.Received, error)
 	// RejectNotification keeps a notification that breaks field rules in
 	// the inbox as rejected; it touches no contract.
 	RejectNotification(ctx context.Context, n store.Notification, reason string) (bool, error)
@@ -274,42 +277,27 @@ func upstreamError(err error) *domain.Error {
 // update runs a domain function on the contract with key under the store's
 // Update and, once persisted, counts the decisions it took.
 func (s *Service) update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
-	var decided []domain.Record
-	c, err := s.store.Update(ctx, key, func(c *domain.Contract) error {
-		err := fn(c)
-		decided = c.Decided()
-		return err
-	})
-	if err == nil {
-		s.recordDecisions(ctx, decided)
-	}
-	return c, err
+	return s.persisted(ctx)(s.store.Update(ctx, key, fn))
 }
 
 // updateAsLeaseHolder is update on the store's UpdateAsLeaseHolder.
 func (s *Service) updateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
-	var decided []domain.Record
-	c, err := s.store.UpdateAsLeaseHolder(ctx, key, func(c *domain.Contract) error {
-		err := fn(c)
-		decided = c.Decided()
-		return err
-	})
-	if err == nil {
-		s.recordDecisions(ctx, decided)
-	}
-	return c, err
+	return s.persisted(ctx)(s.store.UpdateAsLeaseHolder(ctx, key, fn))
 }
 
 // updateOrCreate is update on the store's UpdateOrCreate.
 func (s *Service) updateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
-	var decided []domain.Record
-	c, err := s.store.UpdateOrCreate(ctx, fresh, func(c *domain.Contract) error {
-		err := fn(c)
-		decided = c.Decided()
-		return err
-	})
-	if err == nil {
-		s.recordDecisions(ctx, decided)
+	return s.persisted(ctx)(s.store.UpdateOrCreate(ctx, fresh, fn))
+}
+
+// persisted returns the function that takes what one of the store's
+// updates answered, counts the decisions it persisted and answers the
+// contract as stored.
+func (s *Service) persisted(ctx context.Context) func(p store.Persisted, err error) (domain.Contract, error) {
+	return func(p store.Persisted, err error) (domain.Contract, error) {
+		if err == nil {
+			s.recordDecisions(ctx, p.Decided)
+		}
+		return p.Contract, err
 	}
-	return c, err
 }

@@ -26,22 +26,22 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 // sweepBatch expires one batch; it returns how many sessions it locked and
 // how many of them it expired.
 func (s *Service) sweepBatch(ctx context.Context) (locked, expired int, err error) {
-	var decided []domain.Record
 	now := s.opt.Now()
-	locked, err = s.store.UpdateDueSessions(ctx, now, s.opt.SweepBatch, func(c *domain.Contract) error {
+	done, err := s.store.UpdateDueSessions(ctx, now, s.opt.SweepBatch, func(c *domain.Contract) error {
 		ch := domain.Change{Event: domain.EventExpire, Source: domain.SourceSweeper, OccurredAt: now,
 			Details: map[string]any{"session_expires_at": c.SessionExpiresAt.UTC().Format(time.RFC3339Nano)}}
-		d, err := c.Apply(ctx, ch, now)
-		if d.Outcome == domain.OutcomeApply {
-			expired++
-		}
-		decided = append(decided, c.Decided()...)
+		_, err := c.Apply(ctx, ch, now)
 		return err
 	})
 	if err != nil {
 		return 0, 0, err
 	}
-	s.recordDecisions(ctx, decided)
+	for _, p := range done {
+		if p.Last().Outcome == domain.OutcomeApply {
+			expired++
+		}
+		s.recordDecisions(ctx, p.Decided)
+	}
 	s.metrics.swept.Add(float64(expired))
-	return locked, expired, nil
+	return len(done), expired, nil
 }

@@ -147,11 +147,11 @@ func TestRowLockedPastTheLockTimeoutIsInProgressAndWritesNothing(t *testing.T) {
 	}
 
 	// A notification about the locked contract: nothing written.
-	first, _, err := st.ReceiveNotification(ctx, store.Notification{NotificationID: "n-locked", EventType: "PAPAY.SIGN",
+	r, err := st.ReceiveNotification(ctx, store.Notification{NotificationID: "n-locked", EventType: "PAPAY.SIGN",
 		OutContractCode: "locked", CreateTime: time.Now(), Resource: json.RawMessage(`{}`)},
 		contractIn("locked", domain.StateCreated), func(c *domain.Contract) (string, error) { return "applied", signIt(c) })
 	if !domain.IsCode(err, domain.CodeInProgress) {
-		t.Fatalf("notification for a locked row: first %v, %v; want IN_PROGRESS", first, err)
+		t.Fatalf("notification for a locked row: first %v, %v; want IN_PROGRESS", r.First, err)
 	}
 	if n := countRows(t, db, `SELECT count(*) FROM wechat_notifications`); n != 0 {
 		t.Fatalf("%d inbox rows after a notification refused under a lock", n)
@@ -161,9 +161,9 @@ func TestRowLockedPastTheLockTimeoutIsInProgressAndWritesNothing(t *testing.T) {
 	}
 
 	release()
-	c, err := st.Update(ctx, domain.Key{OutContractCode: "locked"}, signIt)
-	if err != nil || c.State != domain.StateSigned {
-		t.Fatalf("update once the row is free: %v %v", c.State, err)
+	p, err := st.Update(ctx, domain.Key{OutContractCode: "locked"}, signIt)
+	if err != nil || p.Contract.State != domain.StateSigned {
+		t.Fatalf("update once the row is free: %v %v", p.Contract.State, err)
 	}
 }
 
@@ -196,7 +196,7 @@ func TestStatementPastTheTimeoutIsUnavailableAndWritesNothing(t *testing.T) {
 	t.Run("a transaction: the inbox row written before the slow statement is not kept", func(t *testing.T) {
 		release := hold(t, db, `SELECT 1 FROM contracts WHERE out_contract_code = 'slow' FOR UPDATE`)
 		defer release()
-		_, _, err := st.ReceiveNotification(ctx, store.Notification{NotificationID: "n-slow", EventType: "PAPAY.SIGN",
+		_, err := st.ReceiveNotification(ctx, store.Notification{NotificationID: "n-slow", EventType: "PAPAY.SIGN",
 			OutContractCode: "slow", CreateTime: time.Now(), Resource: json.RawMessage(`{}`)},
 			contractIn("slow", domain.StateCreated), func(c *domain.Contract) (string, error) { return "applied", signIt(c) })
 		if !domain.IsCode(err, domain.CodeUnavailable) || !is57014(err) {

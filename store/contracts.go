@@ -136,13 +136,43 @@ func (s *Store) GetByContractID(ctx context.Context, contractID string) (domain.
 // rows the domain decided for it. A contract with the same key already
 // there is CONTRACT_EXISTED.
 func (s *Store) Create(ctx context.Context, c domain.Contract) (domain.Contract, error) {
-	var out domain.Contract
+	var out Persisted
 	err := s.InTx(ctx, func(tx *Tx) error {
 		var err error
 		out, err = tx.create(ctx, c)
 		return err
 	})
-	return out, err
+	return out.Contract, err
+}
+
+// Persisted is what one update of a contract left in the store: the
+// contract as stored and what the domain decided on the way. A caller reads
+// the domain's verdict here rather than from variables its function
+// captures.
+type Persisted struct {
+	// Contract is the contract as stored after the update.
+	Contract domain.Contract
+	// Decided is every decision the domain took, repeats included, in the
+	// order it took them (domain.Contract.Decided).
+	Decided []domain.Record
+	// History is the history rows written: Decided without the repeats
+	// (domain.Contract.Pending).
+	History []domain.Record
+}
+
+// Last returns the last decision the domain took (the zero Decision when
+// it took none).
+func (p Persisted) Last() domain.Decision {
+	if len(p.Decided) == 0 {
+		return domain.Decision{}
+	}
+	return p.Decided[len(p.Decided)-1].Decision
+}
+
+// persisted is what persisting c, as the domain left it, came to once
+// stored as saved.
+func persisted(c, saved domain.Contract) Persisted {
+	return Persisted{Contract: saved, Decided: c.Decided(), History: c.Pending()}
 }
 
 // Update is the one way a stored contract changes. In one transaction it
@@ -150,9 +180,10 @@ func (s *Store) Create(ctx context.Context, c domain.Contract) (domain.Contract,
 // the contract's fields when fn changed any, and every history row the
 // domain recorded (domain.Contract.Pending), or nothing at all when fn
 // returns an error. fn is where the domain rules; it must do no I/O of its
-// own and may be called more than once. The contract as stored is returned.
-func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
-	var out domain.Contract
+// own and may be called more than once. What was persisted is returned:
+// the contract as stored and the domain's decisions.
+func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (Persisted, error) {
+	var out Persisted
 	err := s.inTx(ctx, &key, func(tx *Tx) error {
 		tx.commitLast = true
 		var err error
@@ -167,8 +198,8 @@ func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Co
 // process's other callers of the contract (see rowGate): those wait for the
 // holder anyway, and the lease makes it the only such caller, so it cannot
 // pile up. It still waits at most the lock timeout for the row.
-func (s *Store) UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
-	var out domain.Contract
+func (s *Store) UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (Persisted, error) {
+	var out Persisted
 	err := s.InTx(ctx, func(tx *Tx) error {
 		tx.commitLast = true
 		var err error
@@ -188,8 +219,8 @@ func (s *Store) UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func
 // nothing when the key is taken): a first pre-sign, the usual caller, then
 // costs no lookup that finds nothing. A key that is taken falls back to
 // locking the stored contract and deciding again.
-func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
-	var out domain.Contract
+func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (Persisted, error) {
+	var out Persisted
 	err := s.InTx(ctx, func(tx *Tx) error {
 		// Whichever write batch succeeds is the last thing sent.
 		tx.commitLast = true
@@ -209,45 +240,55 @@ func (s *Store) UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn fu
 
 // UpdateDueSessions locks up to limit open sessions whose expiry passed by
 // now, skipping rows other transactions hold, hands each to fn and persists
-// them all in one transaction. It returns how many it locked. SKIP LOCKED
-// lets any number of sweepers share the work without waiting on each
-// other; the predicate matches the partial index contracts_session_expiry,
-// so the cost follows the number of due rows and not the size of the table.
-func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) (int, error) {
-	n := 0
+// them all in one transaction. It returns what it persisted for each
+// contract it locked, in the order it locked them. SKIP LOCKED lets any
+// number of sweepers share the work without waiting on each other; the
+// predicate matches the partial index contracts_session_expiry, so the
+// cost follows the number of due rows and not the size of the table.
+func (s *Store) UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) ([]Persisted, error) {
+	return s.updateClaimed(ctx, fn, DueSessionsSQL, now, limit)
+}
+
+// updateClaimed locks the contracts sql selects (FOR UPDATE SKIP LOCKED),
+// hands each to fn and persists them all in one transaction. Every
+// contract's writes go in one batch with the COMMIT: one round trip for
+// the whole claim, so its row locks are held for as short as can be.
+func (s *Store) updateClaimed(ctx context.Context, fn func(c *domain.Contract) error, sql string, args ...any) ([]Persisted, error) {
+	var out []Persisted
 	err := s.InTx(ctx, func(tx *Tx) error {
-		due, err := collectContracts(ctx, tx, DueSessionsSQL, now, limit)
+		claimed, err := collectContracts(ctx, tx, sql, args...)
 		if err != nil {
 			return err
 		}
-		n = len(due)
-		// Every contract's writes go in one batch: one round trip for the
-		// whole claim, so its row locks are held for as short as can be.
+		out = make([]Persisted, len(claimed))
 		var b pgx.Batch
-		reads := make([]func(pgx.BatchResults) (domain.Contract, error), 0, len(due))
-		for _, c := range due {
+		reads := make([]func(pgx.BatchResults) (domain.Contract, error), 0, len(claimed))
+		for i, c := range claimed {
 			before := c
 			if err := fn(&c); err != nil {
 				return err
 			}
+			out[i] = persisted(c, c)
 			reads = append(reads, queuePersist(&b, before, c))
 		}
 		if b.Len() == 0 {
 			return nil
 		}
 		return tx.commitWith(ctx, &b, func(br pgx.BatchResults) error {
-			for _, read := range reads {
-				if _, err := read(br); err != nil {
+			for i, read := range reads {
+				saved, err := read(br)
+				if err != nil {
 					return err
 				}
+				out[i].Contract = saved
 			}
 			return nil
 		})
 	})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return n, nil
+	return out, nil
 }
 
 // lock reads the contract with key and holds its row lock until the
@@ -260,19 +301,32 @@ func (tx *Tx) lock(ctx context.Context, key domain.Key) (domain.Contract, error)
 const lockSQL = `SELECT ` + contractColumns + ` FROM contracts
 	WHERE sub_mchid = $1 AND out_contract_code = $2 FOR UPDATE`
 
-func (tx *Tx) update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (domain.Contract, error) {
+func (tx *Tx) update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (Persisted, error) {
 	c, err := tx.lock(ctx, key)
 	if err != nil {
-		return c, err
+		return Persisted{Contract: c}, err
 	}
-	before := c
-	if err := fn(&c); err != nil {
-		return c, err
-	}
-	return tx.persist(ctx, before, c)
+	return tx.change(ctx, c, fn, nil)
 }
 
-func (tx *Tx) updateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (domain.Contract, error) {
+// change hands c, locked in this transaction, to fn and persists what fn
+// decided, with the statements after returns for c as fn left it (nil for
+// none) in the same round trip. Every update of a stored contract ends
+// here.
+func (tx *Tx) change(ctx context.Context, c domain.Contract, fn func(c *domain.Contract) error, after func(c *domain.Contract) []statement) (Persisted, error) {
+	before := c
+	if err := fn(&c); err != nil {
+		return Persisted{Contract: c}, err
+	}
+	var extra []statement
+	if after != nil {
+		extra = after(&c)
+	}
+	saved, err := tx.persist(ctx, before, c, extra...)
+	return persisted(c, saved), err
+}
+
+func (tx *Tx) updateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (Persisted, error) {
 	for attempt := 0; ; attempt++ {
 		out, err := tx.update(ctx, fresh.Key(), fn)
 		if !domain.IsCode(err, domain.CodeNotFound) {
@@ -280,7 +334,7 @@ func (tx *Tx) updateOrCreate(ctx context.Context, fresh domain.Contract, fn func
 		}
 		c := fresh
 		if err := fn(&c); err != nil {
-			return c, err
+			return Persisted{Contract: c}, err
 		}
 		out, err = tx.create(ctx, c)
 		if domain.IsCode(err, domain.CodeExists) && attempt == 0 {
@@ -293,10 +347,10 @@ func (tx *Tx) updateOrCreate(ctx context.Context, fresh domain.Contract, fn func
 }
 
 // create stores a new contract and the history rows decided for it.
-func (tx *Tx) create(ctx context.Context, c domain.Contract) (domain.Contract, error) {
+func (tx *Tx) create(ctx context.Context, c domain.Contract) (Persisted, error) {
 	saved, err := tx.insert(ctx, c)
 	if err != nil || len(c.Pending()) == 0 {
-		return saved, err
+		return persisted(c, saved), err
 	}
 	var b pgx.Batch
 	for _, r := range c.Pending() {
@@ -305,7 +359,7 @@ func (tx *Tx) create(ctx context.Context, c domain.Contract) (domain.Contract, e
 	// Each history row's result is read before COMMIT's, which commitWith
 	// reads after them.
 	n := b.Len()
-	return saved, tx.sendWrites(ctx, &b, func(br pgx.BatchResults) error {
+	return persisted(c, saved), tx.sendWrites(ctx, &b, func(br pgx.BatchResults) error {
 		for range n {
 			if _, err := br.Exec(); err != nil {
 				return err
@@ -384,7 +438,8 @@ type statement struct {
 }
 
 // persist writes what the domain decided for c, a contract locked in this
-// transaction as before: the columns that changed (and updated_at), every
+// transaction as before: the columns that changed (and updated_at, unless
+// only the reconciliation schedule moved), every
 // pending history row, and the extra statements, all sent to Postgres as one
 // batch: one round trip however many rows are written. The version the
 // contract was read at must still be current.
@@ -407,7 +462,9 @@ func (tx *Tx) persist(ctx context.Context, before, c domain.Contract, extra ...s
 // function that reads their results from the batch, in queue order, and
 // answers c as stored. Several contracts' writes can share one batch.
 func queuePersist(b *pgx.Batch, before, c domain.Contract, extra ...statement) func(br pgx.BatchResults) (domain.Contract, error) {
-	changed := c.Dirty()
+	// A contract whose reconciliation schedule alone moved (Scheduled)
+	// keeps its updated_at: it did not change.
+	changed := c.Dirty() || c.Scheduled()
 	if changed {
 		sets, args := []string{}, []any{c.ID, before.Version}
 		for _, col := range writtenColumns {
@@ -416,7 +473,10 @@ func queuePersist(b *pgx.Batch, before, c domain.Contract, extra ...statement) f
 				sets = append(sets, col.name+" = $"+strconv.Itoa(len(args)))
 			}
 		}
-		b.Queue(`UPDATE contracts SET `+strings.Join(append(sets, "updated_at = now()"), ", ")+`
+		if c.Dirty() {
+			sets = append(sets, "updated_at = now()")
+		}
+		b.Queue(`UPDATE contracts SET `+strings.Join(sets, ", ")+`
 			WHERE id = $1 AND version = $2 RETURNING `+contractColumns, args...)
 	}
 	pending := c.Pending()

@@ -33,54 +33,14 @@ const reconcileDueSQL = `SELECT ` + contractColumns + ` FROM contracts
 	FOR UPDATE SKIP LOCKED`
 
 // ClaimReconcileDue locks up to limit contracts due for a reconciliation
-// check and pushes each one's next check out with a doubling back-off
-// (first, then twice as long, ...), so that one contract is asked about a
-// bounded number of times and replicas never ask about the same one at once.
-func (s *Store) ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error) {
-	var cs []domain.Contract
-	err := s.InTx(ctx, func(tx *Tx) error {
-		var err error
-		cs, err = tx.claimReconcileDue(ctx, now, minAge, lookBack, firstGap, limit)
-		return err
-	})
-	return cs, err
-}
-
-func (tx *Tx) claimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack, firstGap time.Duration, limit int) ([]domain.Contract, error) {
-	cs, err := collectContracts(ctx, tx, reconcileDueSQL, now, minAge, lookBack, limit)
-	if err != nil || len(cs) == 0 {
-		return cs, err
-	}
-	ids := make([]int64, len(cs))
-	for i, c := range cs {
-		ids[i] = c.ID
-	}
-	// Each contract's next check: firstGap doubled once per earlier check (at most 2^10 times).
-	rows, err := tx.Query(ctx, `UPDATE contracts
-		SET next_check_at = $2::timestamptz + $3::interval * power(2, least(check_count, 10)),
-		    check_count = check_count + 1
-		WHERE id = ANY($1) RETURNING id, next_check_at, check_count`, ids, now, firstGap)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	type scheduled struct {
-		ID          int64
-		NextCheckAt time.Time
-		CheckCount  int
-	}
-	next, err := pgx.CollectRows(rows, pgx.RowToStructByName[scheduled])
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	byID := make(map[int64]scheduled, len(next))
-	for _, n := range next {
-		byID[n.ID] = n
-	}
-	for i := range cs {
-		n := byID[cs[i].ID]
-		cs[i].NextCheckAt, cs[i].CheckCount = &n.NextCheckAt, n.CheckCount
-	}
-	return cs, nil
+// check at now (open sessions at least minAge old, sessions expired within
+// lookBack, whose next check is due), hands each to schedule and persists
+// them all in one transaction, as UpdateDueSessions does. schedule is the
+// domain's domain.Contract.ScheduleCheck, which pushes the next check out
+// with a doubling back-off, so that one contract is asked about a bounded
+// number of times and replicas never ask about the same one at once.
+func (s *Store) ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack time.Duration, limit int, schedule func(c *domain.Contract) error) ([]Persisted, error) {
+	return s.updateClaimed(ctx, schedule, reconcileDueSQL, now, minAge, lookBack, limit)
 }
 
 // Notification is one verified WeChat notification for the inbox.
@@ -93,21 +53,35 @@ type Notification struct {
 	Resource        json.RawMessage
 }
 
+// Received is what taking one notification left in the store.
+type Received struct {
+	// Persisted is what was persisted for the contract: nothing (the zero
+	// value) for a repeated delivery.
+	Persisted
+	// First says whether this was the first delivery of the notification's
+	// id; a repeated one applies nothing.
+	First bool
+	// Outcome is what apply answered, as recorded on the inbox row ("" for
+	// a repeated delivery).
+	Outcome string
+}
+
 // ReceiveNotification takes one verified notification in ONE transaction:
 // it records n in the inbox and, on the first delivery of its id, hands the
 // contract it is about (fresh, when we never stored it) to apply, persists
 // what the domain decided as UpdateOrCreate does, and records apply's
-// outcome on the inbox row. A repeated delivery only counts (first false)
+// outcome on the inbox row. A repeated delivery only counts (First false)
 // and applies nothing. Concurrent deliveries of one id queue on the inbox
 // row before any of them touches the contract. An error writes nothing.
-func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh domain.Contract, apply func(c *domain.Contract) (outcome string, err error)) (first bool, outcome string, err error) {
+func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh domain.Contract, apply func(c *domain.Contract) (outcome string, err error)) (Received, error) {
+	var out Received
 	fn := func(c *domain.Contract) error {
 		var err error
-		outcome, err = apply(c)
+		out.Outcome, err = apply(c)
 		return err
 	}
 	key := fresh.Key()
-	err = s.inTx(ctx, &key, func(tx *Tx) error {
+	err := s.inTx(ctx, &key, func(tx *Tx) error {
 		// One round trip records the delivery and locks the contract. A
 		// repeated delivery takes the lock for nothing, and only until
 		// this short transaction commits.
@@ -115,7 +89,7 @@ func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh d
 		queueNotification(&b, n)
 		b.Queue(lockSQL, fresh.SubMchID, fresh.OutContractCode)
 		br := tx.SendBatch(ctx, &b)
-		if err := br.QueryRow().Scan(&first); err != nil {
+		if err := br.QueryRow().Scan(&out.First); err != nil {
 			_ = br.Close()
 			return mapErr(err)
 		}
@@ -132,26 +106,29 @@ func (s *Store) ReceiveNotification(ctx context.Context, n Notification, fresh d
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return mapErr(err)
 		}
-		if !first {
+		if !out.First {
 			return nil
 		}
 		if !found {
 			// Never stored (or stored by a transaction that committed after
 			// our snapshot): create it, or update the one that beat us.
-			if _, err := tx.updateOrCreate(ctx, fresh, fn); err != nil {
+			if out.Persisted, err = tx.updateOrCreate(ctx, fresh, fn); err != nil {
 				return err
 			}
-			return tx.exec(ctx, setOutcomeSQL, n.NotificationID, outcome)
+			return tx.exec(ctx, setOutcomeSQL, n.NotificationID, out.Outcome)
 		}
-		before := c
-		if err := fn(&c); err != nil {
-			return err
-		}
+		// Found and locked: the same door as Update, with the inbox
+		// outcome in the contract's round trip.
 		tx.commitLast = true
-		_, err = tx.persist(ctx, before, c, statement{setOutcomeSQL, []any{n.NotificationID, outcome}})
+		out.Persisted, err = tx.change(ctx, c, fn, func(*domain.Contract) []statement {
+			return []statement{{setOutcomeSQL, []any{n.NotificationID, out.Outcome}}}
+		})
 		return err
 	})
-	return first, outcome, err
+	if err != nil {
+		return Received{First: out.First}, err
+	}
+	return out, nil
 }
 
 const setOutcomeSQL = `UPDATE wechat_notifications SET outcome = $2 WHERE notification_id = $1`

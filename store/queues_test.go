@@ -56,10 +56,13 @@ func TestReceiveNotification(t *testing.T) {
 		if _, err := st.Create(ctx, contractIn("rn-1", domain.StateSessionIssued)); err != nil {
 			t.Fatal(err)
 		}
-		first, outcome, err := st.ReceiveNotification(ctx, signNotification("n-1", "rn-1"),
+		r, err := st.ReceiveNotification(ctx, signNotification("n-1", "rn-1"),
 			contractIn("rn-1", domain.StateCreated), applySign(ctx, "wx-1"))
-		if err != nil || !first || outcome != "applied" {
-			t.Fatalf("first delivery: first %v outcome %q err %v; want true, applied", first, outcome, err)
+		if err != nil || !r.First || r.Outcome != "applied" {
+			t.Fatalf("first delivery: first %v outcome %q err %v; want true, applied", r.First, r.Outcome, err)
+		}
+		if r.Contract.State != domain.StateSigned || r.Contract.Version != 2 || len(r.History) != 1 || r.Last().Outcome != domain.OutcomeApply {
+			t.Fatalf("persisted %+v, want the contract signed at version 2 with one history row", r.Persisted)
 		}
 		c, err := st.Get(ctx, domain.Key{OutContractCode: "rn-1"})
 		if err != nil || c.State != domain.StateSigned || c.ContractID != "wx-1" || c.Version != 2 {
@@ -69,10 +72,10 @@ func TestReceiveNotification(t *testing.T) {
 			t.Fatalf("inbox row: outcome %q, %d deliveries; want applied, 1", o, n)
 		}
 		called := false
-		first, outcome, err = st.ReceiveNotification(ctx, signNotification("n-1", "rn-1"), contractIn("rn-1", domain.StateCreated),
+		r, err = st.ReceiveNotification(ctx, signNotification("n-1", "rn-1"), contractIn("rn-1", domain.StateCreated),
 			func(c *domain.Contract) (string, error) { called = true; return "applied", nil })
-		if err != nil || first || called {
-			t.Fatalf("repeat: first %v outcome %q err %v, apply called %v; want first false, apply not called", first, outcome, err, called)
+		if err != nil || r.First || called || len(r.Decided) != 0 {
+			t.Fatalf("repeat: first %v outcome %q err %v, apply called %v; want first false, apply not called", r.First, r.Outcome, err, called)
 		}
 		if o, n := inboxRow(t, sch, "n-1"); o != "applied" || n != 2 {
 			t.Fatalf("inbox row after the repeat: outcome %q, %d deliveries; want applied, 2", o, n)
@@ -85,10 +88,13 @@ func TestReceiveNotification(t *testing.T) {
 	t.Run("a contract never stored is created as reported", func(t *testing.T) {
 		t.Parallel()
 		st, sch := newStore(t)
-		first, outcome, err := st.ReceiveNotification(ctx, signNotification("n-2", "rn-2"),
+		r, err := st.ReceiveNotification(ctx, signNotification("n-2", "rn-2"),
 			contractIn("rn-2", domain.StateCreated), applySign(ctx, "wx-2"))
-		if err != nil || !first || outcome != "created" {
-			t.Fatalf("first %v outcome %q err %v; want true, created", first, outcome, err)
+		if err != nil || !r.First || r.Outcome != "created" {
+			t.Fatalf("first %v outcome %q err %v; want true, created", r.First, r.Outcome, err)
+		}
+		if r.Contract.ID == 0 || r.Contract.State != domain.StateSigned || len(r.History) != 1 {
+			t.Fatalf("persisted %+v, want the stored contract signed with one history row", r.Persisted)
 		}
 		c, err := st.Get(ctx, domain.Key{OutContractCode: "rn-2"})
 		if err != nil || c.State != domain.StateSigned || c.ContractID != "wx-2" {
@@ -109,7 +115,7 @@ func TestReceiveNotification(t *testing.T) {
 			t.Fatal(err)
 		}
 		boom := errors.New("boom")
-		_, _, err := st.ReceiveNotification(ctx, signNotification("n-3", "rn-3"), contractIn("rn-3", domain.StateCreated),
+		_, err := st.ReceiveNotification(ctx, signNotification("n-3", "rn-3"), contractIn("rn-3", domain.StateCreated),
 			func(c *domain.Contract) (string, error) {
 				_, _ = c.Apply(ctx, domain.Change{Event: domain.EventSign, Source: domain.SourceNotification, ContractID: "wx-3"}, time.Now())
 				return "", boom
@@ -140,12 +146,12 @@ func TestReceiveNotification(t *testing.T) {
 		for range n {
 			wg.Go(func() {
 				<-start
-				first, _, err := st.ReceiveNotification(ctx, signNotification("n-4", "rn-4"),
+				r, err := st.ReceiveNotification(ctx, signNotification("n-4", "rn-4"),
 					contractIn("rn-4", domain.StateCreated), applySign(ctx, "wx-4"))
 				if err != nil {
 					t.Errorf("delivery: %v", err)
 				}
-				if first {
+				if r.First {
 					firsts.Add(1)
 				}
 			})
@@ -170,21 +176,21 @@ func TestReceiveNotification(t *testing.T) {
 func TestUpdateOrCreate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	sign := func(d *domain.Decision) func(c *domain.Contract) error {
-		return func(c *domain.Contract) error {
-			var err error
-			*d, err = c.Apply(ctx, domain.Change{Event: domain.EventSign, Source: domain.SourceReconcile, ContractID: "wx-uc"}, time.Now())
-			return err
-		}
+	sign := func(c *domain.Contract) error {
+		_, err := c.Apply(ctx, domain.Change{Event: domain.EventSign, Source: domain.SourceReconcile, ContractID: "wx-uc"}, time.Now())
+		return err
 	}
 
 	t.Run("creates the fresh contract when none is stored", func(t *testing.T) {
 		t.Parallel()
 		st, sch := newStore(t)
-		var d domain.Decision
-		c, err := st.UpdateOrCreate(ctx, contractIn("uc-1", domain.StateCreated), sign(&d))
-		if err != nil || c.ID == 0 || c.Version != 1 || c.State != domain.StateSigned || d.Outcome != domain.OutcomeApply {
-			t.Fatalf("created %+v (%v) %v, want a stored signed contract", c, d.Outcome, err)
+		p, err := st.UpdateOrCreate(ctx, contractIn("uc-1", domain.StateCreated), sign)
+		c := p.Contract
+		if err != nil || c.ID == 0 || c.Version != 1 || c.State != domain.StateSigned || p.Last().Outcome != domain.OutcomeApply {
+			t.Fatalf("created %+v (%v) %v, want a stored signed contract", c, p.Last().Outcome, err)
+		}
+		if len(p.History) != 1 || p.History[0].Decision.From != "" || p.History[0].Change.Event != domain.EventSign {
+			t.Fatalf("history persisted %+v, want the one sign row from nothing", p.History)
 		}
 		if n := countRows(t, sch, `SELECT count(*) FROM contract_events WHERE out_contract_code = 'uc-1' AND event = 'sign'`); n != 1 {
 			t.Fatalf("%d sign history rows, want 1", n)
@@ -199,11 +205,11 @@ func TestUpdateOrCreate(t *testing.T) {
 			t.Fatal(err)
 		}
 		var seen domain.State
-		var d domain.Decision
-		c, err := st.UpdateOrCreate(ctx, contractIn("uc-2", domain.StateCreated), func(c *domain.Contract) error {
+		p, err := st.UpdateOrCreate(ctx, contractIn("uc-2", domain.StateCreated), func(c *domain.Contract) error {
 			seen = c.State
-			return sign(&d)(c)
+			return sign(c)
 		})
+		c := p.Contract
 		if err != nil || c.ID != stored.ID || c.Version != 2 || c.State != domain.StateSigned {
 			t.Fatalf("updated %+v %v, want the stored contract signed at version 2", c, err)
 		}
@@ -244,12 +250,12 @@ func TestUpdateOrCreate(t *testing.T) {
 		for range n {
 			wg.Go(func() {
 				<-start
-				var d domain.Decision
-				if _, err := st.UpdateOrCreate(ctx, contractIn("uc-4", domain.StateCreated), sign(&d)); err != nil {
+				p, err := st.UpdateOrCreate(ctx, contractIn("uc-4", domain.StateCreated), sign)
+				if err != nil {
 					t.Errorf("UpdateOrCreate: %v", err)
 					return
 				}
-				if d.Outcome == domain.OutcomeApply {
+				if d := p.Last(); d.Outcome == domain.OutcomeApply {
 					applied.Add(1)
 				} else if d.Outcome != domain.OutcomeRepeat {
 					t.Errorf("outcome %v, want applied or repeat", d.Outcome)
@@ -268,6 +274,14 @@ func TestUpdateOrCreate(t *testing.T) {
 			t.Fatalf("%d history rows, want 1", got)
 		}
 	})
+}
+
+// scheduleCheck is the reconciler's domain step on claiming a contract.
+func scheduleCheck(now time.Time, firstGap time.Duration) func(c *domain.Contract) error {
+	return func(c *domain.Contract) error {
+		c.ScheduleCheck(now, firstGap)
+		return nil
+	}
 }
 
 // expireAll is the sweeper's domain step.
@@ -300,19 +314,24 @@ func TestUpdateDueSessions(t *testing.T) {
 			}
 		}
 		var seen []string
-		n, err := st.UpdateDueSessions(ctx, now, 3, func(c *domain.Contract) error {
+		ps, err := st.UpdateDueSessions(ctx, now, 3, func(c *domain.Contract) error {
 			seen = append(seen, c.OutContractCode)
 			return expireAll(ctx, now)(c)
 		})
 		// Oldest expiry first.
-		if err != nil || n != 3 || !slices.Equal(seen, []string{"due-4", "due-3", "due-2"}) {
-			t.Fatalf("first batch: %d %v %v; want 3: due-4, due-3, due-2", n, seen, err)
+		if err != nil || len(ps) != 3 || !slices.Equal(seen, []string{"due-4", "due-3", "due-2"}) {
+			t.Fatalf("first batch: %d %v %v; want 3: due-4, due-3, due-2", len(ps), seen, err)
 		}
-		if n, err = st.UpdateDueSessions(ctx, now, 3, expireAll(ctx, now)); err != nil || n != 2 {
-			t.Fatalf("second batch: %d %v, want 2", n, err)
+		for i, p := range ps {
+			if p.Contract.OutContractCode != seen[i] || p.Contract.State != domain.StateExpired || len(p.History) != 1 || p.Last().To != domain.StateExpired {
+				t.Fatalf("persisted %d: %+v, want %s expired as stored with one history row", i, p, seen[i])
+			}
 		}
-		if n, err = st.UpdateDueSessions(ctx, now, 3, expireAll(ctx, now)); err != nil || n != 0 {
-			t.Fatalf("third batch: %d %v, want 0", n, err)
+		if ps, err = st.UpdateDueSessions(ctx, now, 3, expireAll(ctx, now)); err != nil || len(ps) != 2 {
+			t.Fatalf("second batch: %d %v, want 2", len(ps), err)
+		}
+		if ps, err = st.UpdateDueSessions(ctx, now, 3, expireAll(ctx, now)); err != nil || len(ps) != 0 {
+			t.Fatalf("third batch: %d %v, want 0", len(ps), err)
 		}
 		if got := countRows(t, sch, `SELECT count(*) FROM contracts WHERE state = 'expired' AND out_contract_code LIKE 'due-%'`); got != 5 {
 			t.Fatalf("%d due sessions expired, want 5", got)
@@ -378,7 +397,8 @@ func TestUpdateDueSessions(t *testing.T) {
 			wg.Go(func() {
 				<-start
 				for {
-					n, err := st.UpdateDueSessions(ctx, now, 5, expireAll(ctx, now))
+					ps, err := st.UpdateDueSessions(ctx, now, 5, expireAll(ctx, now))
+					n := len(ps)
 					if err != nil {
 						t.Errorf("sweep: %v", err)
 						return
@@ -442,13 +462,16 @@ func TestClaimReconcileDue(t *testing.T) {
 	}
 	claim := func(at time.Time, limit int) []string {
 		t.Helper()
-		cs, err := st.ClaimReconcileDue(ctx, at, minAge, lookBack, firstGap, limit)
+		ps, err := st.ClaimReconcileDue(ctx, at, minAge, lookBack, limit, scheduleCheck(at, firstGap))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var codes []string
-		for _, c := range cs {
-			codes = append(codes, c.OutContractCode)
+		for _, p := range ps {
+			codes = append(codes, p.Contract.OutContractCode)
+			if p.Contract.NextCheckAt == nil || p.Contract.CheckCount == 0 || len(p.History) != 0 {
+				t.Fatalf("claimed %+v, want its next check scheduled as stored and no history", p)
+			}
 		}
 		slices.Sort(codes)
 		return codes
@@ -465,6 +488,15 @@ func TestClaimReconcileDue(t *testing.T) {
 	}
 	if !next.Equal(now.Add(firstGap)) || checks != 1 {
 		t.Fatalf("after one check: next %s, %d checks; want now+%s, 1", next, checks, firstGap)
+	}
+	// Scheduling a check is not a change: updated_at and version stay.
+	var updated time.Time
+	var version int64
+	if err := sch.Pool.QueryRow(ctx, `SELECT updated_at, version FROM contracts WHERE out_contract_code = 'open-old'`).Scan(&updated, &version); err != nil {
+		t.Fatal(err)
+	}
+	if !updated.Equal(now.Add(-2*time.Minute)) || version != 1 {
+		t.Fatalf("after one check: updated_at %s, version %d; want unchanged %s, 1", updated, version, now.Add(-2*time.Minute))
 	}
 	// Claimed ones are not due again before their next check.
 	if got := claim(now.Add(firstGap-time.Second), 10); !slices.Equal(got, []string{"open-young"}) {
@@ -513,17 +545,17 @@ func TestClaimReconcileDueConcurrentClaimersSplitTheWork(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			for {
-				cs, err := st.ClaimReconcileDue(ctx, now, time.Minute, 24*time.Hour, time.Hour, 3)
+				ps, err := st.ClaimReconcileDue(ctx, now, time.Minute, 24*time.Hour, 3, scheduleCheck(now, time.Hour))
 				if err != nil {
 					t.Errorf("claim: %v", err)
 					return
 				}
-				if len(cs) == 0 {
+				if len(ps) == 0 {
 					return
 				}
 				mu.Lock()
-				for _, c := range cs {
-					seen[c.OutContractCode]++
+				for _, p := range ps {
+					seen[p.Contract.OutContractCode]++
 				}
 				mu.Unlock()
 			}

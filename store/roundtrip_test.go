@@ -69,7 +69,7 @@ func TestRoundTripsPerOperation(t *testing.T) {
 		}
 	}
 	notify := func(code string) error {
-		_, _, err := st.ReceiveNotification(ctx, store.Notification{NotificationID: "n-" + code, EventType: "PAPAY.SIGN",
+		_, err := st.ReceiveNotification(ctx, store.Notification{NotificationID: "n-" + code, EventType: "PAPAY.SIGN",
 			OutContractCode: code, CreateTime: time.Now(), Resource: []byte(`{}`)}, contractIn(code, domain.StateCreated),
 			func(c *domain.Contract) (string, error) {
 				_, err := c.Apply(ctx, domain.Change{Event: domain.EventSign, Source: domain.SourceNotification,

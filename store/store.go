@@ -1,10 +1,15 @@
 // Package store keeps contracts, their history and WeChat's notification
 // inbox in Postgres through pgx.
 //
-// The store runs transactions; the domain decides. Every state change goes
-// through Tx.Apply, which locks the contract's row, lets domain.Contract.Apply
-// rule on the event, and writes the new state and exactly one history row in
-// the same transaction (or nothing at all for a repeat). Postgres errors are
+// The store runs transactions; the domain decides. Every change to a stored
+// contract goes through one door: Update (and its variants UpdateAsLeaseHolder,
+// UpdateOrCreate, UpdateDueSessions, ClaimReconcileDue, ReceiveNotification)
+// locks the contract's row, hands it to a domain function
+// (domain.Contract.Apply, a lease or session step, ScheduleCheck), and
+// persists what it decided in the same transaction: the columns that
+// changed and one history row per decision that calls for one (none for a
+// repeat). Each returns what it persisted (Persisted: the contract as
+// stored, the decisions, the history rows; Received adds the inbox outcome). Postgres errors are
 // mapped to domain errors in one place, mapErr, so callers only ever see
 // domain codes: CONTRACT_NOT_EXIST, CONTRACT_EXISTED, IN_PROGRESS (a row
 // locked past the lock timeout), UNAVAILABLE.

@@ -522,13 +522,11 @@ func TestFeedNeverSkipsUnderConcurrentWriters(t *testing.T) {
 // transition applies one change through the store's Update, the way every
 // flow changes a contract: the domain decides under the row lock.
 func transition(ctx context.Context, st *store.Store, key domain.Key, ch domain.Change) (domain.Contract, domain.Decision, error) {
-	var d domain.Decision
-	c, err := st.Update(ctx, key, func(c *domain.Contract) error {
-		var err error
-		d, err = c.Apply(ctx, ch, time.Now())
+	p, err := st.Update(ctx, key, func(c *domain.Contract) error {
+		_, err := c.Apply(ctx, ch, time.Now())
 		return err
 	})
-	return c, d, err
+	return p.Contract, p.Last(), err
 }
 
 // The overview counts the period's rejected notifications by reason, the
