@@ -153,7 +153,8 @@ func fieldList(fields []domain.FieldError) string {
 	return strings.Join(s, "; ")
 }
 
-// keyFrom reads a contract's key from the query (GET) or the form (POST).
+// keyFrom reads a contract's key from the query (GET) or the form (POST):
+// the console's text rule first, then domain.ParseKey's, the API's.
 func keyFrom(r *http.Request) (domain.Key, error) {
 	get := r.URL.Query().Get
 	if r.Method == http.MethodPost {
@@ -163,8 +164,6 @@ func keyFrom(r *http.Request) (domain.Key, error) {
 	code, fe := text("code", get("code"))
 	if fe != nil {
 		fields = append(fields, *fe)
-	} else if code == "" {
-		fields = append(fields, domain.FieldError{Field: "code", Reason: "is required"})
 	}
 	sub, fe := text("sub_mchid", get("sub_mchid"))
 	if fe != nil {
@@ -173,7 +172,7 @@ func keyFrom(r *http.Request) (domain.Key, error) {
 	if len(fields) > 0 {
 		return domain.Key{}, badParams(fields)
 	}
-	return domain.Key{SubMchID: sub, OutContractCode: code}, nil
+	return domain.ParseKey(code, sub)
 }
 
 // overviewData is the overview page's content.
@@ -302,12 +301,14 @@ type listData struct {
 
 var listParams = []string{"state", "channel", "plan_id", "service_id", "sub_mchid", "created_from", "created_to", "limit"}
 
-// listFilter reads the API's list filters from a query; empty values do
-// not filter (a form sends every field).
+// listFilter reads the API's list filters from a query with the API's
+// parser, domain.ParseListFilter, after the console's text rule; empty
+// values do not filter (a form sends every field). It returns the values
+// read, to fill the form again.
 func listFilter(q url.Values) (domain.ListFilter, map[string]string, error) {
-	var f domain.ListFilter
 	var fields []domain.FieldError
 	vals := map[string]string{}
+	given := url.Values{}
 	for _, name := range append(listParams, "cursor") {
 		v, fe := text(name, q.Get(name))
 		if fe != nil {
@@ -315,54 +316,15 @@ func listFilter(q url.Values) (domain.ListFilter, map[string]string, error) {
 			continue
 		}
 		vals[name] = v
-	}
-	if v := vals["state"]; v != "" {
-		if f.State = domain.State(v); !f.State.Valid() {
-			fields = append(fields, domain.FieldError{Field: "state", Reason: "is not a lifecycle state"})
+		if v != "" {
+			given.Set(name, v)
 		}
 	}
-	f.Channel = domain.Channel(vals["channel"])
-	num := func(name string) *int64 {
-		if vals[name] == "" {
-			return nil
-		}
-		n, err := strconv.ParseInt(vals[name], 10, 64)
-		if err != nil {
-			fields = append(fields, domain.FieldError{Field: name, Reason: "must be an integer"})
-			return nil
-		}
-		return &n
-	}
-	when := func(name string) *time.Time {
-		v := vals[name]
-		if v == "" {
-			return nil
-		}
-		for _, layout := range []string{time.RFC3339, "2006-01-02T15:04", "2006-01-02"} {
-			if t, err := time.Parse(layout, v); err == nil {
-				return &t
-			}
-		}
-		fields = append(fields, domain.FieldError{Field: name, Reason: "must be an RFC3339 time (UTC)"})
-		return nil
-	}
-	f.PlanID, f.ServiceID = num("plan_id"), num("service_id")
-	f.CreatedFrom, f.CreatedTo = when("created_from"), when("created_to")
-	if v := vals["sub_mchid"]; v != "" {
-		f.SubMchID = &v
-	}
-	if l := num("limit"); l != nil {
-		if *l < 1 || *l > domain.MaxListLimit {
-			fields = append(fields, domain.FieldError{Field: "limit", Reason: "must be between 1 and 500"})
-		} else {
-			f.Limit = int(*l)
-		}
-	}
-	f.Cursor = vals["cursor"]
 	if len(fields) > 0 {
-		return f, vals, badParams(fields)
+		return domain.ListFilter{}, vals, badParams(fields)
 	}
-	return f, vals, nil
+	f, err := domain.ParseListFilter(given)
+	return f, vals, err
 }
 
 func filterQuery(vals map[string]string) url.Values {
