@@ -196,6 +196,26 @@ func ParseTrustedProxies(s string) ([]*net.IPNet, error) {
 // and body, by default.
 const DefaultHTTPReadTimeout = 15 * time.Second
 
+// DeprecatedLeaseWaitVariable is CONTRACTD_LEASE_WAIT's old name, from when
+// only pre-signs waited for a lease. Load still reads it when the new name
+// is unset, and says so in Config.Warnings.
+const DeprecatedLeaseWaitVariable = "CONTRACTD_PRESIGN_WAIT"
+
+// leaseWaitVariable names the variable that sets LeaseWait:
+// CONTRACTD_LEASE_WAIT, or its deprecated name when only that is set; a
+// warning goes to c.Warnings whenever the deprecated name is set.
+func leaseWaitVariable(getenv func(string) string, c *Config) string {
+	if strings.TrimSpace(getenv(DeprecatedLeaseWaitVariable)) == "" {
+		return "CONTRACTD_LEASE_WAIT"
+	}
+	if strings.TrimSpace(getenv("CONTRACTD_LEASE_WAIT")) != "" {
+		c.Warnings = append(c.Warnings, DeprecatedLeaseWaitVariable+" is deprecated and ignored: CONTRACTD_LEASE_WAIT is set too and is used; unset "+DeprecatedLeaseWaitVariable)
+		return "CONTRACTD_LEASE_WAIT"
+	}
+	c.Warnings = append(c.Warnings, DeprecatedLeaseWaitVariable+" is deprecated: rename it CONTRACTD_LEASE_WAIT (it bounds a terminate's wait too); the old name still works for now")
+	return DeprecatedLeaseWaitVariable
+}
+
 // Variables lists every environment variable Load reads.
 var Variables = []string{
 	"DATABASE_URL", "CONTRACTD_HTTP_ADDR", "CONTRACTD_PUBLIC_URL", "CONTRACTD_API_TOKENS",
@@ -204,7 +224,7 @@ var Variables = []string{
 	"WECHATPAY_PLATFORM_CERT_FILES", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PUBLIC_KEY_FILE",
 	"WECHATPAY_BASE_URL", "WECHATPAY_DOMESTIC_BASE_URL", "WECHATPAY_PASSWORD_EXEMPT_VARIANT",
 	"WECHATPAY_TIMEOUT", "CONTRACTD_SWEEP_INTERVAL", "CONTRACTD_RECONCILE_INTERVAL",
-	"CONTRACTD_RECONCILE_AFTER", "CONTRACTD_PRESIGN_WAIT", "CONTRACTD_LEASE_TTL",
+	"CONTRACTD_RECONCILE_AFTER", "CONTRACTD_LEASE_WAIT", DeprecatedLeaseWaitVariable, "CONTRACTD_LEASE_TTL",
 	"CONTRACTD_SHUTDOWN_TIMEOUT", "CONTRACTD_HTTP_READ_TIMEOUT", "CONTRACTD_LOG_LEVEL", "CONTRACTD_DB_MAX_CONNS", "CONTRACTD_PPROF_ADDR",
 	"WECHATPAY_CERT_REFRESH_INTERVAL", "WECHATPAY_CERT_REFRESH_MIN_GAP", "CONTRACTD_CONSOLE_SESSION_TTL",
 	"CONTRACTD_TRUSTED_PROXIES",
@@ -215,8 +235,11 @@ var Variables = []string{
 // an app server's usual 10 s timeout, and a dead lease holder is replaced
 // within a few seconds.
 const (
-	DefaultPresignWait = 3 * time.Second
-	DefaultLeaseTTL    = 5 * time.Second
+	DefaultLeaseWait = 3 * time.Second
+	DefaultLeaseTTL  = 5 * time.Second
+	// DefaultPresignWait is DefaultLeaseWait's old name, kept for the
+	// callers that still use it.
+	DefaultPresignWait = DefaultLeaseWait
 	// DefaultConsoleSessionTTL is the operations console's session
 	// lifetime: a working day.
 	DefaultConsoleSessionTTL = 8 * time.Hour
@@ -282,9 +305,10 @@ type Config struct {
 	// ReconcileLookBack is how long after its expiry a session is still
 	// asked about (DefaultReconcileLookBack; no variable sets it).
 	ReconcileLookBack time.Duration
-	// PresignWait is how long a pre-sign or terminate waits for a
-	// concurrent one of the same contract before answering IN_PROGRESS.
-	PresignWait time.Duration
+	// LeaseWait is how long a caller that finds a contract's lease held
+	// (a pre-sign or an operator's terminate) waits for the holder's
+	// outcome before answering IN_PROGRESS (CONTRACTD_LEASE_WAIT).
+	LeaseWait time.Duration
 	// LeaseTTL is how long a lease on a contract runs between renewals
 	// while its holder calls WeChat: a holder that dies loses it within
 	// this long.
@@ -309,6 +333,9 @@ type Config struct {
 	// PprofAddr, when set, is where Go's profiler (net/http/pprof) answers,
 	// apart from the API: keep it on loopback.
 	PprofAddr string
+	// Warnings are settings that work but should change (a deprecated
+	// variable name), one sentence each: start-up logs each at warn level.
+	Warnings []string
 }
 
 // SecureCookies reports whether the console's cookies must be Secure: when
@@ -441,7 +468,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CONTRACTD_SWEEP_INTERVAL", 5 * time.Second, &c.SweepInterval},
 		{"CONTRACTD_RECONCILE_INTERVAL", 30 * time.Second, &c.ReconcileInterval},
 		{"CONTRACTD_RECONCILE_AFTER", DefaultReconcileAfter, &c.ReconcileAfter},
-		{"CONTRACTD_PRESIGN_WAIT", DefaultPresignWait, &c.PresignWait},
+		{leaseWaitVariable(getenv, &c), DefaultLeaseWait, &c.LeaseWait},
 		{"CONTRACTD_LEASE_TTL", DefaultLeaseTTL, &c.LeaseTTL},
 		{"CONTRACTD_CONSOLE_SESSION_TTL", DefaultConsoleSessionTTL, &c.ConsoleSessionTTL},
 		{"CONTRACTD_SHUTDOWN_TIMEOUT", 20 * time.Second, &c.ShutdownTimeout},

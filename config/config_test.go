@@ -70,13 +70,63 @@ func TestLoadValid(t *testing.T) {
 func TestLeaseSettingsDefaultAndOverride(t *testing.T) {
 	env := validEnv(t)
 	c, err := Load(func(k string) string { return env[k] })
-	if err != nil || c.PresignWait != DefaultPresignWait || c.LeaseTTL != DefaultLeaseTTL {
-		t.Fatalf("defaults: %v %s %s", err, c.PresignWait, c.LeaseTTL)
+	if err != nil || c.LeaseWait != DefaultLeaseWait || c.LeaseTTL != DefaultLeaseTTL {
+		t.Fatalf("defaults: %v %s %s", err, c.LeaseWait, c.LeaseTTL)
 	}
-	env["CONTRACTD_PRESIGN_WAIT"], env["CONTRACTD_LEASE_TTL"] = "750ms", "2s"
+	env["CONTRACTD_LEASE_WAIT"], env["CONTRACTD_LEASE_TTL"] = "750ms", "2s"
 	c, err = Load(func(k string) string { return env[k] })
-	if err != nil || c.PresignWait != 750*time.Millisecond || c.LeaseTTL != 2*time.Second {
-		t.Fatalf("overrides: %v %s %s", err, c.PresignWait, c.LeaseTTL)
+	if err != nil || c.LeaseWait != 750*time.Millisecond || c.LeaseTTL != 2*time.Second {
+		t.Fatalf("overrides: %v %s %s", err, c.LeaseWait, c.LeaseTTL)
+	}
+}
+
+// TestLeaseWaitOldNameStillWorks: CONTRACTD_LEASE_WAIT sets the lease wait;
+// its old name CONTRACTD_PRESIGN_WAIT still does when the new one is unset,
+// with a deprecation warning naming both; when both are set the new one
+// wins and the warning says the old one is ignored.
+func TestLeaseWaitOldNameStillWorks(t *testing.T) {
+	cases := []struct {
+		name     string
+		env      map[string]string
+		want     time.Duration
+		warnings []string // substrings of the one warning; nil for none
+	}{
+		{"neither", nil, DefaultLeaseWait, nil},
+		{"new name", map[string]string{"CONTRACTD_LEASE_WAIT": "750ms"}, 750 * time.Millisecond, nil},
+		{"old name", map[string]string{"CONTRACTD_PRESIGN_WAIT": "1500ms"}, 1500 * time.Millisecond,
+			[]string{"CONTRACTD_PRESIGN_WAIT is deprecated", "rename it CONTRACTD_LEASE_WAIT"}},
+		{"both names", map[string]string{"CONTRACTD_PRESIGN_WAIT": "1500ms", "CONTRACTD_LEASE_WAIT": "750ms"}, 750 * time.Millisecond,
+			[]string{"CONTRACTD_PRESIGN_WAIT is deprecated and ignored", "CONTRACTD_LEASE_WAIT is set too"}},
+		{"old name blank", map[string]string{"CONTRACTD_PRESIGN_WAIT": "  "}, DefaultLeaseWait, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := validEnv(t)
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			c, err := Load(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.LeaseWait != tc.want {
+				t.Errorf("LeaseWait %s, want %s", c.LeaseWait, tc.want)
+			}
+			if tc.warnings == nil {
+				if len(c.Warnings) != 0 {
+					t.Errorf("warnings %q, want none", c.Warnings)
+				}
+				return
+			}
+			if len(c.Warnings) != 1 {
+				t.Fatalf("warnings %q, want one", c.Warnings)
+			}
+			for _, w := range tc.warnings {
+				if !strings.Contains(c.Warnings[0], w) {
+					t.Errorf("warning %q does not say %q", c.Warnings[0], w)
+				}
+			}
+		})
 	}
 }
 
@@ -192,8 +242,10 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"bad base url", map[string]string{"WECHATPAY_BASE_URL": "apihk"}, "WECHATPAY_BASE_URL"},
 		{"bad duration", map[string]string{"CONTRACTD_SWEEP_INTERVAL": "often"}, "CONTRACTD_SWEEP_INTERVAL"},
 		{"bad variant", map[string]string{"WECHATPAY_PASSWORD_EXEMPT_VARIANT": "retail"}, "WECHATPAY_PASSWORD_EXEMPT_VARIANT"},
-		{"bad pre-sign wait", map[string]string{"CONTRACTD_PRESIGN_WAIT": "a while"}, "CONTRACTD_PRESIGN_WAIT"},
-		{"negative pre-sign wait", map[string]string{"CONTRACTD_PRESIGN_WAIT": "-1s"}, "CONTRACTD_PRESIGN_WAIT"},
+		{"bad lease wait", map[string]string{"CONTRACTD_LEASE_WAIT": "a while"}, "CONTRACTD_LEASE_WAIT"},
+		{"negative lease wait", map[string]string{"CONTRACTD_LEASE_WAIT": "-1s"}, "CONTRACTD_LEASE_WAIT"},
+		{"bad lease wait by its old name", map[string]string{"CONTRACTD_PRESIGN_WAIT": "a while"}, "CONTRACTD_PRESIGN_WAIT"},
+		{"negative lease wait by its old name", map[string]string{"CONTRACTD_PRESIGN_WAIT": "-1s"}, "CONTRACTD_PRESIGN_WAIT"},
 		{"bad lease", map[string]string{"CONTRACTD_LEASE_TTL": "5"}, "CONTRACTD_LEASE_TTL"},
 		{"lease too short to renew", map[string]string{"CONTRACTD_LEASE_TTL": "100ms"}, "CONTRACTD_LEASE_TTL"},
 		{"bad read timeout", map[string]string{"CONTRACTD_HTTP_READ_TIMEOUT": "0s"}, "CONTRACTD_HTTP_READ_TIMEOUT"},

@@ -21,7 +21,7 @@ func TestReconcileSettingsDefaultAndOverride(t *testing.T) {
 		{"ReconcileAfter", c.ReconcileAfter, DefaultReconcileAfter},
 		{"ReconcileLookBack", c.ReconcileLookBack, DefaultReconcileLookBack},
 		{"LeaseTTL", c.LeaseTTL, DefaultLeaseTTL},
-		{"PresignWait", c.PresignWait, DefaultPresignWait},
+		{"LeaseWait", c.LeaseWait, DefaultLeaseWait},
 	} {
 		if d.got != d.want || d.want <= 0 {
 			t.Errorf("%s = %s, want the default %s", d.name, d.got, d.want)

@@ -48,8 +48,9 @@ const (
 	maxDisplayAccountLength = 32
 )
 
-// papayChannels lists the channels of each product, and which optional
-// fields WeChat takes on each channel.
+// productChannels lists the channels of each product; openIDChannels,
+// clientIPChannels and returnURLChannels the channels on which WeChat takes
+// each optional field.
 var (
 	productChannels = map[Product][]Channel{
 		ProductPapay:          {ChannelApp, ChannelMiniProgram, ChannelH5, ChannelJSAPI, ChannelWeb},

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/contractd/contractd/config"
@@ -167,22 +166,10 @@ func invalidUTF8(b []byte) error {
 }
 
 // keyOf reads the contract key of a route: the code in the path and the
-// optional sub_mchid query value, both held to the out_contract_code rule.
+// optional sub_mchid query value (domain.ParseKey's rules, the console's
+// too).
 func keyOf(c *echo.Context) (domain.Key, error) {
-	k := domain.Key{SubMchID: c.QueryParam("sub_mchid"), OutContractCode: c.Param("code")}
-	var fields []domain.FieldError
-	if why := domain.CheckCode(k.OutContractCode); why != "" {
-		fields = append(fields, domain.FieldError{Field: "out_contract_code", Reason: why})
-	}
-	if k.SubMchID != "" {
-		if why := domain.CheckCode(k.SubMchID); why != "" {
-			fields = append(fields, domain.FieldError{Field: "sub_mchid", Reason: why})
-		}
-	}
-	if len(fields) > 0 {
-		return k, &domain.Error{Code: domain.CodeParamError, Message: fields[0].Field + " " + fields[0].Reason, Fields: fields}
-	}
-	return k, nil
+	return domain.ParseKey(c.Param("code"), c.QueryParam("sub_mchid"))
 }
 
 func (a *API) preSign(c *echo.Context) error {
@@ -226,56 +213,10 @@ func (a *API) getContract(c *echo.Context) error {
 }
 
 func (a *API) listContracts(c *echo.Context) error {
-	f := domain.ListFilter{State: domain.State(c.QueryParam("state")), Channel: domain.Channel(c.QueryParam("channel")), Cursor: c.QueryParam("cursor")}
-	var fields []domain.FieldError
-	if f.State != "" && !f.State.Valid() {
-		fields = append(fields, domain.FieldError{Field: "state", Reason: "is not a lifecycle state"})
-	}
-	if f.Channel != "" && !f.Channel.Valid() {
-		fields = append(fields, domain.FieldError{Field: "channel", Reason: "is not a signing channel"})
-	}
-	intParam := func(name string) *int64 {
-		v := c.QueryParam(name)
-		if v == "" {
-			return nil
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			fields = append(fields, domain.FieldError{Field: name, Reason: "must be a positive integer"})
-			return nil
-		}
-		return &n
-	}
-	timeParam := func(name string) *time.Time {
-		v := c.QueryParam(name)
-		if v == "" {
-			return nil
-		}
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			fields = append(fields, domain.FieldError{Field: name, Reason: "must be an RFC3339 time"})
-			return nil
-		}
-		return &t
-	}
-	f.PlanID, f.ServiceID = intParam("plan_id"), intParam("service_id")
-	f.CreatedFrom, f.CreatedTo = timeParam("created_from"), timeParam("created_to")
-	if c.Request().URL.Query().Has("sub_mchid") {
-		v := c.QueryParam("sub_mchid")
-		if why := domain.CheckCode(v); v != "" && why != "" {
-			fields = append(fields, domain.FieldError{Field: "sub_mchid", Reason: why})
-		}
-		f.SubMchID = &v
-	}
-	if l := intParam("limit"); l != nil {
-		if *l < 1 || *l > domain.MaxListLimit {
-			fields = append(fields, domain.FieldError{Field: "limit", Reason: "must be between 1 and 500"})
-		} else {
-			f.Limit = int(*l)
-		}
-	}
-	if len(fields) > 0 {
-		return &domain.Error{Code: domain.CodeParamError, Message: "bad query parameters", Fields: fields}
+	// The one parser of list filters, shared with the console.
+	f, err := domain.ParseListFilter(c.Request().URL.Query())
+	if err != nil {
+		return err
 	}
 	items, next, err := a.Service.List(c.Request().Context(), f)
 	if err != nil {

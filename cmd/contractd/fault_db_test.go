@@ -69,7 +69,7 @@ func TestFaultPreSignWhileTheDatabaseGoesAway(t *testing.T) {
 		proxy := ntStartDBProxy(t)
 		hooks := &dbHooks{}
 		s := startStack(t, stackOptions{DatabaseURL: proxy.URL, WrapSim: hooks.wrap,
-			Env: map[string]string{"CONTRACTD_LEASE_TTL": "1s", "CONTRACTD_PRESIGN_WAIT": "3s"}})
+			Env: map[string]string{"CONTRACTD_LEASE_TTL": "1s", "CONTRACTD_LEASE_WAIT": "3s"}})
 		hooks.set(proxy.Cut, nil)
 		body := presignPapay("app", "db-long")
 		r := s.do(http.MethodPost, "/v1/contracts/pre-sign", appToken, body)

@@ -32,7 +32,7 @@ func killProcess(t *testing.T, p *cliProcess) {
 
 // contractd is SIGKILLed one second into a pre-sign's three-second WeChat
 // call, then restarted. The app server's identical retry must answer the
-// session, or IN_PROGRESS with Retry-After, within CONTRACTD_PRESIGN_WAIT
+// session, or IN_PROGRESS with Retry-After, within CONTRACTD_LEASE_WAIT
 // plus a margin (here: the HTTP client's generous timeout stands for the
 // app server's own), and a session must follow.
 func TestFaultKilledMidPreSignRetryAnswersWithinTheWaitBound(t *testing.T) {
@@ -43,7 +43,7 @@ func TestFaultKilledMidPreSignRetryAnswersWithinTheWaitBound(t *testing.T) {
 	hooks.set(func() { arrived <- struct{}{} }, nil)
 	s := startStack(t, stackOptions{WrapSim: hooks.wrap})
 	env := maps.Clone(s.Env)
-	env["CONTRACTD_PRESIGN_WAIT"] = "1s"
+	env["CONTRACTD_LEASE_WAIT"] = "1s"
 	env["CONTRACTD_LEASE_TTL"] = "2s"
 	s.Sim.SetFaults(wechatpaysim.Faults{LatencyMS: 3000, PathContains: "pre-entrust-sign"})
 	first := cliStartServe(t, bin, env)

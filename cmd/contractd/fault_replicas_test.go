@@ -32,7 +32,7 @@ func TestFaultTwoReplicas(t *testing.T) {
 		t.Parallel()
 		s := startStack(t, stackOptions{})
 		env := maps.Clone(s.Env)
-		env["CONTRACTD_PRESIGN_WAIT"] = "30s"
+		env["CONTRACTD_LEASE_WAIT"] = "30s"
 		procs := []*cliProcess{cliStartServe(t, bin, env), cliStartServe(t, bin, env)}
 		const n = 20
 		code := func(i int) string { return fmt.Sprintf("rep-term-%02d", i) }
@@ -109,7 +109,7 @@ func TestFaultTwoReplicas(t *testing.T) {
 		t.Parallel()
 		s := startStack(t, stackOptions{})
 		env := maps.Clone(s.Env)
-		env["CONTRACTD_PRESIGN_WAIT"] = "30s"
+		env["CONTRACTD_LEASE_WAIT"] = "30s"
 		procs := []*cliProcess{cliStartServe(t, bin, env), cliStartServe(t, bin, env)}
 		const codes, per = 20, 4
 		type answer struct {

@@ -84,8 +84,11 @@ Configuration (environment):
   CONTRACTD_RECONCILE_INTERVAL   reconciliation period (default 30s)
   CONTRACTD_RECONCILE_AFTER      age of a session without a notification before WeChat is asked
                                  about it; also the first pause between two checks (default 1m)
-  CONTRACTD_PRESIGN_WAIT         how long a pre-sign or terminate waits for a concurrent one of the
-                                 same contract before answering 409 IN_PROGRESS (default 3s)
+  CONTRACTD_LEASE_WAIT           how long a pre-sign or an operator's terminate that finds the
+                                 contract's lease held waits for the holder's outcome before
+                                 answering 409 IN_PROGRESS (default 3s)
+  CONTRACTD_PRESIGN_WAIT         deprecated name of CONTRACTD_LEASE_WAIT: still read when that is
+                                 unset, with a warning at start-up
   CONTRACTD_LEASE_TTL            lease a WeChat caller holds on a contract, renewed every third of
                                  it; a crashed holder's lease lapses within it (default 5s)
   CONTRACTD_DB_MAX_CONNS         database connection pool size (default 16)

@@ -47,6 +47,9 @@ func serveCmd(ctx context.Context, getenv func(string) string, migrate bool, std
 // that must know the address beforehand has it); otherwise serve listens on
 // cfg.HTTPAddr.
 func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logger, ln net.Listener, listening chan<- string) error {
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration: " + w)
+	}
 	pool, db, err := openDatabase(ctx, cfg.DatabaseURL, cfg.DBMaxConns)
 	if err != nil {
 		return err
@@ -102,7 +105,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	svc := lifecycle.New(st, wx, parser, lifecycle.Options{
 		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
 		PasswordExemptVariant: cfg.PasswordExemptVariant,
-		LeaseTTL:              cfg.LeaseTTL, PresignWait: cfg.PresignWait,
+		LeaseTTL:              cfg.LeaseTTL, PresignWait: cfg.LeaseWait,
 		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter, ReconcileLookBack: cfg.ReconcileLookBack,
 		Logger: log, Registry: reg, Panics: panics,
 	})
