@@ -237,9 +237,6 @@ var Variables = []string{
 const (
 	DefaultLeaseWait = 3 * time.Second
 	DefaultLeaseTTL  = 5 * time.Second
-	// DefaultPresignWait is DefaultLeaseWait's old name, kept for the
-	// callers that still use it.
-	DefaultPresignWait = DefaultLeaseWait
 	// DefaultConsoleSessionTTL is the operations console's session
 	// lifetime: a working day.
 	DefaultConsoleSessionTTL = 8 * time.Hour

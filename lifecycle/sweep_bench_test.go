@@ -58,7 +58,7 @@ func BenchmarkSweep(b *testing.B) {
 // sweepOptions are the flows' options for a sweep only: the required ones
 // at config's defaults.
 func sweepOptions(batch int) lifecycle.Options {
-	return lifecycle.Options{SweepBatch: batch, LeaseTTL: config.DefaultLeaseTTL, PresignWait: config.DefaultPresignWait,
+	return lifecycle.Options{SweepBatch: batch, LeaseTTL: config.DefaultLeaseTTL, PresignWait: config.DefaultLeaseWait,
 		ReconcileMinAge: config.DefaultReconcileAfter, ReconcileFirstGap: config.DefaultReconcileAfter,
 		ReconcileLookBack: config.DefaultReconcileLookBack}
 }
