@@ -29,54 +29,46 @@ type authAnswer struct {
 	Err        error
 }
 
-// authSend sends a request without failing the test, so that goroutines
-// may use it; xff, when set, is sent as X-Forwarded-For.
-func authSend(method, target, xff string, header http.Header, form url.Values) authAnswer {
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, target, body)
-	if err != nil {
-		return authAnswer{Err: err}
-	}
+// authSend sends a request through send (so an API answer is checked
+// against openapi.yaml) without failing the test, so that goroutines may
+// use it; xff, when set, is sent as X-Forwarded-For. Redirects are not
+// followed: the console's answers are read as they come.
+func authSend(t testing.TB, method, base, path, xff string, header http.Header, form url.Values) authAnswer {
+	r := request{Method: method, Path: path, Header: http.Header{},
+		Client: &http.Client{Timeout: 120 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	for k, vs := range header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
+		r.Header[k] = vs
 	}
 	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Body, r.ContentType = form.Encode(), "application/x-www-form-urlencoded"
 	}
 	if xff != "" {
-		req.Header.Set("X-Forwarded-For", xff)
+		r.Header.Set("X-Forwarded-For", xff)
 	}
-	client := &http.Client{Timeout: 120 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
+	out, err := send(t, base, r)
 	if err != nil {
 		return authAnswer{Err: err}
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return authAnswer{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After"), Location: resp.Header.Get("Location"), Body: string(b), Err: err}
+	return authAnswer{Status: out.Status, RetryAfter: out.Header.Get("Retry-After"), Location: out.Header.Get("Location"), Body: string(out.Body)}
 }
 
 // authBearer asks base for one page of contracts with token, as the client
 // xff behind a proxy when xff is set.
-func authBearer(base, token, xff string) authAnswer {
-	return authSend(http.MethodGet, base+"/v1/contracts?limit=1", xff, http.Header{"Authorization": {"Bearer " + token}}, nil)
+func authBearer(t testing.TB, base, token, xff string) authAnswer {
+	return authSend(t, http.MethodGet, base, "/v1/contracts?limit=1", xff, http.Header{"Authorization": {"Bearer " + token}}, nil)
 }
 
 // signInForm is a console sign-in page as a browser holds it: its CSRF
 // cookie and the form's token.
 type signInForm struct {
+	t                       testing.TB
 	base, cookie, csrf, xff string
 }
 
 // openSignIn opens the sign-in page of base (as the client xff when set).
 func openSignIn(t *testing.T, base, xff string) signInForm {
 	t.Helper()
-	a := authSend(http.MethodGet, base+"/ops/signin", xff, nil, nil)
+	a := authSend(t, http.MethodGet, base, "/ops/signin", xff, nil, nil)
 	if a.Err != nil || a.Status != http.StatusOK {
 		t.Fatalf("sign-in page: %d %v", a.Status, a.Err)
 	}
@@ -84,13 +76,13 @@ func openSignIn(t *testing.T, base, xff string) signInForm {
 	if m == nil {
 		t.Fatal("no CSRF field on the sign-in page")
 	}
-	return signInForm{base: base, csrf: m[1], cookie: m[1], xff: xff}
+	return signInForm{t: t, base: base, csrf: m[1], cookie: m[1], xff: xff}
 }
 
 // post submits the form with token.
 func (f signInForm) post(token string) authAnswer {
 	h := http.Header{"Cookie": {"contractd_console_signin=" + f.cookie}}
-	return authSend(http.MethodPost, f.base+"/ops/signin", f.xff, h, url.Values{"csrf": {f.csrf}, "token": {token}})
+	return authSend(f.t, http.MethodPost, f.base, "/ops/signin", f.xff, h, url.Values{"csrf": {f.csrf}, "token": {token}})
 }
 
 // releaseTogether runs n calls of send at once and returns their answers.
@@ -269,7 +261,7 @@ func TestConcurrentWrongBearerTokensAreCountedAtomically(t *testing.T) {
 	bases := []string{s.URL, other}
 	const n = 100
 	answers := releaseTogether(n, func(i int) authAnswer {
-		return authBearer(bases[i%2], fmt.Sprintf("wrong-bearer-token-%03d", i), "")
+		return authBearer(t, bases[i%2], fmt.Sprintf("wrong-bearer-token-%03d", i), "")
 	})
 	counts := statusCounts(t, answers, 15*time.Minute)
 	if counts[http.StatusUnauthorized] != authLimit || counts[http.StatusTooManyRequests] != n-authLimit {
@@ -289,7 +281,7 @@ func TestConcurrentWrongBearerTokensAreCountedAtomically(t *testing.T) {
 	if r.Status != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("the right token after the limit: %d %s", r.Status, r.Body)
 	}
-	if a := authBearer(other, opsToken, ""); a.Status != http.StatusTooManyRequests {
+	if a := authBearer(t, other, opsToken, ""); a.Status != http.StatusTooManyRequests {
 		t.Fatalf("the right token at the other replica: %d", a.Status)
 	}
 	// Once the window has passed, the address is served again.
@@ -314,7 +306,7 @@ func TestTrustedProxiesNameTheThrottledAddress(t *testing.T) {
 	const first, second = "203.0.113.7", "203.0.113.8"
 	for i := range authLimit {
 		for _, client := range []string{first, second} {
-			if a := authBearer(s.URL, fmt.Sprintf("wrong-%s-%d", client, i), client); a.Status != http.StatusUnauthorized {
+			if a := authBearer(t, s.URL, fmt.Sprintf("wrong-%s-%d", client, i), client); a.Status != http.StatusUnauthorized {
 				t.Fatalf("failure %d of %s: %d", i+1, client, a.Status)
 			}
 		}
@@ -329,7 +321,7 @@ func TestTrustedProxiesNameTheThrottledAddress(t *testing.T) {
 		{"another client is served", "203.0.113.9", opsToken, http.StatusOK},
 	}
 	for _, tc := range cases {
-		if a := authBearer(s.URL, tc.token, tc.xff); a.Status != tc.status {
+		if a := authBearer(t, s.URL, tc.token, tc.xff); a.Status != tc.status {
 			t.Fatalf("%s: %d, want %d", tc.name, a.Status, tc.status)
 		}
 	}
@@ -352,11 +344,11 @@ func TestTrustedProxiesNameTheThrottledAddress(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range authLimit {
-			if a := authBearer(base, "wrong-token", fmt.Sprintf("198.51.100.%d", i+1)); a.Status != http.StatusUnauthorized {
+			if a := authBearer(t, base, "wrong-token", fmt.Sprintf("198.51.100.%d", i+1)); a.Status != http.StatusUnauthorized {
 				t.Fatalf("proxies %q: failure %d: %d", proxies, i+1, a.Status)
 			}
 		}
-		if a := authBearer(base, opsToken, "198.51.100.200"); a.Status != http.StatusTooManyRequests {
+		if a := authBearer(t, base, opsToken, "198.51.100.200"); a.Status != http.StatusTooManyRequests {
 			t.Fatalf("proxies %q: a new X-Forwarded-For from loopback escaped the throttle: %d", proxies, a.Status)
 		}
 		if n := s.count(`SELECT count(*) FROM auth_failures WHERE address = '127.0.0.1'`); n != 1 {

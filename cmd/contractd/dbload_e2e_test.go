@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -27,30 +26,17 @@ type loadAnswer struct {
 // connections to one host, each request bounded by its own deadline.
 var loadClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000, MaxConnsPerHost: 0}}
 
-// loadDo sends one request that must be answered within limit. Unlike
-// stack.do it may run on any goroutine: it returns an error instead of
-// failing the test.
-func loadDo(base, method, path, token string, limit time.Duration) (loadAnswer, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
-	if err != nil {
-		return loadAnswer{}, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
+// loadDo sends one request that must be answered within limit, through
+// send (so its answer is checked against openapi.yaml). Unlike stack.do it
+// may run on any goroutine: it returns an error instead of failing the test.
+func loadDo(t testing.TB, base, method, path, token string, limit time.Duration) (loadAnswer, error) {
 	start := time.Now()
-	resp, err := loadClient.Do(req)
+	r, err := send(t, base, request{Method: method, Path: path, Token: token,
+		Client: &http.Client{Timeout: limit, Transport: loadClient.Transport}})
 	if err != nil {
-		return loadAnswer{}, fmt.Errorf("%s %s: no answer within %s: %w", method, path, limit, err)
+		return loadAnswer{}, fmt.Errorf("no answer within %s: %w", limit, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return loadAnswer{}, fmt.Errorf("%s %s: body not read within %s: %w", method, path, limit, err)
-	}
-	return loadAnswer{Status: resp.StatusCode, Header: resp.Header, Body: b, Took: time.Since(start)}, nil
+	return loadAnswer{Status: r.Status, Header: r.Header, Body: r.Body, Took: time.Since(start)}, nil
 }
 
 // holdRow locks code's contract row from a session of the test's own,
@@ -77,14 +63,14 @@ func holdRow(t *testing.T, s *stack, code string) (release func()) {
 // probe keeps asking for a single contract and for /readyz until stop is
 // closed; each must answer (200) within limit. It returns the first
 // failure, or nil, and how many probes of each answered.
-func probe(base, code string, limit time.Duration, stop <-chan struct{}) (gets, readies int, err error) {
+func probe(t testing.TB, base, code string, limit time.Duration, stop <-chan struct{}) (gets, readies int, err error) {
 	for {
 		select {
 		case <-stop:
 			return gets, readies, nil
 		default:
 		}
-		a, err := loadDo(base, http.MethodGet, "/v1/contracts/"+code, appToken, limit)
+		a, err := loadDo(t, base, http.MethodGet, "/v1/contracts/"+code, appToken, limit)
 		if err != nil {
 			return gets, readies, err
 		}
@@ -92,7 +78,7 @@ func probe(base, code string, limit time.Duration, stop <-chan struct{}) (gets, 
 			return gets, readies, fmt.Errorf("GET /v1/contracts/%s answered %d %s", code, a.Status, a.Body)
 		}
 		gets++
-		r, err := loadDo(base, http.MethodGet, "/readyz", "", limit)
+		r, err := loadDo(t, base, http.MethodGet, "/readyz", "", limit)
 		if err != nil {
 			return gets, readies, err
 		}
@@ -139,7 +125,7 @@ func TestOneLockedRowStallsNothing(t *testing.T) {
 	var gets, readies int
 	go func() {
 		var err error
-		gets, readies, err = probe(s.URL, "other", answerWithin, stop)
+		gets, readies, err = probe(t, s.URL, "other", answerWithin, stop)
 		probed <- err
 	}()
 
@@ -151,7 +137,7 @@ func TestOneLockedRowStallsNothing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			answers[i], errs[i] = loadDo(s.URL, http.MethodPost, "/v1/contracts/held/sync", opsToken, answerWithin)
+			answers[i], errs[i] = loadDo(t, s.URL, http.MethodPost, "/v1/contracts/held/sync", opsToken, answerWithin)
 		}()
 	}
 	wg.Wait()
@@ -239,7 +225,7 @@ func TestListFloodStallsNothing(t *testing.T) {
 	var gets, readies int
 	go func() {
 		var err error
-		gets, readies, err = probe(s.URL, "single", answerWithin, stop)
+		gets, readies, err = probe(t, s.URL, "single", answerWithin, stop)
 		probed <- err
 	}()
 	var wg sync.WaitGroup
@@ -249,7 +235,7 @@ func TestListFloodStallsNothing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a, err := loadDo(s.URL, http.MethodGet, "/v1/contracts?limit=500", opsToken, 2*time.Minute)
+			a, err := loadDo(t, s.URL, http.MethodGet, "/v1/contracts?limit=500", opsToken, 2*time.Minute)
 			var body struct {
 				Code  string
 				Items []json.RawMessage
@@ -312,11 +298,11 @@ func TestReadyzIsBusyNotDownWhenThePoolIsTaken(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = loadDo(s.URL, http.MethodPost, "/v1/contracts/"+code+"/sync", opsToken, time.Minute)
+			_, _ = loadDo(t, s.URL, http.MethodPost, "/v1/contracts/"+code+"/sync", opsToken, time.Minute)
 		}()
 	}
 	eventually(t, 15*time.Second, "/readyz 200 with db busy", func() bool {
-		a, err := loadDo(s.URL, http.MethodGet, "/readyz", "", 10*time.Second)
+		a, err := loadDo(t, s.URL, http.MethodGet, "/readyz", "", 10*time.Second)
 		if err != nil {
 			t.Fatalf("/readyz with the pool taken: %v", err)
 		}

@@ -77,20 +77,7 @@ func rawExchange(t *testing.T, s *stack, raw string) (string, response) {
 // withAuthorization sends a GET with the Authorization header as given.
 func withAuthorization(t *testing.T, s *stack, path, authorization string) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", authorization)
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
-	specFor(t, s.URL).check(t, req, r)
-	return r
+	return call(t, s.URL, request{Method: http.MethodGet, Path: path, Header: http.Header{"Authorization": {authorization}}})
 }
 
 // Issue 18, point 6: the smaller edges, each with its exact answer, and
