@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -90,20 +89,17 @@ func TestPgBouncerCacheStatementThroughAnOldPoolerAnswers503NamingTheFix(t *test
 		go func() {
 			defer wg.Done()
 			for range each {
-				req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/contracts/pb-%d", s.URL, w), nil)
-				req.Header.Set("Authorization", "Bearer "+appToken)
-				resp, err := client.Do(req)
+				r, err := send(t, s.URL, request{Method: http.MethodGet, Path: fmt.Sprintf("/v1/contracts/pb-%d", w),
+					Token: appToken, Client: client})
 				if err != nil {
 					answers[w] = append(answers[w], answer{err: err})
 					return
 				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
 				var e struct {
 					Code string `json:"code"`
 				}
-				_ = json.Unmarshal(body, &e)
-				answers[w] = append(answers[w], answer{status: resp.StatusCode, code: e.Code})
+				_ = json.Unmarshal(r.Body, &e)
+				answers[w] = append(answers[w], answer{status: r.Status, code: e.Code})
 			}
 		}()
 	}
