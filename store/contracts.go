@@ -183,14 +183,7 @@ func persisted(c, saved domain.Contract) Persisted {
 // own and may be called more than once. What was persisted is returned:
 // the contract as stored and the domain's decisions.
 func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (Persisted, error) {
-	var out Persisted
-	err := s.inTx(ctx, &key, func(tx *Tx) error {
-		tx.commitLast = true
-		var err error
-		out, err = tx.update(ctx, key, fn)
-		return err
-	})
-	return out, err
+	return s.updateIn(ctx, &key, key, fn)
 }
 
 // UpdateAsLeaseHolder is Update for the holder of the contract's lease
@@ -199,8 +192,14 @@ func (s *Store) Update(ctx context.Context, key domain.Key, fn func(c *domain.Co
 // holder anyway, and the lease makes it the only such caller, so it cannot
 // pile up. It still waits at most the lock timeout for the row.
 func (s *Store) UpdateAsLeaseHolder(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (Persisted, error) {
+	return s.updateIn(ctx, nil, key, fn)
+}
+
+// updateIn runs tx.update for key in one transaction that commits with its
+// writes, taking gate's turn in the row gate first when gate is not nil.
+func (s *Store) updateIn(ctx context.Context, gate *domain.Key, key domain.Key, fn func(c *domain.Contract) error) (Persisted, error) {
 	var out Persisted
-	err := s.InTx(ctx, func(tx *Tx) error {
+	err := s.inTx(ctx, gate, func(tx *Tx) error {
 		tx.commitLast = true
 		var err error
 		out, err = tx.update(ctx, key, fn)

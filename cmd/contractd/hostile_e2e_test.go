@@ -317,12 +317,7 @@ func TestNotificationBreakingFieldRulesIsKeptAsRejectedAnd204(t *testing.T) {
 					t.Fatalf("delivery %d: %d %s", delivery, r.Status, r.Body)
 				}
 			}
-			var outcome, reason string
-			var deliveries int
-			if err := s.DB.Pool.QueryRow(t.Context(), `SELECT outcome, reason, delivery_count FROM wechat_notifications
-				WHERE notification_id = $1`, id).Scan(&outcome, &reason, &deliveries); err != nil {
-				t.Fatal(err)
-			}
+			outcome, reason, deliveries := inboxRow(t, s, id)
 			if outcome != "rejected" || !strings.Contains(reason, tc.reason) || deliveries != 2 {
 				t.Fatalf("inbox row %q %q %d, want rejected naming %q, 2 deliveries", outcome, reason, deliveries, tc.reason)
 			}

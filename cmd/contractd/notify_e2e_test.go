@@ -635,3 +635,14 @@ func TestNotifyDroppedNotificationsReconcileSignsContract(t *testing.T) {
 		t.Errorf("%d inbox rows, want 0 (every notification was dropped)", n)
 	}
 }
+
+// inboxRow reads the inbox row of notification id: its outcome, the reason
+// it was rejected ("" otherwise) and how many deliveries it counted.
+func inboxRow(t testing.TB, s *stack, id string) (outcome, reason string, deliveries int) {
+	t.Helper()
+	if err := s.DB.Pool.QueryRow(t.Context(), `SELECT outcome, coalesce(reason, ''), delivery_count FROM wechat_notifications
+		WHERE notification_id = $1`, id).Scan(&outcome, &reason, &deliveries); err != nil {
+		t.Fatal(err)
+	}
+	return outcome, reason, deliveries
+}

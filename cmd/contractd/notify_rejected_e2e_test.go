@@ -124,12 +124,7 @@ func TestInstitutionalNotificationsThatCanNeverApplyAreKeptAsRejected(t *testing
 					t.Fatalf("delivery %d: %d %s, want 204", delivery, r.Status, r.Body)
 				}
 			}
-			var outcome, reason string
-			var deliveries int
-			if err := s.DB.Pool.QueryRow(t.Context(), `SELECT outcome, reason, delivery_count FROM wechat_notifications
-				WHERE notification_id = $1`, id).Scan(&outcome, &reason, &deliveries); err != nil {
-				t.Fatal(err)
-			}
+			outcome, reason, deliveries := inboxRow(t, s, id)
 			if outcome != "rejected" || reason != tc.reason || deliveries != 2 {
 				t.Fatalf("inbox row %q %q %d, want rejected %q with 2 deliveries", outcome, reason, deliveries, tc.reason)
 			}

@@ -21,7 +21,6 @@ package pgbouncer
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -34,6 +33,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contractd/contractd/internal/pgcluster"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -96,7 +96,7 @@ func Start(t testing.TB, o Options) *Bouncer {
 		t.Fatalf("pgbouncer: %v", err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(b.dir) })
-	if b.Port, err = freePort(); err != nil {
+	if b.Port, err = pgcluster.FreePort(); err != nil {
 		t.Fatalf("pgbouncer: %v", err)
 	}
 	ini := fmt.Sprintf(`[databases]
@@ -208,14 +208,4 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.log.Write(p)
-}
-
-// freePort returns a loopback port nothing listens on (yet).
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -74,7 +74,7 @@ func Start(t testing.TB) *Cluster {
 			t.Fatalf("pgcluster: chown %s: %v: %s", c.dir, err, out)
 		}
 	}
-	if c.Port, err = freePort(); err != nil {
+	if c.Port, err = FreePort(); err != nil {
 		t.Fatalf("pgcluster: %v", err)
 	}
 	if out, err := c.run(filepath.Join(c.bin, "initdb"), "-D", c.data(), "-A", "trust", "-U", "postgres",
@@ -203,8 +203,9 @@ func isExec(path string) bool {
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
-// freePort returns a loopback port nothing listens on (yet).
-func freePort() (int, error) {
+// FreePort returns a loopback port nothing listens on (yet), for a server
+// a test starts itself (a cluster, a pooler).
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
