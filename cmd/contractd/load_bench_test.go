@@ -3,13 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -209,12 +209,14 @@ func BenchmarkLoad(b *testing.B) {
 		n, clients, dur, runtimeCores(), cmpOr(*loadExecMode, "(default) cache_statement"))
 	fmt.Printf("Postgres ceilings: pgbench -M prepared, same table, same clients, read before and after each phase; the higher is the ceiling.\n")
 	fmt.Printf("(select: SELECT by key; txn: UPDATE + 2 INSERTs in one transaction; insert: INSERT; UPDATE by key alone, for reference: %.0f tps)\n", updateCeiling)
-	fmt.Printf("%-48s %9s %9s %9s %9s %9s %20s %9s %12s\n", "operation", "ops", "per s", "p50 ms", "p99 ms", "ceiling", "before/after tps", "of it", "CPU ms/op")
+	fmt.Printf("%-48s %9s %9s %9s %9s %9s %20s %9s %12s %12s %12s\n", "operation", "ops", "per s", "p50 ms", "p99 ms", "ceiling", "before/after tps", "of it",
+		"CPU ms/op", "load gen", "postgres")
 	for _, r := range results {
 		c := max(r.ceilingBefore, r.ceilingAfter)
-		fmt.Printf("%-48s %9d %9.0f %9.2f %9.2f %9s %9.0f/%-10.0f %8.0f%% %12.3f\n", r.name, r.ops, r.rate, ms(r.p50), ms(r.p99),
-			r.ceilingName, r.ceilingBefore, r.ceilingAfter, 100*r.rate/c, r.cpuPerOp*1000)
+		fmt.Printf("%-48s %9d %9.0f %9.2f %9.2f %9s %9.0f/%-10.0f %8.0f%% %12.3f %12.3f %12.3f\n", r.name, r.ops, r.rate, ms(r.p50), ms(r.p99),
+			r.ceilingName, r.ceilingBefore, r.ceilingAfter, 100*r.rate/c, r.cpuPerOp*1000, r.loadCPUPerOp*1000, r.postgresCPUPerOp*1000)
 	}
+	fmt.Printf("(CPU ms/op: contractd's; load gen: this test process's, the HTTP clients; postgres: every postgres process's)\n")
 	fmt.Printf("sweep: %d of %d due sessions expired during the phase, the last %.1f s after they fell due; notification p99 %.2f ms -> %.2f ms while sweeping (%.2fx)\n",
 		expired, swept, sweepTook.Seconds(), ms(notify.p99), ms(during.p99), float64(during.p99)/float64(notify.p99))
 	if *loadProfile != "" {
@@ -234,6 +236,9 @@ type loadResult struct {
 	rate     float64
 	p50, p99 time.Duration
 	cpuPerOp float64 // seconds of contractd CPU per operation
+	// Seconds of CPU per operation of the load generator (this test
+	// process) and of every Postgres process, on the same two cores.
+	loadCPUPerOp, postgresCPUPerOp float64
 	// The pgbench ceiling the phase is measured against, in tps, read
 	// before and after the phase.
 	ceilingName                 string
@@ -252,7 +257,7 @@ func loadPhase(b *testing.B, name string, clients int, dur time.Duration, pid in
 			saveProfile(b, pprofAddr, name, dur)
 		}()
 	}
-	cpu0 := processCPU(b, pid)
+	cpu0, self0, pg0 := processCPU(b, pid), processCPU(b, os.Getpid()), postgresCPU(b)
 	start := time.Now()
 	deadline := start.Add(dur)
 	lat := make([][]time.Duration, clients)
@@ -279,6 +284,7 @@ func loadPhase(b *testing.B, name string, clients int, dur time.Duration, pid in
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpu := processCPU(b, pid) - cpu0
+	self, pg := processCPU(b, os.Getpid())-self0, postgresCPU(b)-pg0
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatalf("%s: %v", name, err)
 	}
@@ -292,7 +298,8 @@ func loadPhase(b *testing.B, name string, clients int, dur time.Duration, pid in
 	}
 	pct := func(p float64) time.Duration { return all[int(math.Ceil(p*float64(len(all))))-1] }
 	return loadResult{name: name, ops: len(all), rate: float64(len(all)) / elapsed.Seconds(),
-		p50: pct(0.50), p99: pct(0.99), cpuPerOp: cpu / float64(len(all))}
+		p50: pct(0.50), p99: pct(0.99), cpuPerOp: cpu / float64(len(all)),
+		loadCPUPerOp: self / float64(len(all)), postgresCPUPerOp: pg / float64(len(all))}
 }
 
 func bearer(token string) http.Header {
@@ -455,11 +462,50 @@ func processCPU(b *testing.B, pid int) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	fields := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+	_, cpu := statCPU(raw)
+	return cpu
+}
+
+// statCPU reads a /proc/PID/stat line: the command name (field 2, in
+// parentheses, which may hold spaces) and user plus system CPU seconds.
+func statCPU(raw []byte) (string, float64) {
+	open, end := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
+	if open < 0 || end < open || end+2 > len(raw) {
+		return "", 0
+	}
+	fields := strings.Fields(string(raw[end+2:]))
+	if len(fields) < 13 {
+		return "", 0
+	}
 	utime, _ := strconv.ParseFloat(fields[11], 64)
 	stime, _ := strconv.ParseFloat(fields[12], 64)
-	return (utime + stime) / 100
+	return string(raw[open+1 : end]), (utime + stime) / 100
+}
+
+// postgresCPU is the CPU time, in seconds, used so far by every live
+// process named postgres on the machine: the postmaster, its helpers and
+// every backend (a backend that has exited is not counted, so the pool's
+// connections must live across a phase, as they do).
+func postgresCPU(b *testing.B) float64 {
+	b.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0.0
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue // gone since the listing
+		}
+		if name, cpu := statCPU(raw); name == "postgres" {
+			total += cpu
+		}
+	}
+	return total
 }
 
 // saveProfile takes a CPU profile of contractd for dur and writes it to
@@ -498,12 +544,6 @@ func runtimeCores() int {
 	return max(n, 1)
 }
 
-func randUint64() uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	var v uint64
-	for _, x := range b {
-		v = v<<8 | uint64(x)
-	}
-	return v
-}
+// randUint64 is math/rand/v2's: no system call per request, unlike
+// crypto/rand, so the load generator's CPU stays small.
+func randUint64() uint64 { return rand.Uint64() }
