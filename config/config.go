@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/domain"
-	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpay"
 )
 
@@ -260,6 +259,18 @@ const (
 	DefaultReconcileLookBack = 24 * time.Hour
 )
 
+// Defaults of the database's bounds: a request waits at most a couple of
+// seconds for a contract's row lock (CONTRACTD_DB_LOCK_TIMEOUT; rows are
+// locked for milliseconds, since no transaction spans a call to WeChat), and
+// no statement of the service runs longer than a few seconds
+// (CONTRACTD_DB_STATEMENT_TIMEOUT; the slowest, the console overview's count
+// by state, takes well under a second at a million contracts: see
+// BENCHMARKS.md).
+const (
+	DefaultDBLockTimeout      = 2 * time.Second
+	DefaultDBStatementTimeout = 5 * time.Second
+)
+
 // DefaultDBMaxConns is the database pool's size when CONTRACTD_DB_MAX_CONNS
 // is unset. The benchmark (BENCHMARKS.md) drives 16 concurrent clients; at
 // 16 connections notification ingestion reaches its Postgres ceiling while
@@ -473,8 +484,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"WECHATPAY_CERT_REFRESH_INTERVAL", wechatpay.DefaultCertRefreshInterval, &c.CertRefreshInterval},
 		{"WECHATPAY_CERT_REFRESH_MIN_GAP", wechatpay.DefaultCertRefreshMinGap, &c.CertRefreshMinGap},
 		{"WECHATPAY_TIMEOUT", wechatpay.DefaultTimeout, &c.WeChat.Timeout},
-		{"CONTRACTD_DB_LOCK_TIMEOUT", store.DefaultLockTimeout, &c.DBLockTimeout},
-		{"CONTRACTD_DB_STATEMENT_TIMEOUT", store.DefaultStatementTimeout, &c.DBStatementTimeout},
+		{"CONTRACTD_DB_LOCK_TIMEOUT", DefaultDBLockTimeout, &c.DBLockTimeout},
+		{"CONTRACTD_DB_STATEMENT_TIMEOUT", DefaultDBStatementTimeout, &c.DBStatementTimeout},
 	}
 	c.ReconcileLookBack = DefaultReconcileLookBack
 	for _, d := range durations {

@@ -22,6 +22,8 @@ func TestReconcileSettingsDefaultAndOverride(t *testing.T) {
 		{"ReconcileLookBack", c.ReconcileLookBack, DefaultReconcileLookBack},
 		{"LeaseTTL", c.LeaseTTL, DefaultLeaseTTL},
 		{"LeaseWait", c.LeaseWait, DefaultLeaseWait},
+		{"DBLockTimeout", c.DBLockTimeout, DefaultDBLockTimeout},
+		{"DBStatementTimeout", c.DBStatementTimeout, DefaultDBStatementTimeout},
 	} {
 		if d.got != d.want || d.want <= 0 {
 			t.Errorf("%s = %s, want the default %s", d.name, d.got, d.want)

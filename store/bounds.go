@@ -12,16 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Defaults of Options: a request waits at most a couple of seconds for a
-// contract's row lock (rows are locked for milliseconds: no transaction
-// spans a call to WeChat), and no statement of the service runs longer than
-// a few seconds (the slowest, the console overview's count by state, takes
-// well under a second at a million contracts; see BENCHMARKS.md).
-const (
-	DefaultLockTimeout      = 2 * time.Second
-	DefaultStatementTimeout = 5 * time.Second
-)
-
 // ErrLockTimeout is in the chain of the IN_PROGRESS error a store call
 // answers when a contract's row stayed locked past the lock timeout: the
 // flows that must not lose what WeChat said (saving an outcome) retry on it.
@@ -38,17 +28,21 @@ var ErrBusy = errors.New("store: every place for heavy readers stayed taken")
 // busyRetryAfter is the Retry-After of a heavy reader shed for load.
 const busyRetryAfter = time.Second
 
-// Options bound what the store may take of the database. The zero value
-// means the defaults.
+// Options bound what the store may take of the database. A zero bound is
+// no bound, as it is to Postgres: the service's bounds are settings whose
+// defaults config owns (CONTRACTD_DB_LOCK_TIMEOUT,
+// CONTRACTD_DB_STATEMENT_TIMEOUT), and the store only applies what it is
+// given.
 type Options struct {
 	// LockTimeout bounds how long a transaction waits for a row lock
-	// (lock_timeout): past it the call answers IN_PROGRESS with a
-	// Retry-After. DefaultLockTimeout when zero.
+	// (lock_timeout), this process's turn at the row included: past it the
+	// call answers IN_PROGRESS with a Retry-After. Zero waits for as long
+	// as the caller's context lasts.
 	LockTimeout time.Duration
 	// StatementTimeout bounds one statement (statement_timeout, or a
-	// context deadline for single reads): past it the call answers
-	// UNAVAILABLE and its transaction is rolled back.
-	// DefaultStatementTimeout when zero.
+	// context deadline for single reads) and a heavy reader's wait for its
+	// place: past it the call answers UNAVAILABLE and its transaction is
+	// rolled back. Zero leaves statements to the caller's context.
 	StatementTimeout time.Duration
 	// HeavyReaders is how many connections the readers of many rows (List,
 	// Feed, FeedTail, Search, Overview: the API's lists and feed, the
@@ -59,24 +53,33 @@ type Options struct {
 	HeavyReaders int
 }
 
-// withDefaults fills the zero fields of o for a pool of maxConns.
-func (o Options) withDefaults(maxConns int32) Options {
-	if o.LockTimeout <= 0 {
-		o.LockTimeout = DefaultLockTimeout
-	}
-	if o.StatementTimeout <= 0 {
-		o.StatementTimeout = DefaultStatementTimeout
-	}
+// forPool sizes the heavy readers' share for a pool of maxConns when o
+// leaves it zero.
+func (o Options) forPool(maxConns int32) Options {
 	if o.HeavyReaders <= 0 {
 		o.HeavyReaders = max(1, int(maxConns)/2)
 	}
 	return o
 }
 
-// millis is d in whole milliseconds, at least 1: Postgres reads a bare
-// number as milliseconds, and 0 would mean no limit at all.
+// millis is the bound d as Postgres reads it: a bare number of
+// milliseconds, "0" (no limit) for no bound, and at least 1 for any bound,
+// so that a bound shorter than a millisecond is not taken for none.
 func millis(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
 	return strconv.FormatInt(max(1, (d+time.Millisecond-1).Milliseconds()), 10)
+}
+
+// after is a channel that delivers once d has passed, and nil (which never
+// delivers) when d is no bound; stop releases its timer.
+func after(d time.Duration) (c <-chan time.Time, stop func()) {
+	if d <= 0 {
+		return nil, func() {}
+	}
+	t := time.NewTimer(d)
+	return t.C, func() { t.Stop() }
 }
 
 // boundSQL sets both bounds for the rest of an implicit transaction: the
@@ -96,11 +99,11 @@ func (s *Store) heavyRead(ctx context.Context, b *pgx.Batch) error {
 	select {
 	case s.heavy <- struct{}{}:
 	default:
-		t := time.NewTimer(s.opt.StatementTimeout)
-		defer t.Stop()
+		expired, stop := after(s.opt.StatementTimeout)
+		defer stop()
 		select {
 		case s.heavy <- struct{}{}:
-		case <-t.C:
+		case <-expired:
 			return &domain.Error{Code: domain.CodeUnavailable, Message: "the database is busy with other readers; ask again",
 				RetryAfter: busyRetryAfter, Err: ErrBusy}
 		case <-ctx.Done():
@@ -118,8 +121,11 @@ func (s *Store) heavyRead(ctx context.Context, b *pgx.Batch) error {
 // the batch's bounds do not yet cover (and that waits, for one, behind a
 // migration's lock on the table).
 func (s *Store) sendBounded(ctx context.Context, b *pgx.Batch) error {
-	ctx, cancel := context.WithTimeout(ctx, s.opt.StatementTimeout+time.Second)
-	defer cancel()
+	if s.opt.StatementTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opt.StatementTimeout+time.Second)
+		defer cancel()
+	}
 	full := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+1)}
 	full.Queue(boundSQL, s.lockMS, s.statementMS)
 	full.QueuedQueries = append(full.QueuedQueries, b.QueuedQueries...)
@@ -129,8 +135,12 @@ func (s *Store) sendBounded(ctx context.Context, b *pgx.Batch) error {
 // bounded is ctx with the statement timeout as its deadline, for a single
 // read sent without a transaction (a contract by its key, its history):
 // the one bound such a read needs (it waits for no row lock), at the cost
-// of a timer rather than another statement on the server.
+// of a timer rather than another statement on the server. Without a
+// statement timeout it is ctx.
 func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.opt.StatementTimeout <= 0 {
+		return ctx, func() {}
+	}
 	return context.WithTimeout(ctx, s.opt.StatementTimeout)
 }
 
@@ -152,9 +162,10 @@ type gateEntry struct {
 	refs int
 }
 
-// enter waits for key's turn for at most timeout. It returns how much of
-// timeout is left for waiting on the row lock itself, and leave, which
-// gives the turn to the next caller.
+// enter waits for key's turn for at most timeout (zero: for as long as ctx
+// lasts). It returns how much of timeout is left for waiting on the row
+// lock itself (zero when there is no bound), and leave, which gives the
+// turn to the next caller.
 func (g *rowGate) enter(ctx context.Context, key domain.Key, timeout time.Duration) (leave func(), left time.Duration, err error) {
 	g.mu.Lock()
 	if g.keys == nil {
@@ -180,16 +191,19 @@ func (g *rowGate) enter(ctx context.Context, key domain.Key, timeout time.Durati
 	default:
 	}
 	start := time.Now()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	expired, stop := after(timeout)
+	defer stop()
 	select {
 	case e.turn <- struct{}{}:
-	case <-t.C:
+	case <-expired:
 		drop()
 		return nil, 0, lockTimeoutError(key, nil)
 	case <-ctx.Done():
 		drop()
 		return nil, 0, &domain.Error{Code: domain.CodeUnavailable, Message: "the caller went away while waiting for the contract's row", Err: ctx.Err()}
+	}
+	if timeout <= 0 {
+		return func() { <-e.turn; drop() }, 0, nil
 	}
 	left = timeout - time.Since(start)
 	if left < time.Millisecond {

@@ -320,3 +320,49 @@ func TestHeavyReadersLeaveConnectionsForOneContract(t *testing.T) {
 		}
 	}
 }
+
+// A store given no bounds (Options' zero value: config owns the service's
+// defaults, and the store applies only what it is given) waits on a locked
+// row for as long as the caller's context lasts: the wait is seen in
+// pg_stat_activity past any default bound, and it ends when the caller gives
+// up, not with a lock timeout's IN_PROGRESS.
+func TestNoBoundsWaitAsLongAsTheCaller(t *testing.T) {
+	t.Parallel()
+	st, _, db := boundedStore(t, 2, store.Options{})
+	ctx := context.Background()
+	if _, err := st.Create(ctx, contractIn("unbounded", domain.StateSessionIssued)); err != nil {
+		t.Fatal(err)
+	}
+	release := hold(t, db, `SELECT 1 FROM contracts WHERE out_contract_code = 'unbounded' FOR UPDATE`)
+	defer release()
+	callCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := st.Update(callCtx, domain.Key{OutContractCode: "unbounded"}, signIt)
+		done <- err
+	}()
+	// The wait is seen, and seen to outlast config's default lock timeout
+	// (2 s), which a store that kept a default of its own would apply.
+	deadline := time.Now().Add(time.Minute) // only catches a stall
+	for countRows(t, db, `SELECT count(*) FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%' AND query NOT LIKE '%pg_stat_activity%'
+		AND now() - query_start > interval '3 seconds'`) == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("the update ended before it waited on the row: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the update never waited on the locked row")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	err := <-done
+	if err == nil || domain.IsCode(err, domain.CodeInProgress) {
+		t.Fatalf("an unbounded wait ended by its caller answered %v, want the caller's cancellation (not IN_PROGRESS)", err)
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM contract_events WHERE event = 'sign'`); n != 0 {
+		t.Fatalf("%d sign rows written by a cancelled update", n)
+	}
+}

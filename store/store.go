@@ -53,14 +53,16 @@ type Store struct {
 	rows  rowGate
 }
 
-// New wraps an open pool, with the default Options.
+// New wraps an open pool with no bounds but the caller's context: what
+// tests that bound nothing use. The service uses NewWithOptions with the
+// bounds of its configuration.
 func New(pool *pgxpool.Pool) *Store {
 	return NewWithOptions(pool, Options{})
 }
 
 // NewWithOptions wraps an open pool, bounded by o (see Options).
 func NewWithOptions(pool *pgxpool.Pool, o Options) *Store {
-	o = o.withDefaults(pool.Config().MaxConns)
+	o = o.forPool(pool.Config().MaxConns)
 	return &Store{pool: pool, opt: o, lockMS: millis(o.LockTimeout), statementMS: millis(o.StatementTimeout), heavy: make(chan struct{}, o.HeavyReaders)}
 }
 

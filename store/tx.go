@@ -71,7 +71,7 @@ func (s *Store) inTx(ctx context.Context, key *domain.Key, fn func(tx *Tx) error
 		if err != nil {
 			return err
 		}
-		if left < s.opt.LockTimeout {
+		if left > 0 && left < s.opt.LockTimeout {
 			lockMS = millis(left)
 		}
 	}
