@@ -51,6 +51,11 @@ type Options struct {
 	// always finds a connection. A heavy reader waits for a place at most
 	// the statement timeout, then answers UNAVAILABLE with a Retry-After.
 	HeavyReaders int
+	// KeyReadsInFlight is how many queries reading contracts by key (Get)
+	// this process sends at once before further reads queue and go
+	// together in one query (see keyReads). A quarter of the pool (at
+	// least 2) when zero.
+	KeyReadsInFlight int
 }
 
 // forPool sizes the heavy readers' share for a pool of maxConns when o
@@ -58,6 +63,9 @@ type Options struct {
 func (o Options) forPool(maxConns int32) Options {
 	if o.HeavyReaders <= 0 {
 		o.HeavyReaders = max(1, int(maxConns)/2)
+	}
+	if o.KeyReadsInFlight <= 0 {
+		o.KeyReadsInFlight = max(2, int(maxConns)/4)
 	}
 	return o
 }

@@ -118,11 +118,12 @@ func oneContract(ctx context.Context, q querier, sql string, args ...any) (domai
 }
 
 // Get returns the contract with key.
+// Concurrent Gets are coalesced into fewer queries under load (keyReads);
+// the wait and the query are each bounded by the statement timeout.
 func (s *Store) Get(ctx context.Context, key domain.Key) (domain.Contract, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	return oneContract(ctx, s.pool, `SELECT `+contractColumns+` FROM contracts
-		WHERE sub_mchid = $1 AND out_contract_code = $2`, key.SubMchID, key.OutContractCode)
+	return s.reads.get(ctx, key, s.sendKeyReads)
 }
 
 // GetByContractID returns the contract WeChat knows by contractID.

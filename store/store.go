@@ -51,6 +51,7 @@ type Store struct {
 	// heavy holds a token per connection a reader of many rows holds.
 	heavy chan struct{}
 	rows  rowGate
+	reads keyReads
 }
 
 // New wraps an open pool with no bounds but the caller's context: what
@@ -63,7 +64,8 @@ func New(pool *pgxpool.Pool) *Store {
 // NewWithOptions wraps an open pool, bounded by o (see Options).
 func NewWithOptions(pool *pgxpool.Pool, o Options) *Store {
 	o = o.forPool(pool.Config().MaxConns)
-	return &Store{pool: pool, opt: o, lockMS: millis(o.LockTimeout), statementMS: millis(o.StatementTimeout), heavy: make(chan struct{}, o.HeavyReaders)}
+	return &Store{pool: pool, opt: o, lockMS: millis(o.LockTimeout), statementMS: millis(o.StatementTimeout),
+		heavy: make(chan struct{}, o.HeavyReaders), reads: keyReads{limit: o.KeyReadsInFlight}}
 }
 
 // Connect opens a pool of at most maxConns connections (pgx's default when

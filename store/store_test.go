@@ -631,3 +631,57 @@ func TestLostOrDuplicatePreparedStatementIsUnavailableNamingTheFix(t *testing.T)
 		})
 	}
 }
+
+// Reads by key are coalesced under load (keyReads): 32 callers at once,
+// each creating contracts and reading them straight back and reading the
+// others' at random, every answer is the contract asked for, and a
+// contract whose creation returned is always found (a read is never
+// answered by a query sent before it arrived).
+func TestConcurrentGetsAnswerEachCallerItsOwnContract(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, db := newStore(t)
+	const callers, each = 32, 25
+	code := func(w, i int) string { return fmt.Sprintf("g-%d-%d", w, i) }
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for w := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				c := contractIn(code(w, i), domain.StateCreated)
+				plan := int64(w*1000 + i)
+				c.PlanID = &plan
+				if _, err := st.Create(ctx, c); err != nil {
+					errs <- err
+					return
+				}
+				for _, k := range []struct{ w, i int }{{w, i}, {(w + i) % callers, i / 2}} {
+					got, err := st.Get(ctx, domain.Key{OutContractCode: code(k.w, k.i)})
+					if k.w == w || (err == nil) {
+						if err != nil {
+							errs <- fmt.Errorf("read back %s: %w", code(k.w, k.i), err)
+							return
+						}
+						if got.OutContractCode != code(k.w, k.i) || *got.PlanID != int64(k.w*1000+k.i) {
+							errs <- fmt.Errorf("read of %s answered %s plan %d", code(k.w, k.i), got.OutContractCode, *got.PlanID)
+							return
+						}
+					} else if !domain.IsCode(err, domain.CodeNotFound) {
+						errs <- fmt.Errorf("read of %s (maybe not created yet): %w", code(k.w, k.i), err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM contracts`); n != callers*each {
+		t.Fatalf("%d contracts, want %d", n, callers*each)
+	}
+}

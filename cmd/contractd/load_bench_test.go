@@ -35,6 +35,7 @@ var (
 	loadDuration  = flag.Duration("load.duration", 10*time.Second, "BenchmarkLoad: how long each phase runs")
 	loadProfile   = flag.String("load.profile", "", "BenchmarkLoad: directory to write a CPU profile of contractd per phase into")
 	loadMaxConns  = flag.Int("load.max-conns", 0, "BenchmarkLoad: CONTRACTD_DB_MAX_CONNS for the server (0: its default)")
+	loadGetOnly   = flag.Bool("load.get-only", false, "BenchmarkLoad: measure the GET phase only")
 	loadExecMode  = flag.String("load.exec-mode", "", "BenchmarkLoad: default_query_exec_mode in the server's DATABASE_URL (empty: contractd's default)")
 )
 
@@ -55,6 +56,9 @@ var (
 func BenchmarkLoad(b *testing.B) {
 	if _, err := exec.LookPath("pgbench"); err != nil {
 		b.Fatalf("pgbench is needed for the ceilings (Debian's postgresql-client): %v", err)
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		b.Fatalf("wrk is needed for the GET phase (Debian's wrk: apt-get install wrk): %v", err)
 	}
 	n, clients, dur := *loadContracts, *loadClients, *loadDuration
 	sessions := min(n/2, 150_000) // b-0 .. b-(sessions-1) are open sessions, the rest signed
@@ -127,17 +131,26 @@ func BenchmarkLoad(b *testing.B) {
 	// again.
 	run := func(name, ceilingName string, op func(worker, i int) error) loadResult {
 		before := ceiling(ceilingName)
-		r := loadPhase(b, name, clients, dur, pid, pprofAddr, op)
+		r := loadPhase(b, s, name, clients, dur, pid, pprofAddr, op)
 		r.ceilingName, r.ceilingBefore, r.ceilingAfter = ceilingName, before, ceiling(ceilingName)
 		results = append(results, r)
 		return r
 	}
 
-	run("GET /v1/contracts/{code}", "select", func(w, _ int) error {
-		k := sessions + int(randUint64()%uint64(n-sessions))
-		return conns[w].expect(http.MethodGet, "/v1/contracts/b-"+strconv.Itoa(k), bearer(appToken), nil, http.StatusOK)
-	})
+	// GET through wrk, as issue 19 measured it: random signed contracts.
+	getBefore := ceiling("select")
+	get := wrkPhase(b, s, "GET /v1/contracts/{code}", p.URL, fmt.Sprintf(`
+local headers = {["Authorization"] = "Bearer %s"}
+math.randomseed(%d)
+request = function() return wrk.format("GET", "/v1/contracts/b-" .. math.random(%d, %d), headers) end
+`, appToken, randUint64()%1_000_000, sessions, n-1), clients, dur, pid, pprofAddr)
+	get.ceilingName, get.ceilingBefore, get.ceilingAfter = "select", getBefore, ceiling("select")
+	results = append(results, get)
 
+	if *loadGetOnly {
+		printLoad(n, clients, dur, updateCeiling, results)
+		return
+	}
 	// Notifications: distinct PAPAY.SIGNs for open sessions, prepared first.
 	perPhase := min((sessions-swept)/2, 40_000)
 	prepare := func(from int) []loadNotification {
@@ -178,7 +191,7 @@ func BenchmarkLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	due := time.Now()
-	during := loadPhase(b, "POST notification while 10k sessions are swept", clients, dur, pid, pprofAddr, postAll(batch))
+	during := loadPhase(b, s, "POST notification while 10k sessions are swept", clients, dur, pid, pprofAddr, postAll(batch))
 	expired := s.count(`SELECT count(*) FROM contracts WHERE state = 'expired'`)
 	// The rest of the sweep (if any) finishes before pre-sign is measured,
 	// so that its CPU is not counted against pre-sign.
@@ -205,18 +218,7 @@ func BenchmarkLoad(b *testing.B) {
 		return conns[w].expect(http.MethodPost, "/v1/contracts/pre-sign", presignHeader, body, http.StatusCreated)
 	})
 
-	fmt.Printf("\nBenchmarkLoad: %d contracts, %d clients, %s per phase, GOMAXPROCS of the machine: %d cores, contractd's default_query_exec_mode: %s\n",
-		n, clients, dur, runtimeCores(), cmpOr(*loadExecMode, "(default) cache_statement"))
-	fmt.Printf("Postgres ceilings: pgbench -M prepared, same table, same clients, read before and after each phase; the higher is the ceiling.\n")
-	fmt.Printf("(select: SELECT by key; txn: UPDATE + 2 INSERTs in one transaction; insert: INSERT; UPDATE by key alone, for reference: %.0f tps)\n", updateCeiling)
-	fmt.Printf("%-48s %9s %9s %9s %9s %9s %20s %9s %12s %12s %12s\n", "operation", "ops", "per s", "p50 ms", "p99 ms", "ceiling", "before/after tps", "of it",
-		"CPU ms/op", "load gen", "postgres")
-	for _, r := range results {
-		c := max(r.ceilingBefore, r.ceilingAfter)
-		fmt.Printf("%-48s %9d %9.0f %9.2f %9.2f %9s %9.0f/%-10.0f %8.0f%% %12.3f %12.3f %12.3f\n", r.name, r.ops, r.rate, ms(r.p50), ms(r.p99),
-			r.ceilingName, r.ceilingBefore, r.ceilingAfter, 100*r.rate/c, r.cpuPerOp*1000, r.loadCPUPerOp*1000, r.postgresCPUPerOp*1000)
-	}
-	fmt.Printf("(CPU ms/op: contractd's; load gen: this test process's, the HTTP clients; postgres: every postgres process's)\n")
+	printLoad(n, clients, dur, updateCeiling, results)
 	fmt.Printf("sweep: %d of %d due sessions expired during the phase, the last %.1f s after they fell due; notification p99 %.2f ms -> %.2f ms while sweeping (%.2fx)\n",
 		expired, swept, sweepTook.Seconds(), ms(notify.p99), ms(during.p99), float64(during.p99)/float64(notify.p99))
 	if *loadProfile != "" {
@@ -226,6 +228,22 @@ func BenchmarkLoad(b *testing.B) {
 		fmt.Printf("contractd's log (errors only):\n%s\n", stderr[:min(len(stderr), 4000)])
 	}
 	b.ReportMetric(notify.rate, "notifications/s")
+}
+
+// printLoad prints the phases' figures beside their ceilings.
+func printLoad(n, clients int, dur time.Duration, updateCeiling float64, results []loadResult) {
+	fmt.Printf("\nBenchmarkLoad: %d contracts, %d clients, %s per phase, GOMAXPROCS of the machine: %d cores, contractd's default_query_exec_mode: %s\n",
+		n, clients, dur, runtimeCores(), cmpOr(*loadExecMode, "(default) cache_statement"))
+	fmt.Printf("Postgres ceilings: pgbench -M prepared, same table, same clients, read before and after each phase; the higher is the ceiling.\n")
+	fmt.Printf("(select: SELECT by key; txn: UPDATE + 2 INSERTs in one transaction; insert: INSERT; UPDATE by key alone, for reference: %.0f tps)\n", updateCeiling)
+	fmt.Printf("%-48s %9s %9s %9s %9s %9s %20s %9s %12s %12s %12s %9s\n", "operation", "ops", "per s", "p50 ms", "p99 ms", "ceiling", "before/after tps", "of it",
+		"CPU ms/op", "load gen", "postgres", "pg tx/op")
+	for _, r := range results {
+		c := max(r.ceilingBefore, r.ceilingAfter)
+		fmt.Printf("%-48s %9d %9.0f %9.2f %9.2f %9s %9.0f/%-10.0f %8.0f%% %12.3f %12.3f %12.3f %9.2f\n", r.name, r.ops, r.rate, ms(r.p50), ms(r.p99),
+			r.ceilingName, r.ceilingBefore, r.ceilingAfter, 100*r.rate/c, r.cpuPerOp*1000, r.loadCPUPerOp*1000, r.postgresCPUPerOp*1000, r.txPerOp)
+	}
+	fmt.Printf("(CPU ms/op: contractd's; load gen: the HTTP clients' (wrk for GET, this test process for the rest); postgres: every postgres process's)\n")
 }
 
 var errExhausted = fmt.Errorf("no work left")
@@ -239,15 +257,29 @@ type loadResult struct {
 	// Seconds of CPU per operation of the load generator (this test
 	// process) and of every Postgres process, on the same two cores.
 	loadCPUPerOp, postgresCPUPerOp float64
+	// Postgres transactions (each statement sent outside a transaction
+	// is one) in the database per operation, from pg_stat_database.
+	txPerOp float64
 	// The pgbench ceiling the phase is measured against, in tps, read
 	// before and after the phase.
 	ceilingName                 string
 	ceilingBefore, ceilingAfter float64
 }
 
-// loadPhase runs op from clients goroutines for dur (or until op says the
-// work is exhausted) and measures throughput, latency and the server's CPU.
-func loadPhase(b *testing.B, name string, clients int, dur time.Duration, pid int, pprofAddr string, op func(worker, i int) error) loadResult {
+// phaseRun is what a load driver measured of one phase: each operation's
+// latency (or the driver's own percentiles), how long it ran, and the CPU
+// the load generator used.
+type phaseRun struct {
+	ops      int
+	elapsed  time.Duration
+	p50, p99 time.Duration
+	loadCPU  float64 // seconds
+}
+
+// measure runs one phase through drive and measures, around it, the
+// server's CPU (pid), every Postgres process's CPU and the database's
+// transactions, and takes a CPU profile of the server when asked to.
+func measure(b *testing.B, s *stack, name string, dur time.Duration, pid int, pprofAddr string, drive func() phaseRun) loadResult {
 	b.Helper()
 	var profileDone chan struct{}
 	if *loadProfile != "" {
@@ -257,49 +289,105 @@ func loadPhase(b *testing.B, name string, clients int, dur time.Duration, pid in
 			saveProfile(b, pprofAddr, name, dur)
 		}()
 	}
-	cpu0, self0, pg0 := processCPU(b, pid), processCPU(b, os.Getpid()), postgresCPU(b)
-	start := time.Now()
-	deadline := start.Add(dur)
-	lat := make([][]time.Duration, clients)
-	var failed atomic.Value
-	var wg sync.WaitGroup
-	for w := 0; w < clients; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; time.Now().Before(deadline); i++ {
-				t0 := time.Now()
-				err := op(w, i)
-				if err == errExhausted {
-					return
-				}
-				if err != nil {
-					failed.Store(err)
-					return
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-			}
-		}(w)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	cpu := processCPU(b, pid) - cpu0
-	self, pg := processCPU(b, os.Getpid())-self0, postgresCPU(b)-pg0
-	if err, _ := failed.Load().(error); err != nil {
-		b.Fatalf("%s: %v", name, err)
-	}
+	cpu0, pg0, tx0 := processCPU(b, pid), postgresCPU(b), postgresTransactions(s)
+	r := drive()
+	cpu, pg := processCPU(b, pid)-cpu0, cpuSince(pg0, postgresCPU(b))
 	if profileDone != nil {
 		<-profileDone
 	}
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	if len(all) == 0 {
+	time.Sleep(1100 * time.Millisecond) // backends publish their statistics at most once a second
+	txs := postgresTransactions(s) - tx0
+	if r.ops == 0 {
 		b.Fatalf("%s: no operation finished", name)
 	}
-	pct := func(p float64) time.Duration { return all[int(math.Ceil(p*float64(len(all))))-1] }
-	return loadResult{name: name, ops: len(all), rate: float64(len(all)) / elapsed.Seconds(),
-		p50: pct(0.50), p99: pct(0.99), cpuPerOp: cpu / float64(len(all)),
-		loadCPUPerOp: self / float64(len(all)), postgresCPUPerOp: pg / float64(len(all))}
+	per := func(v float64) float64 { return v / float64(r.ops) }
+	return loadResult{name: name, ops: r.ops, rate: float64(r.ops) / r.elapsed.Seconds(), p50: r.p50, p99: r.p99,
+		cpuPerOp: per(cpu), loadCPUPerOp: per(r.loadCPU), postgresCPUPerOp: per(pg), txPerOp: per(float64(txs))}
+}
+
+// loadPhase runs op from clients goroutines of this process for dur (or
+// until op says the work is exhausted) and measures it.
+func loadPhase(b *testing.B, s *stack, name string, clients int, dur time.Duration, pid int, pprofAddr string, op func(worker, i int) error) loadResult {
+	b.Helper()
+	return measure(b, s, name, dur, pid, pprofAddr, func() phaseRun {
+		self0 := processCPU(b, os.Getpid())
+		start := time.Now()
+		deadline := start.Add(dur)
+		lat := make([][]time.Duration, clients)
+		var failed atomic.Value
+		var wg sync.WaitGroup
+		for w := 0; w < clients; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; time.Now().Before(deadline); i++ {
+					t0 := time.Now()
+					err := op(w, i)
+					if err == errExhausted {
+						return
+					}
+					if err != nil {
+						failed.Store(err)
+						return
+					}
+					lat[w] = append(lat[w], time.Since(t0))
+				}
+			}(w)
+		}
+		wg.Wait()
+		r := phaseRun{elapsed: time.Since(start), loadCPU: processCPU(b, os.Getpid()) - self0}
+		if err, _ := failed.Load().(error); err != nil {
+			b.Fatalf("%s: %v", name, err)
+		}
+		all := slices.Concat(lat...)
+		slices.Sort(all)
+		if r.ops = len(all); r.ops > 0 {
+			pct := func(p float64) time.Duration { return all[int(math.Ceil(p*float64(len(all))))-1] }
+			r.p50, r.p99 = pct(0.50), pct(0.99)
+		}
+		return r
+	})
+}
+
+// wrkPhase runs wrk (Debian's wrk: C, epoll, LuaJIT, as lean a client as
+// pgbench is for the ceilings) with clients connections on two threads for
+// dur, each request made by the Lua function request in script, and
+// measures it. Every answer must be 2xx: wrk counts any other status, and
+// any socket error, and the phase fails on one.
+func wrkPhase(b *testing.B, s *stack, name, url, script string, clients int, dur time.Duration, pid int, pprofAddr string) loadResult {
+	b.Helper()
+	file := filepath.Join(b.TempDir(), "phase.lua")
+	script += `
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK %d %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+`
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return measure(b, s, name, dur, pid, pprofAddr, func() phaseRun {
+		cmd := exec.Command("wrk", "-t2", "-c"+strconv.Itoa(clients), "-d"+strconv.Itoa(int(dur.Seconds()))+"s", "--timeout", "30s", "-s", file, url)
+		out, err := cmd.Output()
+		if err != nil {
+			b.Fatalf("%s: wrk: %v\n%s", name, err, out)
+		}
+		var reqs, durUS, p50, p99, bad, sockErrs int64
+		i := bytes.Index(out, []byte("WRK "))
+		if i < 0 {
+			b.Fatalf("%s: wrk printed no result:\n%s", name, out)
+		}
+		if _, err := fmt.Sscanf(string(out[i:]), "WRK %d %d %d %d %d %d", &reqs, &durUS, &p50, &p99, &bad, &sockErrs); err != nil {
+			b.Fatalf("%s: wrk's result: %v\n%s", name, err, out)
+		}
+		if bad > 0 || sockErrs > 0 {
+			b.Fatalf("%s: %d answers were not 2xx and %d requests failed on the socket:\n%s", name, bad, sockErrs, out)
+		}
+		return phaseRun{ops: int(reqs), elapsed: time.Duration(durUS) * time.Microsecond,
+			p50: time.Duration(p50) * time.Microsecond, p99: time.Duration(p99) * time.Microsecond,
+			loadCPU: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()}
+	})
 }
 
 func bearer(token string) http.Header {
@@ -482,19 +570,25 @@ func statCPU(raw []byte) (string, float64) {
 	return string(raw[open+1 : end]), (utime + stime) / 100
 }
 
-// postgresCPU is the CPU time, in seconds, used so far by every live
-// process named postgres on the machine: the postmaster, its helpers and
-// every backend (a backend that has exited is not counted, so the pool's
-// connections must live across a phase, as they do).
-func postgresCPU(b *testing.B) float64 {
+// postgresTransactions is the number of transactions the database has
+// committed or rolled back, from pg_stat_database.
+func postgresTransactions(s *stack) int {
+	return s.count(`SELECT (xact_commit + xact_rollback)::int FROM pg_stat_database WHERE datname = current_database()`)
+}
+
+// postgresCPU is the CPU time, in seconds, each live process named
+// postgres on the machine has used so far: the postmaster, its helpers and
+// every backend.
+func postgresCPU(b *testing.B) map[int]float64 {
 	b.Helper()
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		b.Fatal(err)
 	}
-	total := 0.0
+	out := map[int]float64{}
 	for _, d := range dirs {
-		if _, err := strconv.Atoi(d.Name()); err != nil {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
 			continue
 		}
 		raw, err := os.ReadFile("/proc/" + d.Name() + "/stat")
@@ -502,8 +596,20 @@ func postgresCPU(b *testing.B) float64 {
 			continue // gone since the listing
 		}
 		if name, cpu := statCPU(raw); name == "postgres" {
-			total += cpu
+			out[pid] = cpu
 		}
+	}
+	return out
+}
+
+// cpuSince is the CPU time Postgres processes used since before: the
+// growth of those alive at both readings, plus all of those started since
+// (a backend that ended in between is not counted; the server's pool keeps
+// its connections across a phase, and pgbench does not run during one).
+func cpuSince(before, now map[int]float64) float64 {
+	total := 0.0
+	for pid, cpu := range now {
+		total += cpu - before[pid]
 	}
 	return total
 }

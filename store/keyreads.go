@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"sync"
+
+	"github.com/contractd/contractd/domain"
+	"github.com/jackc/pgx/v5"
+)
+
+// keyReads coalesces this process's concurrent reads of contracts by key
+// (Get: every GET /v1/contracts/{code}, and the flows' reads) into fewer
+// round trips, the way a database's group commit coalesces flushes.
+//
+// A read that finds fewer than limit queries in flight sends its own at
+// once, together with any reads queued before it: when the service is not
+// saturated a read waits for nothing. When limit queries are already in
+// flight, the read queues; the first of them to finish hands everything
+// queued to one queued reader, which sends it as one query
+// (`... WHERE sub_mchid = ANY($1) AND out_contract_code = ANY($2)`, through
+// the table's unique key) and answers every reader of the batch. Under load
+// a read therefore costs a fraction of a query's system calls and of
+// Postgres's per-statement work, which on a small machine is most of what a
+// read by key costs (BENCHMARKS.md, issue 19).
+//
+// Nothing is cached, and a read is never answered from a query sent before
+// it arrived: a caller that has seen its own write commit reads it back,
+// on this replica as on any other.
+type keyReads struct {
+	limit int // queries in flight at most, before reads queue
+
+	mu       sync.Mutex
+	inFlight int
+	queued   []*keyRead
+}
+
+// keyRead is one caller's read: its key, and once done is closed its
+// answer, or the batch it must send for everyone in it (lead).
+type keyRead struct {
+	key  domain.Key
+	done chan struct{}
+	// Set before done is closed.
+	c    domain.Contract
+	err  error
+	lead []*keyRead
+}
+
+// get reads the contract with key, coalesced with the reads around it;
+// send sends one batch's query (sendKeyReads).
+func (k *keyReads) get(ctx context.Context, key domain.Key, send func(context.Context, []*keyRead)) (domain.Contract, error) {
+	r := &keyRead{key: key, done: make(chan struct{})}
+	k.mu.Lock()
+	if k.inFlight < k.limit {
+		k.inFlight++
+		batch := append(k.queued, r)
+		k.queued = nil
+		k.mu.Unlock()
+		k.lead(ctx, r, batch, send)
+		return r.c, r.err
+	}
+	k.queued = append(k.queued, r)
+	k.mu.Unlock()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		k.mu.Lock()
+		for i, q := range k.queued {
+			if q == r { // still only queued: leave without a trace
+				k.queued = append(k.queued[:i], k.queued[i+1:]...)
+				k.mu.Unlock()
+				return domain.Contract{}, &domain.Error{Code: domain.CodeUnavailable,
+					Message: "the caller went away while waiting for the database", Err: ctx.Err()}
+			}
+		}
+		k.mu.Unlock()
+		// Already in a batch: it is answered (or must lead) soon, within
+		// the statement timeout of the query that carries it.
+		<-r.done
+	}
+	if r.lead != nil {
+		k.lead(ctx, r, r.lead, send)
+	}
+	return r.c, r.err
+}
+
+// lead sends batch (self's, which holds one of the inFlight places),
+// answers every other reader in it, then hands the place on: to the first
+// reader queued meanwhile, with everything queued as its batch, or back.
+// The batch's query outlives its leader's caller (the others wait on it),
+// so it runs on ctx without its cancellation, within the statement timeout.
+func (k *keyReads) lead(ctx context.Context, self *keyRead, batch []*keyRead, send func(context.Context, []*keyRead)) {
+	send(context.WithoutCancel(ctx), batch)
+	for _, r := range batch {
+		if r != self {
+			close(r.done)
+		}
+	}
+	k.mu.Lock()
+	if len(k.queued) == 0 {
+		k.inFlight--
+		k.mu.Unlock()
+		return
+	}
+	next := k.queued
+	k.queued = nil
+	k.mu.Unlock()
+	next[0].lead = next
+	close(next[0].done)
+}
+
+// sendKeyReads reads the contracts of batch in one query and sets each
+// reader's answer: its contract, or CONTRACT_NOT_EXIST, or the query's
+// error for all of them.
+func (s *Store) sendKeyReads(ctx context.Context, batch []*keyRead) {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	if len(batch) == 1 {
+		r := batch[0]
+		r.c, r.err = oneContract(ctx, s.pool, `SELECT `+contractColumns+` FROM contracts
+			WHERE sub_mchid = $1 AND out_contract_code = $2`, r.key.SubMchID, r.key.OutContractCode)
+		return
+	}
+	subs, codes := make([]string, len(batch)), make([]string, len(batch))
+	for i, r := range batch {
+		subs[i], codes[i] = r.key.SubMchID, r.key.OutContractCode
+	}
+	// ANY on both columns may match a pair no reader asked for (one
+	// reader's sub-merchant with another's code); the map keeps the asked.
+	rows, err := s.pool.Query(ctx, `SELECT `+contractColumns+` FROM contracts
+		WHERE sub_mchid = ANY($1) AND out_contract_code = ANY($2)`, subs, codes)
+	var found []domain.Contract
+	if err == nil {
+		found, err = pgx.CollectRows(rows, scanContract)
+	}
+	if err != nil {
+		err = mapErr(err)
+		for _, r := range batch {
+			r.err = err
+		}
+		return
+	}
+	byKey := make(map[domain.Key]domain.Contract, len(found))
+	for _, c := range found {
+		byKey[c.Key()] = c
+	}
+	for _, r := range batch {
+		c, ok := byKey[r.key]
+		if !ok {
+			r.err = mapErr(pgx.ErrNoRows)
+			continue
+		}
+		r.c = c
+	}
+}
