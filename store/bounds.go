@@ -10,6 +10,7 @@ import (
 
 	"github.com/contractd/contractd/domain"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Defaults of Options: a request waits at most a couple of seconds for a
@@ -57,6 +58,11 @@ type Options struct {
 	// always finds a connection. A heavy reader waits for a place at most
 	// the statement timeout, then answers UNAVAILABLE with a Retry-After.
 	HeavyReaders int
+	// ReadPool, when set, is the pool Reads runs on (a standby's): every
+	// connection of it is a place for Reads' heavy readers, bounded by the
+	// same lock and statement timeouts. Reads runs on the primary's pool,
+	// among its HeavyReaders, when nil.
+	ReadPool *pgxpool.Pool
 }
 
 // withDefaults fills the zero fields of o for a pool of maxConns.
@@ -92,7 +98,7 @@ const boundSQL = `SELECT set_config('lock_timeout', $1, true), set_config('state
 // statement timeout: a flood of list pages is then shed as UNAVAILABLE with
 // a Retry-After rather than queued past every client's patience and the
 // server's write timeout.
-func (s *Store) heavyRead(ctx context.Context, b *pgx.Batch) error {
+func (s *handle) heavyRead(ctx context.Context, b *pgx.Batch) error {
 	select {
 	case s.heavy <- struct{}{}:
 	default:
@@ -117,7 +123,7 @@ func (s *Store) heavyRead(ctx context.Context, b *pgx.Batch) error {
 // connection pgx asks Postgres to describe it, in a message of its own that
 // the batch's bounds do not yet cover (and that waits, for one, behind a
 // migration's lock on the table).
-func (s *Store) sendBounded(ctx context.Context, b *pgx.Batch) error {
+func (s *handle) sendBounded(ctx context.Context, b *pgx.Batch) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opt.StatementTimeout+time.Second)
 	defer cancel()
 	full := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+1)}
@@ -130,7 +136,7 @@ func (s *Store) sendBounded(ctx context.Context, b *pgx.Batch) error {
 // read sent without a transaction (a contract by its key, its history):
 // the one bound such a read needs (it waits for no row lock), at the cost
 // of a timer rather than another statement on the server.
-func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+func (s *handle) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.opt.StatementTimeout)
 }
 
