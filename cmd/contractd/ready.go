@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pressly/goose/v3"
 )
@@ -60,6 +61,10 @@ func (r *readReadiness) check(ctx context.Context) string {
 		return "unreachable"
 	}
 	pending, err := r.schema.HasPending(ctx)
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "42P01" { // undefined_table: never migrated
+		return "schema_behind"
+	}
 	if err != nil {
 		return "unreachable"
 	}
