@@ -22,6 +22,11 @@
 // does not carry. Readers of many rows share at most Options.HeavyReaders
 // connections, and callers of one contract queue in the process rather than
 // on connections, so single-contract work always finds a connection.
+//
+// Reads (Store.Reads) is the one read-only view that may run on a standby
+// (Options.ReadPool): the console's overview, contract lists and CSV
+// export, which may be as old as its replication lag. Every other method
+// runs on the primary.
 package store
 
 import (
