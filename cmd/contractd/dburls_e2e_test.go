@@ -214,6 +214,15 @@ func TestReadURLServesOnlyTheConsoleReports(t *testing.T) {
 		t.Fatalf("console feed page: %d, want the primary's rows only", r.Status)
 	}
 
+	// The read pool has CONTRACTD_DB_MAX_CONNS connections (6 on a stack)
+	// and metrics of its own; the reports above acquired from it.
+	if v := metricValue(t, s, "contractd_db_read_pool_max_conns"); v != 6 {
+		t.Fatalf("contractd_db_read_pool_max_conns %v, want 6", v)
+	}
+	if v := metricValue(t, s, "contractd_db_read_pool_acquires_total"); v == 0 {
+		t.Fatal("contractd_db_read_pool_acquires_total is 0 after the reports")
+	}
+
 	// Readiness reports the standby, and a standby gone away costs the
 	// reports only.
 	if st, body := readyz(t, s); st != http.StatusOK || body["db"] != "ok" || body["db_read"] != "ok" {

@@ -129,6 +129,9 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	}
 	panics := lifecycle.NewPanicCounter()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), panics, store.PoolCollector(pool))
+	if readPool != nil {
+		reg.MustRegister(store.ReadPoolCollector(readPool))
+	}
 	st := store.NewWithOptions(pool, store.Options{LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, ReadPool: readPool})
 	svc := lifecycle.New(st, wx, parser, lifecycle.Options{
 		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
