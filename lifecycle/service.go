@@ -60,7 +60,7 @@ type Store interface {
 	Get(ctx context.Context, key domain.Key) (domain.Contract, error)
 	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
-	Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error)
+	Feed(ctx context.Context, after string, limit int) (domain.FeedPage, error)
 	Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (store.Persisted, error)
 	// UpdateAsLeaseHolder is Update for the lease holder's own writes,
 	// which must not queue behind callers waiting for its outcome.
@@ -248,8 +248,9 @@ func (s *Service) History(ctx context.Context, key domain.Key) ([]domain.History
 	return s.store.History(ctx, key)
 }
 
-// Feed returns every contract's history after a cursor.
-func (s *Service) Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error) {
+// Feed returns every contract's history after a cursor (store.Store.Feed:
+// a cursor whose row a failover lost answers Lost and where to resume).
+func (s *Service) Feed(ctx context.Context, after string, limit int) (domain.FeedPage, error) {
 	return s.store.Feed(ctx, after, limit)
 }
 
