@@ -172,7 +172,7 @@ func newEnv(t *testing.T, leaseTTL, wait time.Duration, opts ...func(*lifecycle.
 		NotifyURL: "https://contractd.localhost/v1/notifications/wechatpay",
 		LeaseTTL:  leaseTTL, PresignWait: wait, BaseDelay: 10 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
 		ReconcileMinAge: config.DefaultReconcileAfter, ReconcileFirstGap: config.DefaultReconcileAfter,
-		ReconcileLookBack: config.DefaultReconcileLookBack,
+		ReconcileLookBack: config.DefaultReconcileLookBack, HealWindow: config.DefaultHealWindow,
 		Now:               e.clock.Now, Logger: quiet, Registry: e.reg,
 	}
 	for _, opt := range opts {

@@ -68,6 +68,11 @@ type Store interface {
 	UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (store.Persisted, error)
 	UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) ([]store.Persisted, error)
 	ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack time.Duration, limit int, schedule func(c *domain.Contract) error) ([]store.Persisted, error)
+	// ObserveTimeline records the database's timeline and, on the one
+	// replica that first sees a promotion, marks the contracts to heal;
+	// ClaimHealDue claims marked ones.
+	ObserveTimeline(ctx context.Context, window time.Duration, mark func(c *domain.Contract, promotedAt time.Time) error) (store.TimelineSeen, error)
+	ClaimHealDue(ctx context.Context, now time.Time, limit int, claim func(c *domain.Contract) error) ([]store.Persisted, error)
 	ReceiveNotification(ctx context.Context, n store.Notification, fresh domain.Contract, apply func(c *domain.Contract) (string, error)) (store.Received, error)
 	// RejectNotification keeps a notification that breaks field rules in
 	// the inbox as rejected; it touches no contract.
@@ -131,6 +136,11 @@ type Options struct {
 	ReconcileLookBack time.Duration
 	ReconcileFirstGap time.Duration
 	ReconcileBatch    int
+	// HealWindow: after a failover (a new database timeline), WeChat is
+	// asked about every contract not terminated that changed within this
+	// long before the promotion, and every open session (WatchTimeline).
+	// Required.
+	HealWindow time.Duration
 	Now               func() time.Time
 	Logger            *slog.Logger
 	Registry          prometheus.Registerer
@@ -148,6 +158,7 @@ func (o *Options) missing() []string {
 	}{
 		{"LeaseTTL", o.LeaseTTL}, {"PresignWait", o.PresignWait}, {"ReconcileMinAge", o.ReconcileMinAge},
 		{"ReconcileLookBack", o.ReconcileLookBack}, {"ReconcileFirstGap", o.ReconcileFirstGap},
+		{"HealWindow", o.HealWindow},
 	} {
 		if d.v <= 0 {
 			out = append(out, d.name)

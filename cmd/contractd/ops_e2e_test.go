@@ -546,7 +546,7 @@ func TestOpsSweepExpiresExactlyTheThousandDueAmong100kSessions(t *testing.T) {
 	svc := lifecycle.New(store.New(db.Pool), nil, nil, lifecycle.Options{
 		LeaseTTL: config.DefaultLeaseTTL, PresignWait: config.DefaultLeaseWait, ReconcileMinAge: config.DefaultReconcileAfter,
 		ReconcileFirstGap: config.DefaultReconcileAfter, ReconcileLookBack: config.DefaultReconcileLookBack,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		HealWindow: config.DefaultHealWindow, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	start := time.Now()
 	n, err := svc.Sweep(ctx)
 	if err != nil {

@@ -107,6 +107,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		PasswordExemptVariant: cfg.PasswordExemptVariant,
 		LeaseTTL:              cfg.LeaseTTL, PresignWait: cfg.LeaseWait,
 		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter, ReconcileLookBack: cfg.ReconcileLookBack,
+		HealWindow: cfg.HealWindow,
 		Logger: log, Registry: reg, Panics: panics,
 	})
 	// One throttle and one way to find the client address, for the API's
@@ -148,12 +149,12 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	go func() {
 		defer close(workersDone)
 		if certs == nil {
-			svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval)
+			svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval, cfg.TimelineInterval)
 			return
 		}
 		refreshDone := make(chan struct{})
 		go func() { certs.Run(workCtx); close(refreshDone) }()
-		svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval)
+		svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval, cfg.TimelineInterval)
 		<-refreshDone
 	}()
 	serveErr := make(chan error, 1)
