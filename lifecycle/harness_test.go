@@ -173,7 +173,7 @@ func newEnv(t *testing.T, leaseTTL, wait time.Duration, opts ...func(*lifecycle.
 		LeaseTTL:  leaseTTL, PresignWait: wait, BaseDelay: 10 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
 		ReconcileMinAge: config.DefaultReconcileAfter, ReconcileFirstGap: config.DefaultReconcileAfter,
 		ReconcileLookBack: config.DefaultReconcileLookBack, HealWindow: config.DefaultHealWindow,
-		Now:               e.clock.Now, Logger: quiet, Registry: e.reg,
+		Now: e.clock.Now, Logger: quiet, Registry: e.reg,
 	}
 	for _, opt := range opts {
 		opt(&o)

@@ -141,9 +141,9 @@ type Options struct {
 	// long before the promotion, and every open session (WatchTimeline).
 	// Required.
 	HealWindow time.Duration
-	Now               func() time.Time
-	Logger            *slog.Logger
-	Registry          prometheus.Registerer
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registry   prometheus.Registerer
 	// Panics counts recovered panics by where they happened; one is made
 	// (and registered) when nil.
 	Panics *prometheus.CounterVec

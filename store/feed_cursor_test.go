@@ -48,7 +48,6 @@ func TestFeedCursorEncodeDecode(t *testing.T) {
 	}
 }
 
-
 // feedAll follows the feed from after until it has want rows, waiting for
 // the horizon (other tests' transactions in the cluster hold it back) up
 // to a generous deadline, and returns the rows and the last cursor.
@@ -131,7 +130,6 @@ func TestFeedOldCursorGoesOnIntoTimelines(t *testing.T) {
 		t.Fatalf("after FeedTail's cursor: %+v %v, want nothing more", page, err)
 	}
 }
-
 
 // A cursor whose row no longer exists (a failover lost it) answers lost,
 // with no rows, the position it named, and a cursor that resumes at the

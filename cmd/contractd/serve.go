@@ -108,7 +108,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		LeaseTTL:              cfg.LeaseTTL, PresignWait: cfg.LeaseWait,
 		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter, ReconcileLookBack: cfg.ReconcileLookBack,
 		HealWindow: cfg.HealWindow,
-		Logger: log, Registry: reg, Panics: panics,
+		Logger:     log, Registry: reg, Panics: panics,
 	})
 	// One throttle and one way to find the client address, for the API's
 	// bearer tokens and the console's sign-in alike.
