@@ -12,6 +12,11 @@
 // runuser. Where the binaries are missing, Start fails the test with a
 // message saying how to install them: a fault test that cannot run must
 // not pass by skipping.
+//
+// A test can also lose transactions to a real failover: StartStandby makes
+// a streaming standby of a running cluster (pg_basebackup -R), and
+// FailOver stops it, lets the test write what will be lost on the primary,
+// kills the primary and promotes the standby onto the next timeline.
 package pgcluster
 
 import (
@@ -306,4 +311,20 @@ func (c *Cluster) WaitReplayed(t testing.TB, standby *Cluster) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// FailOver loses what lose writes to a real failover under asynchronous
+// replication: it waits until standby has replayed everything c wrote so
+// far, stops standby (its replication with it), runs lose (which writes on
+// c the transactions that will be lost), stops c at once as a crash does,
+// then starts standby and promotes it. standby is then the primary, on the
+// next timeline, without what lose wrote; c stays down.
+func (c *Cluster) FailOver(t testing.TB, standby *Cluster, lose func()) {
+	t.Helper()
+	c.WaitReplayed(t, standby)
+	standby.Stop(t)
+	lose()
+	c.Kill(t)
+	standby.StartAgain(t)
+	standby.Promote(t)
 }

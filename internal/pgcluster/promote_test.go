@@ -48,14 +48,11 @@ func TestPromotedStandbyIsOnANewTimeline(t *testing.T) {
 		t.Fatalf("primary's timeline %d, want 1", tl)
 	}
 	standby := primary.StartStandby(t)
-	primary.WaitReplayed(t, standby)
-	standby.Stop(t)
-	exec(primary.URL, `INSERT INTO t (v) VALUES ('lost')`)
 	var lostXID int64
-	one(primary.URL, `SELECT xid FROM t WHERE v = 'lost'`, &lostXID)
-	primary.Kill(t)
-	standby.StartAgain(t)
-	standby.Promote(t)
+	primary.FailOver(t, standby, func() {
+		exec(primary.URL, `INSERT INTO t (v) VALUES ('lost')`)
+		one(primary.URL, `SELECT xid FROM t WHERE v = 'lost'`, &lostXID)
+	})
 	one(standby.URL, timelineSQL, &tl)
 	if tl != 2 {
 		t.Fatalf("promoted standby's timeline %d, want 2", tl)
