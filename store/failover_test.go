@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,4 +207,199 @@ func TestFeedAcrossARealFailover(t *testing.T) {
 			}
 		}
 	}
+}
+
+// After a real failover, of two replicas observing the timeline at once,
+// exactly one records the new timeline and marks, in the same transaction,
+// exactly the contracts the promotion may have left behind WeChat: open
+// sessions whatever their age, and contracts not terminated that changed
+// within the window before the promotion; not terminated ones, and not
+// ones that last changed before the window. The marks are bookkeeping (no
+// version, updated_at or history moves). Claiming them shares them between
+// replicas, each once, and clears them. Before the failover, the timeline
+// the migration recorded heals nothing, and neither does the first
+// timeline a database is ever seen on.
+func TestObserveTimelineMarksOnceAfterARealFailover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	primary := pgcluster.Start(t)
+	standby := primary.StartStandby(t)
+	st, pool1 := clusterStore(t, primary.URL, true)
+	const window = time.Hour
+	mark := func(now time.Time) func(c *domain.Contract, promotedAt time.Time) error {
+		return func(c *domain.Contract, promotedAt time.Time) error {
+			c.MarkForHealing(now, promotedAt, window)
+			return nil
+		}
+	}
+	seen, err := st.ObserveTimeline(ctx, window, mark(time.Now()))
+	if err != nil || seen.Timeline != 1 || seen.New || seen.Promoted {
+		t.Fatalf("on the migrated primary: %+v %v, want timeline 1 already recorded", seen, err)
+	}
+
+	states := map[string]domain.State{
+		"open-old": domain.StateSessionIssued, "open-new": domain.StateSessionIssued,
+		"signed-new": domain.StateSigned, "signed-old": domain.StateSigned,
+		"terminated-new": domain.StateTerminated, "expired-new": domain.StateExpired,
+		"expired-old": domain.StateExpired, "created-new": domain.StateCreated,
+	}
+	for code, state := range states {
+		if _, err := st.Create(ctx, contractIn(code, state)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool1.Exec(ctx, `UPDATE contracts SET updated_at = now() - interval '3 hours'
+		WHERE out_contract_code IN ('open-old', 'signed-old', 'expired-old')`); err != nil {
+		t.Fatal(err)
+	}
+	// A database never seen on any timeline (as one made before
+	// timelines were recorded, were its row gone): the first timeline
+	// seen heals nothing.
+	if _, err := pool1.Exec(ctx, `DELETE FROM timelines`); err != nil {
+		t.Fatal(err)
+	}
+	if seen, err := st.ObserveTimeline(ctx, window, mark(time.Now())); err != nil || !seen.New || seen.Promoted || len(seen.Marked) != 0 {
+		t.Fatalf("the first timeline ever seen: %+v %v, want recorded, healing nothing", seen, err)
+	}
+
+	primary.FailOver(t, standby, func() {
+		if _, err := st.Create(ctx, contractIn("lost-open", domain.StateSessionIssued)); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	before := contractsByCode(t, clusterPool(t, standby.URL))
+	replicas := []*store.Store{}
+	for range 2 {
+		s, _ := clusterStore(t, standby.URL, false)
+		replicas = append(replicas, s)
+	}
+	now := time.Now().UTC()
+	results := make([]store.TimelineSeen, len(replicas))
+	var wg sync.WaitGroup
+	for i, s := range replicas {
+		wg.Go(func() {
+			var err error
+			if results[i], err = s.ObserveTimeline(ctx, window, mark(now)); err != nil {
+				t.Errorf("replica %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	winners := 0
+	want := []string{"created-new", "expired-new", "open-new", "open-old", "signed-new"}
+	for i, r := range results {
+		if r.Timeline != 2 {
+			t.Errorf("replica %d saw timeline %d, want 2", i, r.Timeline)
+		}
+		if !r.New {
+			if r.Promoted || len(r.Marked) != 0 {
+				t.Errorf("replica %d lost the insert but healed: %+v", i, r)
+			}
+			continue
+		}
+		winners++
+		var got []string
+		for _, p := range r.Marked {
+			got = append(got, p.Contract.OutContractCode)
+		}
+		slices.Sort(got)
+		if !r.Promoted || !slices.Equal(got, want) {
+			t.Errorf("replica %d marked %v (promoted %v), want %v", i, got, r.Promoted, want)
+		}
+	}
+	if winners != 1 {
+		t.Fatalf("%d replicas recorded timeline 2, want exactly 1", winners)
+	}
+	pool2 := clusterPool(t, standby.URL)
+	after := contractsByCode(t, pool2)
+	var marked []string
+	for code, c := range after {
+		b := before[code]
+		if c.HealDueAt != nil {
+			marked = append(marked, code)
+			if !c.HealDueAt.Equal(now.Truncate(time.Microsecond)) {
+				t.Errorf("%s due at %s, want %s", code, c.HealDueAt, now)
+			}
+		}
+		if c.Version != b.Version || !c.UpdatedAt.Equal(b.UpdatedAt) {
+			t.Errorf("%s: version %d -> %d, updated_at %s -> %s; the mark must be bookkeeping", code, b.Version, c.Version, b.UpdatedAt, c.UpdatedAt)
+		}
+	}
+	slices.Sort(marked)
+	if !slices.Equal(marked, want) {
+		t.Fatalf("contracts marked in the database: %v, want %v", marked, want)
+	}
+	var history int
+	if err := pool2.QueryRow(ctx, `SELECT count(*) FROM contract_events`).Scan(&history); err != nil || history != 0 {
+		t.Fatalf("%d history rows (%v): marking records none", history, err)
+	}
+
+	// Both replicas claim: each contract once, and the marks are gone.
+	claimed := make([][]string, len(replicas))
+	for i, s := range replicas {
+		wg.Go(func() {
+			ps, err := s.ClaimHealDue(ctx, time.Now(), 2, func(c *domain.Contract) error { c.ClaimHealing(); return nil })
+			for err == nil && len(ps) > 0 {
+				for _, p := range ps {
+					claimed[i] = append(claimed[i], p.Contract.OutContractCode)
+				}
+				ps, err = s.ClaimHealDue(ctx, time.Now(), 2, func(c *domain.Contract) error { c.ClaimHealing(); return nil })
+			}
+			if err != nil {
+				t.Errorf("replica %d claim: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	all := append(slices.Clone(claimed[0]), claimed[1]...)
+	slices.Sort(all)
+	if !slices.Equal(all, want) {
+		t.Fatalf("claimed %v and %v, want each of %v once", claimed[0], claimed[1], want)
+	}
+	for code, c := range contractsByCode(t, pool2) {
+		if c.HealDueAt != nil {
+			t.Errorf("%s still marked after its claim", code)
+		}
+	}
+	if seen, err := replicas[0].ObserveTimeline(ctx, window, mark(time.Now())); err != nil || seen.New || seen.Promoted {
+		t.Fatalf("observing timeline 2 again: %+v %v, want nothing new", seen, err)
+	}
+}
+
+// clusterPool is a plain pool on url, closed when the test ends.
+func clusterPool(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := store.Connect(context.Background(), url, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// contractsByCode reads every contract, by out_contract_code.
+func contractsByCode(t *testing.T, pool *pgxpool.Pool) map[string]domain.Contract {
+	t.Helper()
+	st := store.New(pool)
+	out := map[string]domain.Contract{}
+	rows, err := pool.Query(context.Background(), `SELECT out_contract_code FROM contracts`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range codes {
+		c, err := st.Get(context.Background(), domain.Key{OutContractCode: code})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[code] = c
+	}
+	return out
 }

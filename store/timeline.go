@@ -128,7 +128,7 @@ func (s *Store) ObserveTimeline(ctx context.Context, window time.Duration, mark 
 // healing must reach every one.
 const healCandidatesSQL = `SELECT ` + contractColumns + ` FROM contracts
 	WHERE state = 'session_issued'
-	   OR (state <> 'terminated' AND updated_at >= $1 - $2::interval)
+	   OR (state <> 'terminated' AND updated_at >= $1::timestamptz - $2::interval)
 	ORDER BY id
 	FOR UPDATE`
 
