@@ -51,7 +51,7 @@ var assetFS embed.FS
 type Flows interface {
 	Get(ctx context.Context, key domain.Key) (domain.Contract, error)
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
-	Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error)
+	Feed(ctx context.Context, after string, limit int) (domain.FeedPage, error)
 	// Terminate and Sync take the operator acting (the session's actor,
 	// "" for an unnamed token): the history names them.
 	Terminate(ctx context.Context, key domain.Key, actor, note string) (domain.Contract, error)
