@@ -54,8 +54,9 @@ type Options struct {
 	HeavyReaders int
 	// KeyReadsInFlight is how many queries reading contracts by key (Get)
 	// this process sends at once before further reads queue and go
-	// together in one query (see keyReads). A quarter of the pool (at
-	// least 2) when zero.
+	// together in one query (see keyReads). One when zero: every read
+	// that arrives while one such query is out goes in the next, which
+	// costs the least CPU for the same latency (BENCHMARKS.md, issue 19).
 	KeyReadsInFlight int
 	// ReadPool, when set, is the pool Reads runs on (a standby's): every
 	// connection of it is a place for Reads' heavy readers, bounded by the
@@ -71,7 +72,7 @@ func (o Options) forPool(maxConns int32) Options {
 		o.HeavyReaders = max(1, int(maxConns)/2)
 	}
 	if o.KeyReadsInFlight <= 0 {
-		o.KeyReadsInFlight = max(2, int(maxConns)/4)
+		o.KeyReadsInFlight = 1
 	}
 	return o
 }

@@ -16,7 +16,9 @@ import (
 // once, together with any reads queued before it: when the service is not
 // saturated a read waits for nothing. When limit queries are already in
 // flight, the read queues; the first of them to finish hands everything
-// queued to one queued reader, which sends it as one query
+// queued (at most maxKeyReadBatch reads: the read that would make the
+// queue that long sends it at once, as one more query in flight) to one
+// queued reader, which sends it as one query
 // (`... WHERE sub_mchid = ANY($1) AND out_contract_code = ANY($2)`, through
 // the table's unique key) and answers every reader of the batch. Under load
 // a read therefore costs a fraction of a query's system calls and of
@@ -34,6 +36,9 @@ type keyReads struct {
 	queued   []*keyRead
 }
 
+// maxKeyReadBatch bounds the reads one query carries.
+const maxKeyReadBatch = 128
+
 // keyRead is one caller's read: its key, and once done is closed its
 // answer, or the batch it must send for everyone in it (lead).
 type keyRead struct {
@@ -50,7 +55,7 @@ type keyRead struct {
 func (k *keyReads) get(ctx context.Context, key domain.Key, send func(context.Context, []*keyRead)) (domain.Contract, error) {
 	r := &keyRead{key: key, done: make(chan struct{})}
 	k.mu.Lock()
-	if k.inFlight < k.limit {
+	if k.inFlight < k.limit || len(k.queued)+1 >= maxKeyReadBatch {
 		k.inFlight++
 		batch := append(k.queued, r)
 		k.queued = nil

@@ -203,3 +203,54 @@ func TestKeyReadsACallerThatGivesUpLeavesTheQueue(t *testing.T) {
 		}
 	}
 }
+
+// No query carries more than maxKeyReadBatch reads: the read that would
+// queue the 128th sends the 128 at once, as one more query in flight, and
+// the reads after it queue for the next.
+func TestKeyReadsBatchesAreBounded(t *testing.T) {
+	t.Parallel()
+	stored := []domain.Key{{OutContractCode: "first"}}
+	for i := range 200 {
+		stored = append(stored, domain.Key{OutContractCode: fmt.Sprintf("b%d", i)})
+	}
+	f := newKeyReadsFixture(t, stored)
+	ctx := context.Background()
+	firstDone := make(chan error, 1)
+	release := f.blockTable(t, func() {
+		_, err := f.st.byKey.get(ctx, stored[0], f.send)
+		firstDone <- err
+	})
+	var wg sync.WaitGroup
+	answers := make([]keyAnswer, 200)
+	start := func(from, to int) {
+		for i := from; i < to; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				answers[i].c, answers[i].err = f.st.byKey.get(ctx, stored[1+i], f.send)
+			}()
+		}
+	}
+	start(0, maxKeyReadBatch-1)
+	waitFor(t, "127 reads queued", func() bool { return f.queued() == maxKeyReadBatch-1 })
+	start(maxKeyReadBatch-1, 200)
+	waitFor(t, "the 128 sent and the rest queued", func() bool {
+		f.mu.Lock()
+		sent := len(f.sizes)
+		f.mu.Unlock()
+		return sent == 2 && f.queued() == 200-maxKeyReadBatch
+	})
+	release()
+	wg.Wait()
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{1, maxKeyReadBatch, 200 - maxKeyReadBatch}; !slices.Equal(f.sizes, want) {
+		t.Fatalf("reads per query %v, want %v", f.sizes, want)
+	}
+	for i, a := range answers {
+		if a.err != nil || a.c.Key() != stored[1+i] {
+			t.Fatalf("read of %v answered %v %v", stored[1+i], a.c.Key(), a.err)
+		}
+	}
+}
