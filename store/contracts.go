@@ -118,11 +118,11 @@ func oneContract(ctx context.Context, q querier, sql string, args ...any) (domai
 }
 
 // Get returns the contract with key.
-// Concurrent Gets are coalesced into fewer queries under load (keyReads);
-// the wait and the query are each bounded by the statement timeout.
+// Concurrent Gets are coalesced into fewer queries under load (keyReads).
+// Each query is bounded by the statement timeout, so a read waits at most
+// for the query in flight when it arrived and then its own, or until ctx
+// ends: no timer of its own.
 func (s *Store) Get(ctx context.Context, key domain.Key) (domain.Contract, error) {
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
 	return s.byKey.get(ctx, key, s.sendKeyReads)
 }
 
