@@ -223,7 +223,7 @@ var Variables = []string{
 	"WECHATPAY_PLATFORM_CERT_FILES", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PUBLIC_KEY_FILE",
 	"WECHATPAY_BASE_URL", "WECHATPAY_DOMESTIC_BASE_URL", "WECHATPAY_PASSWORD_EXEMPT_VARIANT",
 	"WECHATPAY_TIMEOUT", "CONTRACTD_SWEEP_INTERVAL", "CONTRACTD_RECONCILE_INTERVAL",
-	"CONTRACTD_RECONCILE_AFTER", "CONTRACTD_LEASE_WAIT", DeprecatedLeaseWaitVariable, "CONTRACTD_LEASE_TTL",
+	"CONTRACTD_RECONCILE_AFTER", "CONTRACTD_TIMELINE_INTERVAL", "CONTRACTD_HEAL_WINDOW", "CONTRACTD_LEASE_WAIT", DeprecatedLeaseWaitVariable, "CONTRACTD_LEASE_TTL",
 	"CONTRACTD_SHUTDOWN_TIMEOUT", "CONTRACTD_HTTP_READ_TIMEOUT", "CONTRACTD_LOG_LEVEL", "CONTRACTD_DB_MAX_CONNS", "CONTRACTD_PPROF_ADDR",
 	"WECHATPAY_CERT_REFRESH_INTERVAL", "WECHATPAY_CERT_REFRESH_MIN_GAP", "CONTRACTD_CONSOLE_SESSION_TTL",
 	"CONTRACTD_TRUSTED_PROXIES",
@@ -271,6 +271,15 @@ const (
 	DefaultDBStatementTimeout = 5 * time.Second
 )
 
+// Defaults of the healing after a failover: the database's timeline is
+// read every DefaultTimelineInterval, and a promotion has WeChat asked
+// about every contract not terminated that changed within
+// DefaultHealWindow before it (and every open session).
+const (
+	DefaultTimelineInterval = 5 * time.Second
+	DefaultHealWindow       = time.Hour
+)
+
 // DefaultDBMaxConns is the database pool's size when CONTRACTD_DB_MAX_CONNS
 // is unset. The benchmark (BENCHMARKS.md) drives 16 concurrent clients; at
 // 16 connections notification ingestion reaches its Postgres ceiling while
@@ -313,6 +322,12 @@ type Config struct {
 	// ReconcileLookBack is how long after its expiry a session is still
 	// asked about (DefaultReconcileLookBack; no variable sets it).
 	ReconcileLookBack time.Duration
+	// TimelineInterval is how often each replica reads the database's
+	// timeline (CONTRACTD_TIMELINE_INTERVAL); HealWindow how long before a
+	// promotion a contract's change may have been lost and is checked with
+	// WeChat (CONTRACTD_HEAL_WINDOW).
+	TimelineInterval time.Duration
+	HealWindow       time.Duration
 	// LeaseWait is how long a caller that finds a contract's lease held
 	// (a pre-sign or an operator's terminate) waits for the holder's
 	// outcome before answering IN_PROGRESS (CONTRACTD_LEASE_WAIT).
@@ -476,6 +491,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"CONTRACTD_SWEEP_INTERVAL", 5 * time.Second, &c.SweepInterval},
 		{"CONTRACTD_RECONCILE_INTERVAL", 30 * time.Second, &c.ReconcileInterval},
 		{"CONTRACTD_RECONCILE_AFTER", DefaultReconcileAfter, &c.ReconcileAfter},
+		{"CONTRACTD_TIMELINE_INTERVAL", DefaultTimelineInterval, &c.TimelineInterval},
+		{"CONTRACTD_HEAL_WINDOW", DefaultHealWindow, &c.HealWindow},
 		{leaseWaitVariable(getenv, &c), DefaultLeaseWait, &c.LeaseWait},
 		{"CONTRACTD_LEASE_TTL", DefaultLeaseTTL, &c.LeaseTTL},
 		{"CONTRACTD_CONSOLE_SESSION_TTL", DefaultConsoleSessionTTL, &c.ConsoleSessionTTL},

@@ -52,7 +52,7 @@ type Flows interface {
 	Get(ctx context.Context, key domain.Key) (domain.Contract, error)
 	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
-	Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error)
+	Feed(ctx context.Context, after string, limit int) (domain.FeedPage, error)
 	// Terminate and Sync take the operator acting (the session's actor,
 	// "" for an unnamed token): the history names them.
 	Terminate(ctx context.Context, key domain.Key, actor, note string) (domain.Contract, error)

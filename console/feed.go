@@ -30,7 +30,7 @@ func (c *Console) feedPage(w http.ResponseWriter, r *http.Request) {
 // feedJSON is what the feed page polls: the rows after a cursor.
 func (c *Console) feedJSON(w http.ResponseWriter, r *http.Request) {
 	after := r.URL.Query().Get("after")
-	items, next, err := c.opt.Flows.Feed(r.Context(), after, 100)
+	page, err := c.opt.Flows.Feed(r.Context(), after, 100)
 	if err != nil {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(statusOf(err))
@@ -52,11 +52,14 @@ func (c *Console) feedJSON(w http.ResponseWriter, r *http.Request) {
 		Source   string `json:"source"`
 		Ignored  bool   `json:"ignored"`
 	}
+	// Lost: the row the page's cursor named was lost to a failover; the
+	// page carries no rows and next resumes before it (store.Store.Feed).
 	out := struct {
 		Items []row  `json:"items"`
 		Next  string `json:"next"`
-	}{Items: []row{}, Next: next}
-	for _, e := range items {
+		Lost  bool   `json:"lost"`
+	}{Items: []row{}, Next: page.Next, Lost: page.Lost != nil}
+	for _, e := range page.Items {
 		k := domain.Key{SubMchID: e.SubMchID, OutContractCode: e.OutContractCode}
 		out.Items = append(out.Items, row{ID: e.ID, At: e.OccurredAt.UTC().Format("2006-01-02 15:04:05Z"), Contract: k.String(),
 			URL: funcs["contractURL"].(func(domain.Key) string)(k), Event: string(e.Event), From: string(e.FromState),

@@ -137,7 +137,10 @@ func (c *Contract) record(d Decision, ch Change) {
 
 // HistoryEntry is one row of a contract's append-only history.
 type HistoryEntry struct {
-	ID              int64           `json:"id"`
+	ID int64 `json:"id"`
+	// EventID names the row for ever (a UUID): unlike ID, it is never
+	// handed out again, not even after a failover lost the row.
+	EventID         string          `json:"event_id"`
 	SubMchID        string          `json:"sub_mchid"`
 	OutContractCode string          `json:"out_contract_code"`
 	FromState       State           `json:"from"`
@@ -148,4 +151,28 @@ type HistoryEntry struct {
 	Details         json.RawMessage `json:"details"`
 	OccurredAt      time.Time       `json:"occurred_at"`
 	RecordedAt      time.Time       `json:"recorded_at"`
+}
+
+// FeedPage is one answer of the feed (GET /v1/events): rows in feed order
+// and the cursor that follows them.
+type FeedPage struct {
+	// Items are the rows after the cursor asked for, in feed order.
+	Items []HistoryEntry
+	// Next is the cursor to ask with next.
+	Next string
+	// Lost, when not nil, says that the row the cursor asked for was
+	// written by a database history a failover discarded: Items is empty,
+	// and Next resumes at the last row still held before the lost
+	// position, so that nothing the database holds is skipped.
+	Lost *FeedPosition
+}
+
+// FeedPosition is a position in the feed: the writer's timeline and
+// transaction id and the row's id, and the row's event id (empty for a
+// cursor issued before rows carried one).
+type FeedPosition struct {
+	Timeline int64  `json:"timeline"`
+	XID      int64  `json:"xid"`
+	ID       int64  `json:"id"`
+	EventID  string `json:"event_id,omitempty"`
 }

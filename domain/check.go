@@ -22,3 +22,43 @@ func (c *Contract) ScheduleCheck(now time.Time, firstGap time.Duration) {
 // Scheduled reports whether ScheduleCheck moved the contract's next check
 // since it was read.
 func (c *Contract) Scheduled() bool { return c.scheduled }
+
+// NeedsHealing reports whether WeChat should be asked about the contract
+// after a failover that promoted a standby at promotedAt, because the
+// promotion may have lost what WeChat told us about it: an open session
+// of any age (a lost signing leaves the row as it was when the session was
+// issued), and any contract not terminated that changed within window
+// before the promotion (a lost termination leaves it signed, a lost
+// expiry or signing leaves it where it was). A terminated contract is
+// final and is never asked about again.
+func (c *Contract) NeedsHealing(promotedAt time.Time, window time.Duration) bool {
+	switch {
+	case c.State == StateTerminated:
+		return false
+	case c.State == StateSessionIssued:
+		return true
+	default:
+		return !c.UpdatedAt.Before(promotedAt.Add(-window))
+	}
+}
+
+// MarkForHealing makes the contract due for a healing check at now when
+// NeedsHealing says so, and reports whether it did. Like ScheduleCheck it
+// is bookkeeping: no version, updated_at or history moves.
+func (c *Contract) MarkForHealing(now, promotedAt time.Time, window time.Duration) bool {
+	if !c.NeedsHealing(promotedAt, window) {
+		return false
+	}
+	c.HealDueAt = &now
+	c.scheduled = true
+	return true
+}
+
+// ClaimHealing records that the healing check of a contract marked by
+// MarkForHealing is being made, so that it is made once: the mark is
+// cleared. A contract whose regular reconciliation is still going on
+// (session_issued, expired) keeps its own schedule.
+func (c *Contract) ClaimHealing() {
+	c.HealDueAt = nil
+	c.scheduled = true
+}

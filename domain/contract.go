@@ -107,6 +107,7 @@ type Contract struct {
 	OpsTermination         *OpsTermination `json:"-"`
 	NextCheckAt            *time.Time      `json:"-"`
 	CheckCount             int             `json:"-"`
+	HealDueAt              *time.Time      `json:"-"`
 	CreatedAt              time.Time       `json:"created_at"`
 	UpdatedAt              time.Time       `json:"updated_at"`
 

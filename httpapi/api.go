@@ -254,14 +254,21 @@ func (a *API) feed(c *echo.Context) error {
 		}
 		limit = n
 	}
-	items, next, err := a.Service.Feed(c.Request().Context(), after, limit)
+	page, err := a.Service.Feed(c.Request().Context(), after, limit)
 	if err != nil {
 		return err
 	}
-	if items == nil {
-		items = []domain.HistoryEntry{}
+	if page.Items == nil {
+		page.Items = []domain.HistoryEntry{}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"items": items, "next_cursor": next})
+	// lost is always present: false, or true when a failover lost the
+	// row the cursor named (lost_position says which; next_cursor resumes
+	// at the last row still held before it).
+	out := map[string]any{"items": page.Items, "next_cursor": page.Next, "lost": page.Lost != nil}
+	if page.Lost != nil {
+		out["lost_position"] = page.Lost
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 func (a *API) terminate(c *echo.Context) error {

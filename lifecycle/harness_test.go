@@ -46,6 +46,31 @@ type watchedWeChat struct {
 	mu     sync.Mutex
 	calls  map[string]int
 	before func(op string)
+	// queried counts the queries by what they named: WeChat's contract
+	// id, or the out_contract_code.
+	queried map[string]int
+}
+
+func (w *watchedWeChat) query(what string) {
+	w.mu.Lock()
+	if w.queried == nil {
+		w.queried = map[string]int{}
+	}
+	w.queried[what]++
+	w.mu.Unlock()
+	w.enter("query")
+}
+
+// Queried returns how many queries named each contract id or
+// out_contract_code.
+func (w *watchedWeChat) Queried() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range w.queried {
+		out[k] = v
+	}
+	return out
 }
 
 func (w *watchedWeChat) enter(op string) {
@@ -83,17 +108,17 @@ func (w *watchedWeChat) DomesticPreSign(ctx context.Context, mode wechatpay.Dome
 }
 
 func (w *watchedWeChat) QueryGlobalByContractID(ctx context.Context, id string, q wechatpay.GlobalQuery) (*wechatpay.GlobalContract, error) {
-	w.enter("query")
+	w.query(id)
 	return w.Client.QueryGlobalByContractID(ctx, id, q)
 }
 
 func (w *watchedWeChat) QueryGlobalByOutContractCode(ctx context.Context, code string, q wechatpay.GlobalQuery) (*wechatpay.GlobalContract, error) {
-	w.enter("query")
+	w.query(code)
 	return w.Client.QueryGlobalByOutContractCode(ctx, code, q)
 }
 
 func (w *watchedWeChat) QueryDomestic(ctx context.Context, serviceID int64, code, subMchID string) (*wechatpay.DomesticContract, error) {
-	w.enter("query")
+	w.query(code)
 	return w.Client.QueryDomestic(ctx, serviceID, code, subMchID)
 }
 
@@ -118,6 +143,9 @@ type env struct {
 	clock *clock
 	reg   *prometheus.Registry
 	keys  *wechatpaysim.KeySet
+	// parser and opts are what svc was built with (serviceOn).
+	parser *wechatpay.NotificationParser
+	opts   lifecycle.Options
 }
 
 // newEnv builds the flows with leases of leaseTTL and waits of wait. The
@@ -126,12 +154,19 @@ type env struct {
 // opts adjust the flows' options last.
 func newEnv(t *testing.T, leaseTTL, wait time.Duration, opts ...func(*lifecycle.Options)) *env {
 	t.Helper()
+	db := pgtest.New(t)
+	return newEnvOn(t, db, store.New(db.Pool), leaseTTL, wait, opts...)
+}
+
+// newEnvOn is newEnv on st (db, when not nil, is the schema st works in),
+// such as a store on a throwaway cluster a test fails over.
+func newEnvOn(t *testing.T, db *pgtest.Schema, st *store.Store, leaseTTL, wait time.Duration, opts ...func(*lifecycle.Options)) *env {
+	t.Helper()
 	k, err := keysOnce()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, db: pgtest.New(t), clock: &clock{}, reg: prometheus.NewRegistry(), keys: k}
-	e.store = store.New(e.db.Pool)
+	e := &env{t: t, db: db, store: st, clock: &clock{}, reg: prometheus.NewRegistry(), keys: k}
 	quiet := slog.New(slog.DiscardHandler)
 
 	merchant := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -172,14 +207,24 @@ func newEnv(t *testing.T, leaseTTL, wait time.Duration, opts ...func(*lifecycle.
 		NotifyURL: "https://contractd.localhost/v1/notifications/wechatpay",
 		LeaseTTL:  leaseTTL, PresignWait: wait, BaseDelay: 10 * time.Millisecond, MaxDelay: 20 * time.Millisecond,
 		ReconcileMinAge: config.DefaultReconcileAfter, ReconcileFirstGap: config.DefaultReconcileAfter,
-		ReconcileLookBack: config.DefaultReconcileLookBack,
-		Now:               e.clock.Now, Logger: quiet, Registry: e.reg,
+		ReconcileLookBack: config.DefaultReconcileLookBack, HealWindow: config.DefaultHealWindow,
+		Now: e.clock.Now, Logger: quiet, Registry: e.reg,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	e.parser, e.opts = parser, o
 	e.svc = lifecycle.New(e.store, e.wx, parser, o)
 	return e
+}
+
+// serviceOn is another replica's flows on st: the same WeChat, clock and
+// options, its own metrics.
+func (e *env) serviceOn(st *store.Store) *lifecycle.Service {
+	o := e.opts
+	o.Registry = prometheus.NewRegistry()
+	o.Panics = nil
+	return lifecycle.New(st, e.wx, e.parser, o)
 }
 
 // request is a valid papay app pre-sign for code.

@@ -25,6 +25,7 @@ func TestNewRequiresTheSettingsConfigOwns(t *testing.T) {
 		{"the reconcile rule", func(o *lifecycle.Options) {
 			o.ReconcileMinAge, o.ReconcileLookBack, o.ReconcileFirstGap = 0, -time.Second, 0
 		}, []string{"ReconcileMinAge", "ReconcileLookBack", "ReconcileFirstGap"}},
+		{"the healing window", func(o *lifecycle.Options) { o.HealWindow = 0 }, []string{"HealWindow"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := full

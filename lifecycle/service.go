@@ -60,7 +60,7 @@ type Store interface {
 	Get(ctx context.Context, key domain.Key) (domain.Contract, error)
 	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
-	Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error)
+	Feed(ctx context.Context, after string, limit int) (domain.FeedPage, error)
 	Update(ctx context.Context, key domain.Key, fn func(c *domain.Contract) error) (store.Persisted, error)
 	// UpdateAsLeaseHolder is Update for the lease holder's own writes,
 	// which must not queue behind callers waiting for its outcome.
@@ -68,6 +68,11 @@ type Store interface {
 	UpdateOrCreate(ctx context.Context, fresh domain.Contract, fn func(c *domain.Contract) error) (store.Persisted, error)
 	UpdateDueSessions(ctx context.Context, now time.Time, limit int, fn func(c *domain.Contract) error) ([]store.Persisted, error)
 	ClaimReconcileDue(ctx context.Context, now time.Time, minAge, lookBack time.Duration, limit int, schedule func(c *domain.Contract) error) ([]store.Persisted, error)
+	// ObserveTimeline records the database's timeline and, on the one
+	// replica that first sees a promotion, marks the contracts to heal;
+	// ClaimHealDue claims marked ones.
+	ObserveTimeline(ctx context.Context, window time.Duration, mark func(c *domain.Contract, promotedAt time.Time) error) (store.TimelineSeen, error)
+	ClaimHealDue(ctx context.Context, now time.Time, limit int, claim func(c *domain.Contract) error) ([]store.Persisted, error)
 	ReceiveNotification(ctx context.Context, n store.Notification, fresh domain.Contract, apply func(c *domain.Contract) (string, error)) (store.Received, error)
 	// RejectNotification keeps a notification that breaks field rules in
 	// the inbox as rejected; it touches no contract.
@@ -131,9 +136,14 @@ type Options struct {
 	ReconcileLookBack time.Duration
 	ReconcileFirstGap time.Duration
 	ReconcileBatch    int
-	Now               func() time.Time
-	Logger            *slog.Logger
-	Registry          prometheus.Registerer
+	// HealWindow: after a failover (a new database timeline), WeChat is
+	// asked about every contract not terminated that changed within this
+	// long before the promotion, and every open session (WatchTimeline).
+	// Required.
+	HealWindow time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registry   prometheus.Registerer
 	// Panics counts recovered panics by where they happened; one is made
 	// (and registered) when nil.
 	Panics *prometheus.CounterVec
@@ -148,6 +158,7 @@ func (o *Options) missing() []string {
 	}{
 		{"LeaseTTL", o.LeaseTTL}, {"PresignWait", o.PresignWait}, {"ReconcileMinAge", o.ReconcileMinAge},
 		{"ReconcileLookBack", o.ReconcileLookBack}, {"ReconcileFirstGap", o.ReconcileFirstGap},
+		{"HealWindow", o.HealWindow},
 	} {
 		if d.v <= 0 {
 			out = append(out, d.name)
@@ -248,8 +259,9 @@ func (s *Service) History(ctx context.Context, key domain.Key) ([]domain.History
 	return s.store.History(ctx, key)
 }
 
-// Feed returns every contract's history after a cursor.
-func (s *Service) Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error) {
+// Feed returns every contract's history after a cursor (store.Store.Feed:
+// a cursor whose row a failover lost answers Lost and where to resume).
+func (s *Service) Feed(ctx context.Context, after string, limit int) (domain.FeedPage, error) {
 	return s.store.Feed(ctx, after, limit)
 }
 

@@ -60,5 +60,5 @@ func BenchmarkSweep(b *testing.B) {
 func sweepOptions(batch int) lifecycle.Options {
 	return lifecycle.Options{SweepBatch: batch, LeaseTTL: config.DefaultLeaseTTL, PresignWait: config.DefaultLeaseWait,
 		ReconcileMinAge: config.DefaultReconcileAfter, ReconcileFirstGap: config.DefaultReconcileAfter,
-		ReconcileLookBack: config.DefaultReconcileLookBack}
+		ReconcileLookBack: config.DefaultReconcileLookBack, HealWindow: config.DefaultHealWindow}
 }

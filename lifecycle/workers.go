@@ -7,12 +7,17 @@ import (
 	"time"
 )
 
-// RunWorkers runs the expiry sweeper and reconciliation until ctx ends.
-// Every replica may run them: the store's SKIP LOCKED claims split the work.
-func (s *Service) RunWorkers(ctx context.Context, sweepEvery, reconcileEvery time.Duration) {
-	done := make(chan struct{}, 2)
+// RunWorkers runs the expiry sweeper, reconciliation and the watch on the
+// database's timeline (WatchTimeline: the healing after a failover) until
+// ctx ends. Every replica may run them: the store's SKIP LOCKED claims
+// split the work, and one insert decides which replica schedules a
+// healing.
+func (s *Service) RunWorkers(ctx context.Context, sweepEvery, reconcileEvery, timelineEvery time.Duration) {
+	done := make(chan struct{}, 3)
 	go func() { s.loop(ctx, "sweep", sweepEvery, s.Sweep); done <- struct{}{} }()
 	go func() { s.loop(ctx, "reconcile", reconcileEvery, s.Reconcile); done <- struct{}{} }()
+	go func() { s.loop(ctx, "heal", timelineEvery, s.WatchTimeline); done <- struct{}{} }()
+	<-done
 	<-done
 	<-done
 }

@@ -182,7 +182,7 @@ func TestStatementPastTheTimeoutIsUnavailableAndWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := domain.Key{OutContractCode: "slow"}
-	if _, _, err := st.Feed(ctx, "", 10); err != nil {
+	if _, err := st.Feed(ctx, "", 10); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.History(ctx, key); err != nil {
@@ -218,7 +218,7 @@ func TestStatementPastTheTimeoutIsUnavailableAndWritesNothing(t *testing.T) {
 		release := hold(t, db, `LOCK TABLE contract_events IN ACCESS EXCLUSIVE MODE`)
 		defer release()
 		// A heavy read: bounded on the server (set_config in its batch).
-		if _, _, err := st.Feed(ctx, "", 10); !domain.IsCode(err, domain.CodeUnavailable) || !is57014(err) {
+		if _, err := st.Feed(ctx, "", 10); !domain.IsCode(err, domain.CodeUnavailable) || !is57014(err) {
 			t.Fatalf("feed past the statement timeout: %v, want UNAVAILABLE from 57014", err)
 		}
 		// A single contract's read: bounded by its deadline.
@@ -232,7 +232,7 @@ func TestStatementPastTheTimeoutIsUnavailableAndWritesNothing(t *testing.T) {
 	if _, err := st.Update(ctx, key, signIt); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := st.Feed(ctx, "", 10); err != nil {
+	if _, err := st.Feed(ctx, "", 10); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -279,7 +279,7 @@ func TestHeavyReadersLeaveConnectionsForOneContract(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _, err := st.Feed(ctx, "", 10)
+			_, err := st.Feed(ctx, "", 10)
 			errs <- err
 		}()
 	}

@@ -23,7 +23,7 @@ const contractColumns = `id, sub_mchid, out_contract_code, product, channel, pla
 	state, version, session_id, session_expires_at, launch, params, params_hash, contract_id,
 	openid, user_display_name, contract_display_account, signed_at, terminated_at,
 	termination_mode, expired_at, last_operate_time, last_error, claim_token, claim_expires_at,
-	ops_termination, next_check_at, check_count, created_at, updated_at`
+	ops_termination, next_check_at, check_count, heal_due_at, created_at, updated_at`
 
 // scanContract reads one row of contractColumns. It names every field
 // rather than letting pgx match columns to fields by reflection on every
@@ -40,7 +40,7 @@ func scanContract(row pgx.CollectableRow) (domain.Contract, error) {
 		&c.State, &c.Version, &c.SessionID, &c.SessionExpiresAt, &c.Launch, &c.Params, &c.ParamsHash, &c.ContractID,
 		&c.OpenID, &c.UserDisplayName, &c.ContractDisplayAccount, &c.SignedAt, &c.TerminatedAt,
 		&c.TerminationMode, &c.ExpiredAt, &c.LastOperateTime, &c.LastError, &c.LeaseToken, &c.LeaseExpiresAt,
-		&c.OpsTermination, &c.NextCheckAt, &c.CheckCount, &c.CreatedAt, &c.UpdatedAt}
+		&c.OpsTermination, &c.NextCheckAt, &c.CheckCount, &c.HealDueAt, &c.CreatedAt, &c.UpdatedAt}
 	withConn, ok := row.(interface{ Conn() *pgx.Conn })
 	fields, raw := row.FieldDescriptions(), row.RawValues()
 	if !ok || withConn.Conn() == nil || len(fields) != len(dest) || len(raw) != len(dest) {
@@ -405,6 +405,7 @@ var writtenColumns = []column{
 	{"ops_termination", func(c *domain.Contract) any { return c.OpsTermination }},
 	{"next_check_at", func(c *domain.Contract) any { return c.NextCheckAt }},
 	{"check_count", func(c *domain.Contract) any { return c.CheckCount }},
+	{"heal_due_at", func(c *domain.Contract) any { return c.HealDueAt }},
 }
 
 // insert stores a new contract. It is CONTRACT_EXISTED when the key (or

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-const historyColumns = `id, sub_mchid, out_contract_code, from_state, to_state, event, source,
+const historyColumns = `id, event_id::text AS event_id, sub_mchid, out_contract_code, from_state, to_state, event, source,
 	ignored, details, occurred_at, recorded_at`
 
 func collectHistory(ctx context.Context, q querier, sql string, args ...any) ([]domain.HistoryEntry, error) {
@@ -35,6 +35,14 @@ func (s *Store) History(ctx context.Context, key domain.Key) ([]domain.HistoryEn
 		WHERE contract_pk = $1 ORDER BY id`, c.ID)
 }
 
+// feedHorizon is the end of the part of the feed that can no longer be
+// joined by a row sorting before it, as (timeline, xid): every row of an
+// older timeline (all of them committed or gone for good), and the rows of
+// the current timeline whose transaction is older than the oldest one still
+// running. Both are initplans, so the index scan is bounded by them.
+const feedHorizon = `(timeline, xid) < ((SELECT contractd_timeline()),
+	(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint))`
+
 // Feed returns up to limit history rows of every contract that follow the
 // opaque cursor after ("" for the beginning), and the cursor of the last row
 // returned (after itself when there is none): what a downstream system
@@ -55,48 +63,94 @@ func (s *Store) History(ctx context.Context, key domain.Key) ([]domain.HistoryEn
 // own has ended, so one long transaction anywhere in the cluster holds the
 // feed back (it never reorders or loses it). The feed must be read on the
 // primary, whose snapshot knows every running writer.
-func (s *Store) Feed(ctx context.Context, after string, limit int) ([]domain.HistoryEntry, string, error) {
+//
+// A failover breaks the xid order: a standby promoted after its primary
+// died may lack the primary's last transactions, and it hands out their
+// transaction ids (and row ids) again, so new rows would sort below
+// positions readers have already passed. Each row therefore also records
+// the timeline of the server that wrote it (migrations/00006), which every
+// promotion moves up, and the feed is ordered by (timeline, xid, id): every
+// row written after a promotion sorts after every row written before it.
+// The xmin horizon applies to the current timeline only; rows of older
+// timelines are all committed (or gone). Rows written before timelines were
+// recorded are timeline 0.
+//
+// A cursor also names its row's event_id. When that row no longer exists,
+// the failover lost it (history is append-only): the answer has no rows,
+// Lost says which position was lost, and Next resumes at the last row the
+// database still holds before it (the beginning when there is none), so
+// that the reader misses no row the database holds and can tell which of
+// the rows it handled are gone. A cursor in the older f1 form (no timeline,
+// no event id) is read as timeline 0 and cannot be found lost.
+func (s *Store) Feed(ctx context.Context, after string, limit int) (domain.FeedPage, error) {
 	if limit <= 0 {
 		limit = 100
 	}
 	if limit > domain.MaxListLimit {
 		limit = domain.MaxListLimit
 	}
-	xid, id, err := decodeFeedCursor(after)
+	pos, err := decodeFeedCursor(after)
 	if err != nil {
-		return nil, "", err
+		return domain.FeedPage{}, err
 	}
 	var (
-		out  []domain.HistoryEntry
-		next string
+		page  = domain.FeedPage{Next: after}
+		found = true
 	)
 	b := &pgx.Batch{}
-	b.Queue(`SELECT `+historyColumns+`, xid FROM contract_events
-		WHERE (xid, id) > ($1, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-		ORDER BY xid, id LIMIT $3`, xid, id, limit).Query(func(rows pgx.Rows) error {
+	if pos.EventID != "" {
+		b.Queue(`SELECT EXISTS (SELECT 1 FROM contract_events WHERE event_id = $1::uuid)`, pos.EventID).
+			QueryRow(func(r pgx.Row) error { return r.Scan(&found) })
+	}
+	b.Queue(`SELECT `+historyColumns+`, timeline, xid FROM contract_events
+		WHERE (timeline, xid, id) > ($1, $2, $3) AND `+feedHorizon+`
+		ORDER BY timeline, xid, id LIMIT $4`, pos.Timeline, pos.XID, pos.ID, limit).Query(func(rows pgx.Rows) error {
 		var err error
-		out, next, err = collectFeed(rows, after)
+		page.Items, page.Next, err = collectFeed(rows, after)
 		return err
 	})
 	if err := s.heavyRead(ctx, b); err != nil {
-		return nil, "", err
+		return domain.FeedPage{}, err
 	}
-	return out, next, nil
+	if found {
+		return page, nil
+	}
+	// The cursor's row is gone. Rows read with it were read before the
+	// row was found gone; what they were is dropped.
+	lost := pos
+	page = domain.FeedPage{Lost: &lost}
+	b = &pgx.Batch{}
+	b.Queue(`SELECT timeline, xid, id, event_id::text FROM contract_events
+		WHERE (timeline, xid, id) < ($1, $2, $3) AND `+feedHorizon+`
+		ORDER BY timeline DESC, xid DESC, id DESC LIMIT 1`, pos.Timeline, pos.XID, pos.ID).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var p domain.FeedPosition
+			if err := rows.Scan(&p.Timeline, &p.XID, &p.ID, &p.EventID); err != nil {
+				return err
+			}
+			page.Next = encodeFeedCursor(p)
+		}
+		return mapErr(rows.Err())
+	})
+	if err := s.heavyRead(ctx, b); err != nil {
+		return domain.FeedPage{}, err
+	}
+	return page, nil
 }
 
 // FeedTail returns the newest limit rows the feed serves now, in feed
 // order, and the cursor that follows the last of them ("" when there is
 // none, which follows the feed from its beginning): where a live view of
-// the feed starts.
+// the feed starts. It orders and bounds rows as Feed does.
 func (s *Store) FeedTail(ctx context.Context, limit int) ([]domain.HistoryEntry, string, error) {
 	var (
 		out  []domain.HistoryEntry
 		next string
 	)
 	b := &pgx.Batch{}
-	b.Queue(`SELECT * FROM (SELECT `+historyColumns+`, xid FROM contract_events
-		WHERE xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-		ORDER BY xid DESC, id DESC LIMIT $1) tail ORDER BY xid, id`, limit).Query(func(rows pgx.Rows) error {
+	b.Queue(`SELECT * FROM (SELECT `+historyColumns+`, timeline, xid FROM contract_events
+		WHERE `+feedHorizon+`
+		ORDER BY timeline DESC, xid DESC, id DESC LIMIT $1) tail ORDER BY timeline, xid, id`, limit).Query(func(rows pgx.Rows) error {
 		var err error
 		out, next, err = collectFeed(rows, "")
 		return err
@@ -107,10 +161,12 @@ func (s *Store) FeedTail(ctx context.Context, limit int) ([]domain.HistoryEntry,
 	return out, next, nil
 }
 
-// feedRow is a history row with the id of the transaction that wrote it.
+// feedRow is a history row with its place in the feed: the timeline and
+// the id of the transaction that wrote it.
 type feedRow struct {
 	domain.HistoryEntry
-	XID int64
+	Timeline int64
+	XID      int64
 }
 
 // collectFeed reads feed rows and the cursor after the last (after when
@@ -124,32 +180,72 @@ func collectFeed(rows pgx.Rows, after string) ([]domain.HistoryEntry, string, er
 	out := make([]domain.HistoryEntry, len(fr))
 	for i, r := range fr {
 		out[i] = r.HistoryEntry
-		next = encodeFeedCursor(r.XID, r.ID)
+		next = encodeFeedCursor(domain.FeedPosition{Timeline: r.Timeline, XID: r.XID, ID: r.ID, EventID: r.EventID})
 	}
 	return out, next, nil
 }
 
-func encodeFeedCursor(xid, id int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("f1:" + strconv.FormatInt(xid, 10) + ":" + strconv.FormatInt(id, 10)))
+// encodeFeedCursor is the opaque cursor of a feed position: base64url of
+// "f2:timeline:xid:id:event_id".
+func encodeFeedCursor(p domain.FeedPosition) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("f2:" + strconv.FormatInt(p.Timeline, 10) + ":" +
+		strconv.FormatInt(p.XID, 10) + ":" + strconv.FormatInt(p.ID, 10) + ":" + p.EventID))
 }
 
-// decodeFeedCursor reads a cursor of encodeFeedCursor; "" is the
-// beginning, before every row.
-func decodeFeedCursor(s string) (xid, id int64, err error) {
+// decodeFeedCursor reads a cursor of encodeFeedCursor, or one of the older
+// form "f1:xid:id" (timeline 0, no event id), which readers may still
+// hold; "" is the beginning, before every row. Anything else is
+// PARAM_ERROR.
+func decodeFeedCursor(s string) (domain.FeedPosition, error) {
 	if s == "" {
-		return -1, 0, nil
+		return domain.FeedPosition{Timeline: -1}, nil
 	}
 	bad := &domain.Error{Code: domain.CodeParamError, Message: "after is not a cursor this service issued",
 		Fields: []domain.FieldError{{Field: "after", Reason: "must be a next_cursor this service issued"}}}
 	raw, derr := base64.RawURLEncoding.DecodeString(s)
+	if derr != nil {
+		return domain.FeedPosition{}, bad
+	}
 	parts := strings.Split(string(raw), ":")
-	if derr != nil || len(parts) != 3 || parts[0] != "f1" {
-		return 0, 0, bad
+	var nums []string
+	p := domain.FeedPosition{}
+	switch {
+	case len(parts) == 3 && parts[0] == "f1":
+		nums = []string{"0", parts[1], parts[2]}
+	case len(parts) == 5 && parts[0] == "f2" && isUUID(parts[4]):
+		nums, p.EventID = parts[1:4], parts[4]
+	default:
+		return domain.FeedPosition{}, bad
 	}
-	xid, e1 := strconv.ParseInt(parts[1], 10, 64)
-	id, e2 := strconv.ParseInt(parts[2], 10, 64)
-	if e1 != nil || e2 != nil || xid < 0 || id < 0 {
-		return 0, 0, bad
+	var vals [3]int64
+	for i, n := range nums {
+		v, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || v < 0 {
+			return domain.FeedPosition{}, bad
+		}
+		vals[i] = v
 	}
-	return xid, id, nil
+	p.Timeline, p.XID, p.ID = vals[0], vals[1], vals[2]
+	return p, nil
+}
+
+// isUUID reports whether s is a UUID as Postgres writes one: 8-4-4-4-12
+// lower-case hex digits.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if r != '-' {
+				return false
+			}
+		default:
+			if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+				return false
+			}
+		}
+	}
+	return true
 }

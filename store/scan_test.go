@@ -36,7 +36,7 @@ func TestScanContractReadsEveryColumn(t *testing.T) {
 		TerminatedAt: ts(2 * time.Minute), TerminationMode: "USER", ExpiredAt: ts(3 * time.Minute),
 		LastOperateTime: ts(4 * time.Minute), LastError: &domain.CallError{Code: "X", Message: "m", At: at, Op: "presign"},
 		LeaseToken: "lease", LeaseExpiresAt: ts(5 * time.Minute), OpsTermination: &domain.OpsTermination{Note: "n", RequestedAt: at},
-		NextCheckAt: ts(6 * time.Minute), CheckCount: 3}
+		NextCheckAt: ts(6 * time.Minute), CheckCount: 3, HealDueAt: ts(7 * time.Minute)}
 	if _, err := st.Create(ctx, full); err != nil {
 		t.Fatal(err)
 	}

@@ -342,31 +342,31 @@ func TestFeedFollowsEveryContract(t *testing.T) {
 	// A row is served once every transaction older than its own has
 	// ended, anywhere in the cluster (other tests run beside this one).
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
-		all, _, err := st.Feed(ctx, "", 10)
+		all, err := st.Feed(ctx, "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(all) == 3 {
+		if len(all.Items) == 3 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the feed shows %d of 3 rows after a minute", len(all))
+			t.Fatalf("the feed shows %d of 3 rows after a minute", len(all.Items))
 		}
 	}
-	first, next, err := st.Feed(ctx, "", 2)
-	if err != nil || len(first) != 2 || first[0].OutContractCode != "f-1" || next == "" {
-		t.Fatalf("feed page 1: %+v %q %v", first, next, err)
+	first, err := st.Feed(ctx, "", 2)
+	if err != nil || len(first.Items) != 2 || first.Items[0].OutContractCode != "f-1" || first.Next == "" || first.Lost != nil {
+		t.Fatalf("feed page 1: %+v %v", first, err)
 	}
-	rest, next2, err := st.Feed(ctx, next, 10)
-	if err != nil || len(rest) != 1 || rest[0].OutContractCode != "f-3" {
+	rest, err := st.Feed(ctx, first.Next, 10)
+	if err != nil || len(rest.Items) != 1 || rest.Items[0].OutContractCode != "f-3" || rest.Lost != nil {
 		t.Fatalf("feed page 2: %+v %v", rest, err)
 	}
-	empty, next3, err := st.Feed(ctx, next2, 10)
-	if err != nil || len(empty) != 0 || next3 != next2 {
-		t.Fatalf("feed past the end: %+v %q (want cursor %q) %v", empty, next3, next2, err)
+	empty, err := st.Feed(ctx, rest.Next, 10)
+	if err != nil || len(empty.Items) != 0 || empty.Next != rest.Next || empty.Lost != nil {
+		t.Fatalf("feed past the end: %+v (want cursor %q) %v", empty, rest.Next, err)
 	}
 	for _, bad := range []string{"12", "not-a-cursor", "ZjE6LTE6MA"} {
-		if _, _, err := st.Feed(ctx, bad, 10); !domain.IsCode(err, domain.CodeParamError) {
+		if _, err := st.Feed(ctx, bad, 10); !domain.IsCode(err, domain.CodeParamError) {
 			t.Errorf("cursor %q: %v, want PARAM_ERROR", bad, err)
 		}
 	}
@@ -394,7 +394,7 @@ func TestUnreachableDatabaseIsUnavailable(t *testing.T) {
 // TestFeedNeverSkipsUnderConcurrentWriters follows the feed with several
 // readers while 64 writers commit transitions, round after round, and checks
 // that every reader sees every history row exactly once and in the feed's
-// one order: the order of (transaction id, id) in the table once all is
+// one order: the order of (timeline, transaction id, id) in the table once all is
 // written. Without the snapshot horizon of Store.Feed, a reader moves past
 // a row whose transaction has not committed yet and never sees it.
 func TestFeedNeverSkipsUnderConcurrentWriters(t *testing.T) {
@@ -435,16 +435,16 @@ func TestFeedNeverSkipsUnderConcurrentWriters(t *testing.T) {
 				if !deadline.IsZero() && time.Now().After(deadline) {
 					return
 				}
-				rows, next, err := st.Feed(ctx, cursor, limit)
-				if err != nil {
-					t.Error(err)
+				page, err := st.Feed(ctx, cursor, limit)
+				if err != nil || page.Lost != nil {
+					t.Error(err, page.Lost)
 					return
 				}
-				for _, h := range rows {
+				for _, h := range page.Items {
 					seen[r] = append(seen[r], seenRow{h.ID, h.OutContractCode, h.Event})
 				}
-				cursor = next
-				if len(rows) == 0 {
+				cursor = page.Next
+				if len(page.Items) == 0 {
 					time.Sleep(time.Millisecond)
 				}
 			}
@@ -487,7 +487,7 @@ func TestFeedNeverSkipsUnderConcurrentWriters(t *testing.T) {
 	}
 
 	// The one order every reader must have seen.
-	rows, err := sch.Pool.Query(ctx, `SELECT id FROM contract_events ORDER BY xid, id`)
+	rows, err := sch.Pool.Query(ctx, `SELECT id FROM contract_events ORDER BY timeline, xid, id`)
 	if err != nil {
 		t.Fatal(err)
 	}

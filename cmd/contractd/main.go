@@ -84,6 +84,11 @@ Configuration (environment):
   CONTRACTD_RECONCILE_INTERVAL   reconciliation period (default 30s)
   CONTRACTD_RECONCILE_AFTER      age of a session without a notification before WeChat is asked
                                  about it; also the first pause between two checks (default 1m)
+  CONTRACTD_TIMELINE_INTERVAL    how often each replica reads the database's timeline, to notice
+                                 a failover (default 5s)
+  CONTRACTD_HEAL_WINDOW          after a failover, WeChat is asked about every open session and
+                                 every contract not terminated that changed within this long
+                                 before the promotion (default 1h)
   CONTRACTD_LEASE_WAIT           how long a pre-sign or an operator's terminate that finds the
                                  contract's lease held waits for the holder's outcome before
                                  answering 409 IN_PROGRESS (default 3s)

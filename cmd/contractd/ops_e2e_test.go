@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -546,7 +548,7 @@ func TestOpsSweepExpiresExactlyTheThousandDueAmong100kSessions(t *testing.T) {
 	svc := lifecycle.New(store.New(db.Pool), nil, nil, lifecycle.Options{
 		LeaseTTL: config.DefaultLeaseTTL, PresignWait: config.DefaultLeaseWait, ReconcileMinAge: config.DefaultReconcileAfter,
 		ReconcileFirstGap: config.DefaultReconcileAfter, ReconcileLookBack: config.DefaultReconcileLookBack,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		HealWindow: config.DefaultHealWindow, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	start := time.Now()
 	n, err := svc.Sweep(ctx)
 	if err != nil {
@@ -584,13 +586,16 @@ func TestOpsSweepExpiresExactlyTheThousandDueAmong100kSessions(t *testing.T) {
 
 // opsFeedPagesEveryRowExactlyOnce pre-signs five contracts and pages
 // through GET /v1/events two at a time: every history row of the schema
-// comes once, in the feed's order.
+// comes once, in the feed's order, each with its event_id, never lost. A
+// cursor whose row no longer exists (as after a failover that lost it)
+// answers lost, with the position it named and a cursor that resumes at
+// the last row before it.
 func opsFeedPagesEveryRowExactlyOnce(t *testing.T, s *stack) {
 	for i := range 5 {
 		ntPreSign(t, s, fmt.Sprintf("ops-feed-%d", i))
 	}
 	var want []int64
-	rows, err := s.DB.Pool.Query(t.Context(), `SELECT id FROM contract_events ORDER BY xid, id`)
+	rows, err := s.DB.Pool.Query(t.Context(), `SELECT id FROM contract_events ORDER BY timeline, xid, id`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -620,13 +625,23 @@ func opsFeedPagesEveryRowExactlyOnce(t *testing.T, s *stack) {
 		}
 		var f struct {
 			Items []struct {
-				ID int64 `json:"id"`
+				ID      int64  `json:"id"`
+				EventID string `json:"event_id"`
 			} `json:"items"`
 			NextCursor string `json:"next_cursor"`
+			Lost       *bool  `json:"lost"`
 		}
 		r.JSON(t, &f)
 		if len(f.Items) > 2 {
 			t.Fatalf("page of %d items with limit=2", len(f.Items))
+		}
+		if f.Lost == nil || *f.Lost {
+			t.Fatalf("feed page says lost %v, want false: %s", f.Lost, r.Body)
+		}
+		for _, it := range f.Items {
+			if len(it.EventID) != 36 {
+				t.Fatalf("row %d has event_id %q", it.ID, it.EventID)
+			}
 		}
 		if len(f.Items) == 0 {
 			time.Sleep(5 * time.Millisecond)
@@ -638,6 +653,46 @@ func opsFeedPagesEveryRowExactlyOnce(t *testing.T, s *stack) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("feed gave %v, want every row once in order %v", got, want)
+	}
+
+	// The last row's position, naming an event id no row has: lost.
+	var tl, xid int64
+	if err := s.DB.Pool.QueryRow(t.Context(), `SELECT timeline, xid FROM contract_events WHERE id = $1`, want[len(want)-1]).Scan(&tl, &xid); err != nil {
+		t.Fatal(err)
+	}
+	const gone = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
+	lostCursor := base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "f2:%d:%d:%d:%s", tl, xid, want[len(want)-1], gone))
+	r := s.do(http.MethodGet, "/v1/events?after="+url.QueryEscape(lostCursor), opsToken, nil)
+	var lost struct {
+		Items        []json.RawMessage `json:"items"`
+		NextCursor   string            `json:"next_cursor"`
+		Lost         bool              `json:"lost"`
+		LostPosition struct {
+			Timeline int64  `json:"timeline"`
+			XID      int64  `json:"xid"`
+			ID       int64  `json:"id"`
+			EventID  string `json:"event_id"`
+		} `json:"lost_position"`
+	}
+	if r.Status != http.StatusOK {
+		t.Fatalf("lost cursor: %d %s", r.Status, r.Body)
+	}
+	r.JSON(t, &lost)
+	if !lost.Lost || len(lost.Items) != 0 || lost.LostPosition.EventID != gone || lost.LostPosition.ID != want[len(want)-1] ||
+		lost.LostPosition.Timeline != tl || lost.LostPosition.XID != xid {
+		t.Fatalf("lost cursor answered %s", r.Body)
+	}
+	// Resuming serves every row after the last one before the lost
+	// position: here, the row that holds that position itself.
+	r = s.do(http.MethodGet, "/v1/events?after="+url.QueryEscape(lost.NextCursor), opsToken, nil)
+	var resumed struct {
+		Items []struct {
+			ID int64 `json:"id"`
+		} `json:"items"`
+	}
+	r.JSON(t, &resumed)
+	if r.Status != http.StatusOK || len(resumed.Items) != 1 || resumed.Items[0].ID != want[len(want)-1] {
+		t.Fatalf("after resuming: %d %s, want the last row %d", r.Status, r.Body, want[len(want)-1])
 	}
 }
 

@@ -107,7 +107,8 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		PasswordExemptVariant: cfg.PasswordExemptVariant,
 		LeaseTTL:              cfg.LeaseTTL, PresignWait: cfg.LeaseWait,
 		ReconcileMinAge: cfg.ReconcileAfter, ReconcileFirstGap: cfg.ReconcileAfter, ReconcileLookBack: cfg.ReconcileLookBack,
-		Logger: log, Registry: reg, Panics: panics,
+		HealWindow: cfg.HealWindow,
+		Logger:     log, Registry: reg, Panics: panics,
 	})
 	// One throttle and one way to find the client address, for the API's
 	// bearer tokens and the console's sign-in alike.
@@ -148,12 +149,12 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	go func() {
 		defer close(workersDone)
 		if certs == nil {
-			svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval)
+			svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval, cfg.TimelineInterval)
 			return
 		}
 		refreshDone := make(chan struct{})
 		go func() { certs.Run(workCtx); close(refreshDone) }()
-		svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval)
+		svc.RunWorkers(workCtx, cfg.SweepInterval, cfg.ReconcileInterval, cfg.TimelineInterval)
 		<-refreshDone
 	}()
 	serveErr := make(chan error, 1)

@@ -12,6 +12,11 @@
 // runuser. Where the binaries are missing, Start fails the test with a
 // message saying how to install them: a fault test that cannot run must
 // not pass by skipping.
+//
+// A test can also lose transactions to a real failover: StartStandby makes
+// a streaming standby of a running cluster (pg_basebackup -R), and
+// FailOver stops it, lets the test write what will be lost on the primary,
+// kills the primary and promotes the standby onto the next timeline.
 package pgcluster
 
 import (
@@ -212,4 +217,114 @@ func FreePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartStandby makes a streaming standby of c (pg_basebackup -R from the
+// running c, WAL streamed during the copy), starts it on its own free port
+// and waits until it accepts connections; it is stopped (immediately) and
+// removed when the test ends. Its URL names the same Database; until
+// Promote it is read-only and replays what c writes.
+func (c *Cluster) StartStandby(t testing.TB) *Cluster {
+	t.Helper()
+	s := &Cluster{bin: c.bin, user: c.user}
+	var err error
+	if s.dir, err = os.MkdirTemp("", "contractd-pgstandby-"); err != nil {
+		t.Fatalf("pgcluster: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = s.pgctl("stop", "-m", "immediate")
+		_ = os.RemoveAll(s.dir)
+	})
+	if s.user != "" {
+		if out, err := exec.Command("chown", s.user+":", s.dir).CombinedOutput(); err != nil {
+			t.Fatalf("pgcluster: chown %s: %v: %s", s.dir, err, out)
+		}
+	}
+	if s.Port, err = FreePort(); err != nil {
+		t.Fatalf("pgcluster: %v", err)
+	}
+	if out, err := s.run(filepath.Join(s.bin, "pg_basebackup"), "-h", "127.0.0.1", "-p", strconv.Itoa(c.Port),
+		"-U", "postgres", "-D", s.data(), "-R", "-X", "stream", "-c", "fast", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("pgcluster: pg_basebackup: %v\n%s", err, out)
+	}
+	// The copied postgresql.conf names the primary's port and socket
+	// directory; later lines win.
+	if err := s.appendConf(fmt.Sprintf("\nport = %d\nunix_socket_directories = '%s'\n", s.Port, s.dir)); err != nil {
+		t.Fatalf("pgcluster: %v", err)
+	}
+	s.StartAgain(t)
+	s.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.Port, Database)
+	return s
+}
+
+// Kill stops the server at once, as a crash does (pg_ctl stop -m
+// immediate): nothing is flushed or handed on, and a standby that has not
+// yet received the last transactions never will.
+func (c *Cluster) Kill(t testing.TB) {
+	t.Helper()
+	if err := c.pgctl("stop", "-m", "immediate"); err != nil {
+		t.Fatalf("pgcluster: stop immediate: %v\n%s", err, c.logTail())
+	}
+}
+
+// Promote makes a running standby the primary (pg_ctl promote, which
+// waits until it accepts writes): it leaves recovery on a new timeline.
+func (c *Cluster) Promote(t testing.TB) {
+	t.Helper()
+	if err := c.pgctl("promote"); err != nil {
+		t.Fatalf("pgcluster: promote: %v\n%s", err, c.logTail())
+	}
+}
+
+// WaitReplayed waits until standby has replayed everything c has written
+// so far (c's current WAL insert position), or fails the test after a
+// generous deadline.
+func (c *Cluster) WaitReplayed(t testing.TB, standby *Cluster) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pc, err := pgx.Connect(ctx, c.URL)
+	if err != nil {
+		t.Fatalf("pgcluster: connect primary: %v", err)
+	}
+	defer pc.Close(ctx)
+	var lsn string
+	if err := pc.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
+		t.Fatalf("pgcluster: primary lsn: %v", err)
+	}
+	sc, err := pgx.Connect(ctx, standby.URL)
+	if err != nil {
+		t.Fatalf("pgcluster: connect standby: %v", err)
+	}
+	defer sc.Close(ctx)
+	for {
+		var done bool
+		if err := sc.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&done); err != nil {
+			t.Fatalf("pgcluster: standby replay: %v", err)
+		}
+		if done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("pgcluster: standby did not replay up to %s\n%s", lsn, standby.logTail())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// FailOver loses what lose writes to a real failover under asynchronous
+// replication: it waits until standby has replayed everything c wrote so
+// far, stops standby (its replication with it), runs lose (which writes on
+// c the transactions that will be lost), stops c at once as a crash does,
+// then starts standby and promotes it. standby is then the primary, on the
+// next timeline, without what lose wrote; c stays down.
+func (c *Cluster) FailOver(t testing.TB, standby *Cluster, lose func()) {
+	t.Helper()
+	c.WaitReplayed(t, standby)
+	standby.Stop(t)
+	lose()
+	c.Kill(t)
+	standby.StartAgain(t)
+	standby.Promote(t)
 }

@@ -1,0 +1,155 @@
+package lifecycle_test
+
+import (
+	"context"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/internal/pgcluster"
+	"github.com/contractd/contractd/lifecycle"
+	"github.com/contractd/contractd/migrations"
+	"github.com/contractd/contractd/store"
+	"github.com/contractd/contractd/wechatpaysim"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// clusterStore opens a store on a throwaway cluster's database, migrating
+// it first when migrate is set; the pool is closed when the test ends.
+func clusterStore(t *testing.T, url string, migrate bool) (*store.Store, *pgxpool.Pool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := store.Connect(ctx, url, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if migrate {
+		db := stdlib.OpenDBFromPool(pool)
+		defer db.Close()
+		if err := migrations.Up(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return store.New(pool), pool
+}
+
+// A real failover loses two notifications contractd acknowledged (a
+// signing and a user's termination: WeChat never sends them again). On the
+// promoted standby, two replicas watch the timeline at once: the healing
+// asks WeChat exactly once about each contract the promotion may have left
+// behind (the open session, the contracts signed within the window) and
+// about nothing else (a contract signed long ago, a terminated one), and
+// applies its answers: the lost signing and the lost termination are
+// recorded, a contract WeChat still has signed stays as it was.
+func TestHealingAfterARealFailoverAsksWeChatOnceAndAppliesItsAnswers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	primary := pgcluster.Start(t)
+	standby := primary.StartStandby(t)
+	st1, pool1 := clusterStore(t, primary.URL, true)
+	e := newEnvOn(t, nil, st1, config.DefaultLeaseTTL, config.DefaultLeaseWait)
+
+	if _, err := e.svc.PreSign(ctx, e.request("heal-sign"), ""); err != nil {
+		t.Fatal(err)
+	}
+	healTerm := e.signed("heal-term")
+	staySigned := e.signed("stay-signed")
+	oldSigned := e.signed("old-signed")
+	done := e.signed("done")
+	if _, err := e.sim.TerminateAsUser(ctx, done.ContractID); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("done", func(c domain.Contract) bool { return c.State == domain.StateTerminated })
+	if _, err := pool1.Exec(ctx, `UPDATE contracts SET updated_at = now() - interval '3 hours' WHERE out_contract_code = 'old-signed'`); err != nil {
+		t.Fatal(err)
+	}
+
+	primary.FailOver(t, standby, func() {
+		// Acknowledged on the primary, lost with it.
+		if _, err := e.sim.Sign(ctx, wechatpaysim.SignRequest{OutContractCode: "heal-sign"}); err != nil {
+			t.Fatal(err)
+		}
+		e.waitFor("heal-sign", func(c domain.Contract) bool { return c.State == domain.StateSigned })
+		if _, err := e.sim.TerminateAsUser(ctx, healTerm.ContractID); err != nil {
+			t.Fatal(err)
+		}
+		e.waitFor("heal-term", func(c domain.Contract) bool { return c.State == domain.StateTerminated })
+	})
+
+	replicas := make([]*lifecycle.Service, 2)
+	var st2 *store.Store
+	for i := range replicas {
+		st2, _ = clusterStore(t, standby.URL, false)
+		replicas[i] = e.serviceOn(st2)
+	}
+	get := func(code string) domain.Contract {
+		t.Helper()
+		c, err := st2.Get(ctx, domain.Key{OutContractCode: code})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := get("heal-sign"); c.State != domain.StateSessionIssued {
+		t.Fatalf("heal-sign on the new leader is %s: the failover did not lose its signing", c.State)
+	}
+	if c := get("heal-term"); c.State != domain.StateSigned {
+		t.Fatalf("heal-term on the new leader is %s: the failover did not lose its termination", c.State)
+	}
+	before := e.wx.Queried()
+	checked := make([]int, len(replicas))
+	var wg sync.WaitGroup
+	for i, svc := range replicas {
+		wg.Go(func() {
+			var err error
+			if checked[i], err = svc.WatchTimeline(ctx); err != nil {
+				t.Errorf("replica %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if checked[0]+checked[1] != 3 {
+		t.Fatalf("the replicas checked %d and %d contracts, want 3 in all", checked[0], checked[1])
+	}
+	asked := e.wx.Queried()
+	for k, n := range before {
+		asked[k] -= n
+		if asked[k] == 0 {
+			delete(asked, k)
+		}
+	}
+	want := map[string]int{"heal-sign": 1, healTerm.ContractID: 1, staySigned.ContractID: 1}
+	if !maps.Equal(asked, want) {
+		t.Fatalf("WeChat was asked about %v, want exactly once each about %v (not %s, signed long ago, nor %s, terminated)",
+			asked, want, oldSigned.ContractID, done.ContractID)
+	}
+	if c := get("heal-sign"); c.State != domain.StateSigned {
+		t.Errorf("heal-sign ends %s, want signed", c.State)
+	}
+	if c := get("heal-term"); c.State != domain.StateTerminated {
+		t.Errorf("heal-term ends %s, want terminated", c.State)
+	}
+	if c := get("stay-signed"); c.State != domain.StateSigned || c.Version != staySigned.Version {
+		t.Errorf("stay-signed ends %s at version %d, want signed at %d (unchanged)", c.State, c.Version, staySigned.Version)
+	}
+	if c := get("old-signed"); c.State != domain.StateSigned || c.Version != oldSigned.Version {
+		t.Errorf("old-signed ends %s at version %d, want unchanged", c.State, c.Version)
+	}
+	h, err := st2.History(ctx, domain.Key{OutContractCode: "heal-sign"})
+	if err != nil || len(h) == 0 || h[len(h)-1].Event != domain.EventSign || h[len(h)-1].Source != domain.SourceReconcile {
+		t.Errorf("heal-sign's history %+v %v, want its signing recorded by reconcile last", h, err)
+	}
+	// The healing is done: another round asks about nothing.
+	if n, err := replicas[0].WatchTimeline(ctx); err != nil || n != 0 {
+		t.Fatalf("a later round checked %d (%v), want 0", n, err)
+	}
+}
