@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpay"
 )
 
@@ -24,6 +25,26 @@ const NotifyPath = "/v1/notifications/wechatpay"
 
 // DefaultDatabaseURL is used when DATABASE_URL is unset.
 const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/contractd?sslmode=disable"
+
+// DatabaseURL is DATABASE_URL as getenv has it, DefaultDatabaseURL when
+// unset.
+func DatabaseURL(getenv func(string) string) string {
+	if v := strings.TrimSpace(getenv("DATABASE_URL")); v != "" {
+		return v
+	}
+	return DefaultDatabaseURL
+}
+
+// MigrateDatabaseURL is where migrations run: CONTRACTD_MIGRATE_DATABASE_URL,
+// or DatabaseURL when unset. It must be a direct connection to the primary
+// (never a pooler in transaction mode): goose holds a session-level
+// advisory lock while it migrates.
+func MigrateDatabaseURL(getenv func(string) string) string {
+	if v := strings.TrimSpace(getenv("CONTRACTD_MIGRATE_DATABASE_URL")); v != "" {
+		return v
+	}
+	return DatabaseURL(getenv)
+}
 
 // Scope is what a bearer token may do.
 type Scope string
@@ -217,7 +238,7 @@ func leaseWaitVariable(getenv func(string) string, c *Config) string {
 
 // Variables lists every environment variable Load reads.
 var Variables = []string{
-	"DATABASE_URL", "CONTRACTD_HTTP_ADDR", "CONTRACTD_PUBLIC_URL", "CONTRACTD_API_TOKENS",
+	"DATABASE_URL", "CONTRACTD_MIGRATE_DATABASE_URL", "CONTRACTD_DB_READ_URL", "CONTRACTD_HTTP_ADDR", "CONTRACTD_PUBLIC_URL", "CONTRACTD_API_TOKENS",
 	"WECHATPAY_MODE", "WECHATPAY_MCHID", "WECHATPAY_APPID", "WECHATPAY_SP_APPID",
 	"WECHATPAY_MERCHANT_SERIAL", "WECHATPAY_PRIVATE_KEY_FILE", "WECHATPAY_APIV3_KEY",
 	"WECHATPAY_PLATFORM_CERT_FILES", "WECHATPAY_PUBLIC_KEY_ID", "WECHATPAY_PUBLIC_KEY_FILE",
@@ -289,7 +310,17 @@ const DefaultDBMaxConns = 16
 
 // Config is contractd's whole configuration.
 type Config struct {
+	// DatabaseURL is the primary (DATABASE_URL): the serving pool, and
+	// readiness's schema check.
 	DatabaseURL string
+	// MigrateDatabaseURL is where `migrate`, `serve --migrate` and `dev`
+	// run migrations (CONTRACTD_MIGRATE_DATABASE_URL): a direct connection
+	// to the primary; DatabaseURL when unset.
+	MigrateDatabaseURL string
+	// DBReadURL is where the console's overview, contract lists and CSV
+	// export read (CONTRACTD_DB_READ_URL, a standby): store.Reads' pool.
+	// DatabaseURL when unset: they then read the primary's pool.
+	DBReadURL string
 	// DBMaxConns is the size of the database connection pool.
 	DBMaxConns int
 	// DBLockTimeout bounds how long a request waits for a contract's row
@@ -360,6 +391,11 @@ type Config struct {
 	// variable name), one sentence each: start-up logs each at warn level.
 	Warnings []string
 }
+
+// SeparateReads reports whether the reports read a pool of their own
+// (DBReadURL names another database than DatabaseURL) rather than the
+// primary's.
+func (c Config) SeparateReads() bool { return c.DBReadURL != c.DatabaseURL }
 
 // SecureCookies reports whether the console's cookies must be Secure: when
 // the public URL is https.
@@ -433,18 +469,34 @@ func Load(getenv func(string) string) (Config, error) {
 		return def
 	}
 	c := Config{
-		DatabaseURL: get("DATABASE_URL", DefaultDatabaseURL),
-		HTTPAddr:    get("CONTRACTD_HTTP_ADDR", ":8080"),
-		PublicURL:   get("CONTRACTD_PUBLIC_URL", ""),
-		Mode:        domain.Mode(get("WECHATPAY_MODE", string(domain.ModeCommon))),
-		MchID:       get("WECHATPAY_MCHID", ""),
-		AppID:       get("WECHATPAY_APPID", ""),
-		SpAppID:     get("WECHATPAY_SP_APPID", ""),
-		LogLevel:    get("CONTRACTD_LOG_LEVEL", "info"),
-		PprofAddr:   get("CONTRACTD_PPROF_ADDR", ""),
+		DatabaseURL:        DatabaseURL(getenv),
+		MigrateDatabaseURL: MigrateDatabaseURL(getenv),
+		HTTPAddr:           get("CONTRACTD_HTTP_ADDR", ":8080"),
+		PublicURL:          get("CONTRACTD_PUBLIC_URL", ""),
+		Mode:               domain.Mode(get("WECHATPAY_MODE", string(domain.ModeCommon))),
+		MchID:              get("WECHATPAY_MCHID", ""),
+		AppID:              get("WECHATPAY_APPID", ""),
+		SpAppID:            get("WECHATPAY_SP_APPID", ""),
+		LogLevel:           get("CONTRACTD_LOG_LEVEL", "info"),
+		PprofAddr:          get("CONTRACTD_PPROF_ADDR", ""),
 	}
+	c.DBReadURL = get("CONTRACTD_DB_READ_URL", c.DatabaseURL)
 	var p problems
 	var err error
+	// Each connection string once: the two that default to DATABASE_URL
+	// only when set.
+	for _, name := range []string{"DATABASE_URL", "CONTRACTD_MIGRATE_DATABASE_URL", "CONTRACTD_DB_READ_URL"} {
+		v := get(name, "")
+		if name == "DATABASE_URL" {
+			v = c.DatabaseURL
+		}
+		if v == "" {
+			continue
+		}
+		if err := store.CheckURL(v); err != nil {
+			p.bad(name, "is not a valid Postgres connection string: %v", err)
+		}
+	}
 	c.DBMaxConns = DefaultDBMaxConns
 	if v := get("CONTRACTD_DB_MAX_CONNS", ""); v != "" {
 		if c.DBMaxConns, err = strconv.Atoi(v); err != nil || c.DBMaxConns < 1 || c.DBMaxConns > 1000 {

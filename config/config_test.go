@@ -311,6 +311,39 @@ func TestVariablesListsWhatLoadReads(t *testing.T) {
 	}
 }
 
+// CONTRACTD_MIGRATE_DATABASE_URL and CONTRACTD_DB_READ_URL default to
+// DATABASE_URL (reports then read the primary's pool), and each is read on
+// its own when set.
+func TestDatabaseURLsDefaultAndOverride(t *testing.T) {
+	env := validEnv(t)
+	c, err := Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DatabaseURL != DefaultDatabaseURL || c.MigrateDatabaseURL != DefaultDatabaseURL || c.DBReadURL != DefaultDatabaseURL || c.SeparateReads() {
+		t.Fatalf("defaults: database %q, migrate %q, read %q, separate reads %v; want DefaultDatabaseURL for each, reads on the primary",
+			c.DatabaseURL, c.MigrateDatabaseURL, c.DBReadURL, c.SeparateReads())
+	}
+	const primary = "postgres://app@pgbouncer:6432/contractd?default_query_exec_mode=cache_describe"
+	env["DATABASE_URL"] = primary
+	c, err = Load(func(k string) string { return env[k] })
+	if err != nil || c.MigrateDatabaseURL != primary || c.DBReadURL != primary || c.SeparateReads() {
+		t.Fatalf("DATABASE_URL alone: %v, migrate %q, read %q; want both to be DATABASE_URL", err, c.MigrateDatabaseURL, c.DBReadURL)
+	}
+	if got := MigrateDatabaseURL(func(k string) string { return env[k] }); got != primary {
+		t.Fatalf("MigrateDatabaseURL without the setting: %q, want DATABASE_URL", got)
+	}
+	const direct, standby = "postgres://app@db-leader:5432/contractd", "postgres://app@db-standby:5432/contractd"
+	env["CONTRACTD_MIGRATE_DATABASE_URL"], env["CONTRACTD_DB_READ_URL"] = direct, standby
+	c, err = Load(func(k string) string { return env[k] })
+	if err != nil || c.DatabaseURL != primary || c.MigrateDatabaseURL != direct || c.DBReadURL != standby || !c.SeparateReads() {
+		t.Fatalf("overrides: %v, database %q, migrate %q, read %q", err, c.DatabaseURL, c.MigrateDatabaseURL, c.DBReadURL)
+	}
+	if got := MigrateDatabaseURL(func(k string) string { return env[k] }); got != direct {
+		t.Fatalf("MigrateDatabaseURL: %q, want %q", got, direct)
+	}
+}
+
 func TestConsoleSessionTTLDefaultAndOverride(t *testing.T) {
 	env := validEnv(t)
 	c, err := Load(func(k string) string { return env[k] })
@@ -388,6 +421,14 @@ func TestLoadReportsEveryBadSettingAtOnce(t *testing.T) {
 			"WECHATPAY_BASE_URL":         "apihk",
 		}, []string{"CONTRACTD_DB_MAX_CONNS", "CONTRACTD_API_TOKENS", "WECHATPAY_APPID", "CONTRACTD_SWEEP_INTERVAL",
 			"CONTRACTD_LEASE_TTL", "WECHATPAY_PRIVATE_KEY_FILE", "WECHATPAY_APIV3_KEY", "WECHATPAY_BASE_URL"}},
+		{"every bad connection string, each once, its password unsaid", map[string]string{
+			"DATABASE_URL":                   "postgres://u:short-secret@db:notaport/contractd",
+			"CONTRACTD_MIGRATE_DATABASE_URL": "host=db port=x password=short-secret",
+			"CONTRACTD_DB_READ_URL":          "postgres://u:short-secret@standby:99999999/contractd",
+			"CONTRACTD_DB_MAX_CONNS":         "0",
+		}, []string{"DATABASE_URL", "CONTRACTD_MIGRATE_DATABASE_URL", "CONTRACTD_DB_READ_URL", "CONTRACTD_DB_MAX_CONNS"}},
+		{"a bad DATABASE_URL is reported once, not again as the two that default to it", map[string]string{
+			"DATABASE_URL": "postgres://u:short-secret@db:notaport/contractd"}, []string{"DATABASE_URL"}},
 		{"a bad duration is not also out of range", map[string]string{"CONTRACTD_CONSOLE_SESSION_TTL": "a day", "CONTRACTD_LEASE_TTL": "soon"},
 			[]string{"CONTRACTD_LEASE_TTL", "CONTRACTD_CONSOLE_SESSION_TTL"}},
 	}

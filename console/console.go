@@ -50,7 +50,6 @@ var assetFS embed.FS
 // the one implementation.
 type Flows interface {
 	Get(ctx context.Context, key domain.Key) (domain.Contract, error)
-	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
 	History(ctx context.Context, key domain.Key) ([]domain.HistoryEntry, error)
 	Feed(ctx context.Context, after string, limit int) (domain.FeedPage, error)
 	// Terminate and Sync take the operator acting (the session's actor,
@@ -68,14 +67,24 @@ type Store interface {
 	httpapi.ThrottleStore
 	Search(ctx context.Context, q string, limit int) ([]domain.Contract, error)
 	Notifications(ctx context.Context, key domain.Key) ([]store.NotificationRecord, error)
-	Overview(ctx context.Context, o store.OverviewOptions) (store.Overview, error)
 	FeedTail(ctx context.Context, limit int) ([]domain.HistoryEntry, string, error)
+}
+
+// Reads are the console's reports, which may be read on a standby and be
+// as old as its replication lag: the overview, the contract lists and the
+// CSV export. *store.Reads is the one implementation. A contract's page,
+// search, the live feed and every action read the primary (Flows, Store).
+type Reads interface {
+	List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error)
+	Overview(ctx context.Context, o store.OverviewOptions) (store.Overview, error)
 }
 
 // Options configure the console.
 type Options struct {
-	Flows  Flows
-	Store  Store
+	Flows Flows
+	Store Store
+	// Reads serve the overview, the contract lists and the CSV export.
+	Reads  Reads
 	Tokens config.Tokens
 	// SessionTTL is how long a session lasts after sign-in (default 8h).
 	SessionTTL time.Duration

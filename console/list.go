@@ -67,7 +67,7 @@ func (c *Console) listPage(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusBadRequest, "contracts.html", p)
 		return
 	}
-	d.Items, d.Next, err = c.opt.Flows.List(r.Context(), f)
+	d.Items, d.Next, err = c.opt.Reads.List(r.Context(), f)
 	if err != nil {
 		if statusOf(err) >= 500 {
 			c.fail(w, r, err)

@@ -119,6 +119,6 @@ func (c *Console) refreshOverview(r *http.Request, period string, span time.Dura
 
 func (c *Console) readOverview(ctx context.Context, span time.Duration) (store.Overview, error) {
 	now := c.opt.Now()
-	return c.opt.Store.Overview(ctx, store.OverviewOptions{From: now.Add(-span), To: now,
+	return c.opt.Reads.Overview(ctx, store.OverviewOptions{From: now.Add(-span), To: now,
 		ReconcileMinAge: c.opt.ReconcileMinAge, ReconcileLookBack: c.opt.ReconcileLookBack, RecentErrors: 10})
 }

@@ -38,6 +38,13 @@ const MaxBodyBytes = 64 << 10
 // only when the service must not take traffic.
 type Readiness func(ctx context.Context) (db string, err error)
 
+// ReadReadiness tells the state of the standby the console's reports read
+// (CONTRACTD_DB_READ_URL), for the answer's "db_read" field: "ok",
+// "unreachable" or "schema_behind". It never makes the replica unready: a
+// standby down costs the console's overview, lists and export, while the
+// API, notifications and every other page still work on the primary.
+type ReadReadiness func(ctx context.Context) (dbRead string)
+
 // Server is contractd's HTTP API.
 type Server struct {
 	echo    *echo.Echo
@@ -48,9 +55,12 @@ type Server struct {
 
 // Deps are what the API needs.
 type Deps struct {
-	Logger   *slog.Logger
-	Ready    Readiness
-	Registry *prometheus.Registry
+	Logger *slog.Logger
+	Ready  Readiness
+	// ReadReady, when set (a standby is configured), is reported as
+	// db_read by /readyz.
+	ReadReady ReadReadiness
+	Registry  *prometheus.Registry
 	// Panics counts recovered panics (label where="http"); one is made and
 	// registered when nil.
 	Panics *prometheus.CounterVec
@@ -155,10 +165,15 @@ func (s *Server) readyz(c *echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	db, err := s.deps.Ready(ctx)
-	if err != nil {
-		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error(), "db": db})
+	answer := map[string]string{"status": "ready", "db": db}
+	if s.deps.ReadReady != nil {
+		answer["db_read"] = s.deps.ReadReady(ctx)
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready", "db": db})
+	if err != nil {
+		answer["status"], answer["reason"] = "unavailable", err.Error()
+		return c.JSON(http.StatusServiceUnavailable, answer)
+	}
+	return c.JSON(http.StatusOK, answer)
 }
 
 func newRequestID() string {

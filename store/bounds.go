@@ -10,6 +10,7 @@ import (
 
 	"github.com/contractd/contractd/domain"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ErrLockTimeout is in the chain of the IN_PROGRESS error a store call
@@ -56,6 +57,11 @@ type Options struct {
 	// together in one query (see keyReads). A quarter of the pool (at
 	// least 2) when zero.
 	KeyReadsInFlight int
+	// ReadPool, when set, is the pool Reads runs on (a standby's): every
+	// connection of it is a place for Reads' heavy readers, bounded by the
+	// same lock and statement timeouts. Reads runs on the primary's pool,
+	// among its HeavyReaders, when nil.
+	ReadPool *pgxpool.Pool
 }
 
 // forPool sizes the heavy readers' share for a pool of maxConns when o
@@ -103,7 +109,7 @@ const boundSQL = `SELECT set_config('lock_timeout', $1, true), set_config('state
 // statement timeout: a flood of list pages is then shed as UNAVAILABLE with
 // a Retry-After rather than queued past every client's patience and the
 // server's write timeout.
-func (s *Store) heavyRead(ctx context.Context, b *pgx.Batch) error {
+func (s *handle) heavyRead(ctx context.Context, b *pgx.Batch) error {
 	select {
 	case s.heavy <- struct{}{}:
 	default:
@@ -128,7 +134,7 @@ func (s *Store) heavyRead(ctx context.Context, b *pgx.Batch) error {
 // connection pgx asks Postgres to describe it, in a message of its own that
 // the batch's bounds do not yet cover (and that waits, for one, behind a
 // migration's lock on the table).
-func (s *Store) sendBounded(ctx context.Context, b *pgx.Batch) error {
+func (s *handle) sendBounded(ctx context.Context, b *pgx.Batch) error {
 	if s.opt.StatementTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.opt.StatementTimeout+time.Second)
@@ -145,7 +151,7 @@ func (s *Store) sendBounded(ctx context.Context, b *pgx.Batch) error {
 // the one bound such a read needs (it waits for no row lock), at the cost
 // of a timer rather than another statement on the server. Without a
 // statement timeout it is ctx.
-func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+func (s *handle) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	if s.opt.StatementTimeout <= 0 {
 		return ctx, func() {}
 	}

@@ -148,12 +148,13 @@ type OverviewOptions struct {
 }
 
 // Overview reads the overview's figures in one round trip, as a heavy read
-// (see List), each statement bounded by the statement timeout. Each query
+// (see List), each statement bounded by the statement timeout, on the
+// view's pool: the figures are as old as the standby's replication lag. Each query
 // follows an index: counts by state the state index (index-only), the
 // funnel the events' (event, occurred_at) index and the created_at index,
 // the backlog the partial reconcile and expired_at indexes, the failing list the partial
 // last_error index.
-func (s *Store) Overview(ctx context.Context, o OverviewOptions) (Overview, error) {
+func (s *Reads) Overview(ctx context.Context, o OverviewOptions) (Overview, error) {
 	ov := Overview{ByState: map[domain.State]int64{}, Notifications: map[string]int64{}, From: o.From, To: o.To}
 	b := &pgx.Batch{}
 	b.Queue(`SELECT now()`).QueryRow(func(r pgx.Row) error { return r.Scan(&ov.At) })

@@ -123,7 +123,7 @@ func oneContract(ctx context.Context, q querier, sql string, args ...any) (domai
 func (s *Store) Get(ctx context.Context, key domain.Key) (domain.Contract, error) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
-	return s.reads.get(ctx, key, s.sendKeyReads)
+	return s.byKey.get(ctx, key, s.sendKeyReads)
 }
 
 // GetByContractID returns the contract WeChat knows by contractID.
@@ -535,6 +535,16 @@ func nullJSON(b json.RawMessage) any {
 // the opaque cursor of the next page ("" on the last page). It is a heavy
 // read: it waits for one of the HeavyReaders places.
 func (s *Store) List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error) {
+	return s.list(ctx, f)
+}
+
+// List is Store.List on the view's pool: a page of the console's contract
+// list or CSV export, as old as the standby's replication lag.
+func (r *Reads) List(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error) {
+	return r.list(ctx, f)
+}
+
+func (s *handle) list(ctx context.Context, f domain.ListFilter) ([]domain.Contract, string, error) {
 	var (
 		conds []string
 		args  []any

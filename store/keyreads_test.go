@@ -25,7 +25,7 @@ func newKeyReadsFixture(t *testing.T, keys []domain.Key) *keyReadsFixture {
 	t.Helper()
 	db := pgtest.New(t)
 	f := &keyReadsFixture{st: New(db.Pool), db: db}
-	f.st.reads.limit = 1
+	f.st.byKey.limit = 1
 	for i, k := range keys {
 		plan := int64(1000 + i)
 		if _, err := f.st.Create(context.Background(), domain.Contract{SubMchID: k.SubMchID, OutContractCode: k.OutContractCode,
@@ -70,9 +70,9 @@ func (f *keyReadsFixture) blockTable(t *testing.T, read func()) (release func())
 }
 
 func (f *keyReadsFixture) queued() int {
-	f.st.reads.mu.Lock()
-	defer f.st.reads.mu.Unlock()
-	return len(f.st.reads.queued)
+	f.st.byKey.mu.Lock()
+	defer f.st.byKey.mu.Unlock()
+	return len(f.st.byKey.queued)
 }
 
 // waitFor polls cond until it holds; the deadline only catches a stall.
@@ -116,14 +116,14 @@ func TestKeyReadsQueuedWhileAQueryIsInFlightGoInOneQuery(t *testing.T) {
 	firstDone := make(chan struct{})
 	release := f.blockTable(t, func() {
 		defer close(firstDone)
-		first.c, first.err = f.st.reads.get(ctx, stored[0], f.send)
+		first.c, first.err = f.st.byKey.get(ctx, stored[0], f.send)
 	})
 	var wg sync.WaitGroup
 	for i, k := range asked {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			answers[i].c, answers[i].err = f.st.reads.get(ctx, k, f.send)
+			answers[i].c, answers[i].err = f.st.byKey.get(ctx, k, f.send)
 		}()
 	}
 	waitFor(t, "every later read queued", func() bool { return f.queued() == len(asked) })
@@ -162,7 +162,7 @@ func TestKeyReadsACallerThatGivesUpLeavesTheQueue(t *testing.T) {
 	ctx := context.Background()
 	firstDone := make(chan error, 1)
 	release := f.blockTable(t, func() {
-		_, err := f.st.reads.get(ctx, stored[0], f.send)
+		_, err := f.st.byKey.get(ctx, stored[0], f.send)
 		firstDone <- err
 	})
 	var wg sync.WaitGroup
@@ -171,13 +171,13 @@ func TestKeyReadsACallerThatGivesUpLeavesTheQueue(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			answers[i].c, answers[i].err = f.st.reads.get(ctx, k, f.send)
+			answers[i].c, answers[i].err = f.st.byKey.get(ctx, k, f.send)
 		}()
 	}
 	gone, giveUp := context.WithCancel(ctx)
 	goneDone := make(chan error, 1)
 	go func() {
-		_, err := f.st.reads.get(gone, stored[3], f.send)
+		_, err := f.st.byKey.get(gone, stored[3], f.send)
 		goneDone <- err
 	}()
 	waitFor(t, "three reads queued", func() bool { return f.queued() == 3 })

@@ -10,31 +10,54 @@ import (
 // and idle, how often requests waited for a connection and the time acquiring took,
 // which is what to watch when choosing CONTRACTD_DB_MAX_CONNS.
 func PoolCollector(pool *pgxpool.Pool) prometheus.Collector {
-	return poolCollector{pool: pool}
+	return poolCollector{pool: pool, d: poolDescs}
 }
 
-type poolCollector struct{ pool *pgxpool.Pool }
+// ReadPoolCollector exports the read pool's state (CONTRACTD_DB_READ_URL's,
+// see Reads) as PoolCollector does the primary's, as
+// contractd_db_read_pool_*.
+func ReadPoolCollector(pool *pgxpool.Pool) prometheus.Collector {
+	return poolCollector{pool: pool, d: readPoolDescs}
+}
+
+type poolCollector struct {
+	pool *pgxpool.Pool
+	d    descs
+}
+
+// descs are the metrics of one pool.
+type descs struct {
+	max, total, acquire, wait, waitTime *prometheus.Desc
+}
+
+// newDescs are the metrics named prefix_*, their help ending with note.
+func newDescs(prefix, note string) descs {
+	return descs{
+		max:      prometheus.NewDesc(prefix+"_max_conns", "The pool's configured size (CONTRACTD_DB_MAX_CONNS)"+note+".", nil, nil),
+		total:    prometheus.NewDesc(prefix+"_conns", "Connections open, by whether a request holds them"+note+".", []string{"state"}, nil),
+		acquire:  prometheus.NewDesc(prefix+"_acquires_total", "Connections handed to requests"+note+".", nil, nil),
+		wait:     prometheus.NewDesc(prefix+"_waits_total", "Acquires that had to wait for a connection"+note+".", nil, nil),
+		waitTime: prometheus.NewDesc(prefix+"_acquire_seconds_total", "Time requests spent acquiring connections, waits included"+note+".", nil, nil),
+	}
+}
 
 var (
-	poolMaxDesc      = prometheus.NewDesc("contractd_db_pool_max_conns", "The pool's configured size (CONTRACTD_DB_MAX_CONNS).", nil, nil)
-	poolTotalDesc    = prometheus.NewDesc("contractd_db_pool_conns", "Connections open, by whether a request holds them.", []string{"state"}, nil)
-	poolAcquireDesc  = prometheus.NewDesc("contractd_db_pool_acquires_total", "Connections handed to requests.", nil, nil)
-	poolWaitDesc     = prometheus.NewDesc("contractd_db_pool_waits_total", "Acquires that had to wait for a connection.", nil, nil)
-	poolWaitTimeDesc = prometheus.NewDesc("contractd_db_pool_acquire_seconds_total", "Time requests spent acquiring connections, waits included.", nil, nil)
+	poolDescs     = newDescs("contractd_db_pool", "")
+	readPoolDescs = newDescs("contractd_db_read_pool", " (the read pool, CONTRACTD_DB_READ_URL)")
 )
 
-func (poolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{poolMaxDesc, poolTotalDesc, poolAcquireDesc, poolWaitDesc, poolWaitTimeDesc} {
+func (p poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{p.d.max, p.d.total, p.d.acquire, p.d.wait, p.d.waitTime} {
 		ch <- d
 	}
 }
 
 func (p poolCollector) Collect(ch chan<- prometheus.Metric) {
 	st := p.pool.Stat()
-	ch <- prometheus.MustNewConstMetric(poolMaxDesc, prometheus.GaugeValue, float64(st.MaxConns()))
-	ch <- prometheus.MustNewConstMetric(poolTotalDesc, prometheus.GaugeValue, float64(st.AcquiredConns()), "acquired")
-	ch <- prometheus.MustNewConstMetric(poolTotalDesc, prometheus.GaugeValue, float64(st.IdleConns()), "idle")
-	ch <- prometheus.MustNewConstMetric(poolAcquireDesc, prometheus.CounterValue, float64(st.AcquireCount()))
-	ch <- prometheus.MustNewConstMetric(poolWaitDesc, prometheus.CounterValue, float64(st.EmptyAcquireCount()))
-	ch <- prometheus.MustNewConstMetric(poolWaitTimeDesc, prometheus.CounterValue, st.AcquireDuration().Seconds())
+	ch <- prometheus.MustNewConstMetric(p.d.max, prometheus.GaugeValue, float64(st.MaxConns()))
+	ch <- prometheus.MustNewConstMetric(p.d.total, prometheus.GaugeValue, float64(st.AcquiredConns()), "acquired")
+	ch <- prometheus.MustNewConstMetric(p.d.total, prometheus.GaugeValue, float64(st.IdleConns()), "idle")
+	ch <- prometheus.MustNewConstMetric(p.d.acquire, prometheus.CounterValue, float64(st.AcquireCount()))
+	ch <- prometheus.MustNewConstMetric(p.d.wait, prometheus.CounterValue, float64(st.EmptyAcquireCount()))
+	ch <- prometheus.MustNewConstMetric(p.d.waitTime, prometheus.CounterValue, st.AcquireDuration().Seconds())
 }

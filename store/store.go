@@ -22,6 +22,11 @@
 // does not carry. Readers of many rows share at most Options.HeavyReaders
 // connections, and callers of one contract queue in the process rather than
 // on connections, so single-contract work always finds a connection.
+//
+// Reads (Store.Reads) is the one read-only view that may run on a standby
+// (Options.ReadPool): the console's overview, contract lists and CSV
+// export, which may be as old as its replication lag. Every other method
+// runs on the primary.
 package store
 
 import (
@@ -41,8 +46,18 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Store is contractd's Postgres persistence.
+// Store is contractd's Postgres persistence. Its methods run on the
+// primary; Reads is the view that may run on a standby.
 type Store struct {
+	handle
+	rows  rowGate
+	reads *Reads
+	byKey keyReads
+}
+
+// handle is a pool with the store's bounds: the primary's, or the read
+// pool's of Reads.
+type handle struct {
 	pool *pgxpool.Pool
 	opt  Options
 	// lockMS and statementMS are the bounds as transactions and
@@ -50,8 +65,19 @@ type Store struct {
 	lockMS, statementMS string
 	// heavy holds a token per connection a reader of many rows holds.
 	heavy chan struct{}
-	rows  rowGate
-	reads keyReads
+}
+
+// Reads is the store's read-only view for reports that may be as old as a
+// standby's replication lag: the console's overview (Overview), its
+// contract lists and the CSV export (List). It runs on Options.ReadPool
+// (CONTRACTD_DB_READ_URL), or on the primary's pool when none is given.
+// Nothing that decides, writes, or answers about one contract reads
+// through it: the API, the feeds, a contract's page, notifications,
+// terminate and sync read the primary.
+type Reads struct {
+	handle
+	// standby is true when the view has a pool of its own.
+	standby bool
 }
 
 // New wraps an open pool with no bounds but the caller's context: what
@@ -63,10 +89,36 @@ func New(pool *pgxpool.Pool) *Store {
 
 // NewWithOptions wraps an open pool, bounded by o (see Options).
 func NewWithOptions(pool *pgxpool.Pool, o Options) *Store {
+	readPool := o.ReadPool
+	o.ReadPool = nil
 	o = o.forPool(pool.Config().MaxConns)
-	return &Store{pool: pool, opt: o, lockMS: millis(o.LockTimeout), statementMS: millis(o.StatementTimeout),
-		heavy: make(chan struct{}, o.HeavyReaders), reads: keyReads{limit: o.KeyReadsInFlight}}
+	s := &Store{handle: handle{pool: pool, opt: o, lockMS: millis(o.LockTimeout), statementMS: millis(o.StatementTimeout),
+		heavy: make(chan struct{}, o.HeavyReaders)}, byKey: keyReads{limit: o.KeyReadsInFlight}}
+	if readPool == nil || readPool == pool {
+		// One pool, one gate: the reports count among the primary's
+		// heavy readers.
+		s.reads = &Reads{handle: s.handle}
+		return s
+	}
+	// The read pool serves nothing but the reports: every connection of
+	// it is a place for them.
+	r := s.handle
+	r.pool = readPool
+	r.opt.HeavyReaders = int(readPool.Config().MaxConns)
+	r.heavy = make(chan struct{}, r.opt.HeavyReaders)
+	s.reads = &Reads{handle: r, standby: true}
+	return s
 }
+
+// Reads returns the store's read-only view (see Reads).
+func (s *Store) Reads() *Reads { return s.reads }
+
+// Pool returns the view's pool: the read pool, or the primary's.
+func (r *Reads) Pool() *pgxpool.Pool { return r.pool }
+
+// Separate reports whether the view has a pool of its own (a standby)
+// rather than the primary's.
+func (r *Reads) Separate() bool { return r.standby }
 
 // Connect opens a pool of at most maxConns connections (pgx's default when
 // zero) on url and checks that the database answers within ctx. The error
@@ -85,7 +137,7 @@ func NewWithOptions(pool *pgxpool.Pool, o Options) *Store {
 func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL is not a valid Postgres connection string: %w", errors.New(redact(err)))
+		return nil, fmt.Errorf("not a valid Postgres connection string: %w", errors.New(redact(err)))
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = int32(maxConns)
@@ -101,6 +153,15 @@ func Connect(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, erro
 		return nil, fmt.Errorf("postgres at %s:%d is unreachable: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	return pool, nil
+}
+
+// CheckURL reports whether url is a Postgres connection string Connect
+// accepts; the error never holds the string.
+func CheckURL(url string) error {
+	if _, err := pgxpool.ParseConfig(url); err != nil {
+		return errors.New(redact(err))
+	}
+	return nil
 }
 
 // ExecMode is the name, as DATABASE_URL's default_query_exec_mode spells
@@ -121,7 +182,14 @@ func scanTimesInUTC(_ context.Context, conn *pgx.Conn) error {
 func redact(err error) string {
 	var pe *pgconn.ParseConfigError
 	if errors.As(err, &pe) {
-		return pe.Unwrap().Error()
+		if inner := pe.Unwrap(); inner != nil {
+			return inner.Error()
+		}
+		// pgx's message alone, after the string it quotes.
+		msg := pe.Error()
+		if i := strings.LastIndex(msg, "`: "); i >= 0 {
+			return msg[i+len("`: "):]
+		}
 	}
 	return "cannot parse"
 }
@@ -132,6 +200,11 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return mapErr(s.pool.Ping(ctx))
+}
+
+// Ping checks that the view's database answers.
+func (r *Reads) Ping(ctx context.Context) error {
+	return mapErr(r.pool.Ping(ctx))
 }
 
 // preparedStatementHint is what the log says when a named prepared

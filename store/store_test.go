@@ -545,7 +545,7 @@ func TestOverviewCountsRejectedNotificationsByReason(t *testing.T) {
 		}
 	}
 	now := time.Now()
-	ov, err := st.Overview(ctx, store.OverviewOptions{From: now.Add(-time.Hour), To: now.Add(time.Hour),
+	ov, err := st.Reads().Overview(ctx, store.OverviewOptions{From: now.Add(-time.Hour), To: now.Add(time.Hour),
 		ReconcileMinAge: time.Minute, ReconcileLookBack: time.Hour, RecentErrors: 5})
 	if err != nil {
 		t.Fatal(err)

@@ -413,6 +413,55 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("ServeWithAnUnreachableReadURLExitsWithOneLineNamingIt", func(t *testing.T) {
+		t.Parallel()
+		env := cliServeEnv(t, pgtest.New(t).URL)
+		env["CONTRACTD_DB_READ_URL"] = "postgres://postgres@127.0.0.1:1/standby?sslmode=disable"
+		r := cliRun(t, bin, env, "serve")
+		lines := cliLines(r.Stderr)
+		if r.Code != 1 || len(lines) != 1 {
+			t.Fatalf("exit %d, stderr %q; want 1 and exactly one line", r.Code, r.Stderr)
+		}
+		if l := lines[0]; !strings.HasPrefix(l, "contractd: CONTRACTD_DB_READ_URL: ") || !strings.Contains(l, "127.0.0.1:1") ||
+			!strings.Contains(l, "unreachable") {
+			t.Fatalf("stderr %q does not name CONTRACTD_DB_READ_URL and its unreachable server", l)
+		}
+	})
+
+	t.Run("MigrateRunsOnCONTRACTD_MIGRATE_DATABASE_URL", func(t *testing.T) {
+		t.Parallel()
+		db := pgtest.NewUnmigrated(t)
+		// DATABASE_URL leads nowhere: only the migrate URL can be used.
+		env := map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:1/x?sslmode=disable", "CONTRACTD_MIGRATE_DATABASE_URL": db.URL}
+		if r := cliRun(t, bin, env, "migrate", "up"); r.Code != 0 || !strings.Contains(r.Stdout, "applied 1 ") {
+			t.Fatalf("up: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		versions, tables := cliSchemaShape(t, db)
+		refVersions, refTables := cliSchemaShape(t, pgtest.New(t))
+		if !slices.Equal(versions, refVersions) || !slices.Equal(tables, refTables) {
+			t.Fatalf("schema after migrate up: %v %v; want %v %v", versions, tables, refVersions, refTables)
+		}
+		if r := cliRun(t, bin, env, "migrate", "status"); r.Code != 0 || strings.Contains(r.Stdout, "pending") {
+			t.Fatalf("status: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("MigrateWithAnUnreachableMigrateURLNamesItAndLeavesDATABASE_URLAlone", func(t *testing.T) {
+		t.Parallel()
+		db := pgtest.NewUnmigrated(t)
+		env := map[string]string{"DATABASE_URL": db.URL, "CONTRACTD_MIGRATE_DATABASE_URL": "postgres://postgres@127.0.0.1:1/x?sslmode=disable"}
+		r := cliRun(t, bin, env, "migrate", "up")
+		lines := cliLines(r.Stderr)
+		if r.Code != 1 || len(lines) != 1 || !strings.HasPrefix(lines[0], "contractd: CONTRACTD_MIGRATE_DATABASE_URL: ") ||
+			!strings.Contains(lines[0], "127.0.0.1:1") {
+			t.Fatalf("exit %d, stderr %q; want 1 and one line naming CONTRACTD_MIGRATE_DATABASE_URL", r.Code, r.Stderr)
+		}
+		var tables int
+		if err := db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1`, db.Name).Scan(&tables); err != nil || tables != 0 {
+			t.Fatalf("DATABASE_URL's schema has %d tables (%v), want none: it was migrated", tables, err)
+		}
+	})
+
 	t.Run("ServeWithoutWECHATPAY_MCHIDExitsWithOneLineNamingIt", func(t *testing.T) {
 		t.Parallel()
 		env := cliServeEnv(t, "postgres://postgres@127.0.0.1:1/x?sslmode=disable")

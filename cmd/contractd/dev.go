@@ -48,8 +48,10 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 		return fail(1, "dev: keys: %v", err)
 	}
 
-	dbURL := databaseURL(getenv)
-	if err := ensureDatabase(ctx, dbURL); err != nil {
+	// The database is made, when missing, where migrations run: a direct
+	// connection (CREATE DATABASE does not pass a pooler).
+	dbURL := config.DatabaseURL(getenv)
+	if err := ensureDatabase(ctx, migrateVariable(getenv), config.MigrateDatabaseURL(getenv)); err != nil {
 		return fail(1, "dev: %v (start Postgres with: bash scripts/postgres)", err)
 	}
 
@@ -81,6 +83,11 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 
 	env := simulatedWeChatEnv(keys, dir, simURL)
 	env["DATABASE_URL"] = dbURL
+	for _, k := range []string{"CONTRACTD_MIGRATE_DATABASE_URL", "CONTRACTD_DB_READ_URL"} {
+		if v := getenv(k); v != "" {
+			env[k] = v
+		}
+	}
 	env["CONTRACTD_HTTP_ADDR"] = addr
 	env["CONTRACTD_API_TOKENS"] = "app:" + devAppToken + ",ops:" + devOpsToken
 	env["CONTRACTD_LOG_LEVEL"] = envOr(getenv, "CONTRACTD_LOG_LEVEL", "info")
@@ -125,11 +132,12 @@ func envOr(getenv func(string) string, k, def string) string {
 	return def
 }
 
-// ensureDatabase creates the database named in url when the server lacks it.
-func ensureDatabase(ctx context.Context, url string) error {
+// ensureDatabase creates the database named in url (from the setting
+// variable) when the server lacks it.
+func ensureDatabase(ctx context.Context, variable, url string) error {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return errors.New("DATABASE_URL is not a valid Postgres connection string")
+		return errors.New(variable + " is not a valid Postgres connection string")
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -43,6 +43,15 @@ Configuration (environment):
                                  default_query_exec_mode=cache_statement (the default: named prepared
                                  statements) or cache_describe (for pgbouncer before 1.21, or
                                  max_prepared_statements = 0, in transaction mode)
+  CONTRACTD_MIGRATE_DATABASE_URL where migrate, serve --migrate and dev run migrations: a direct
+                                 connection to the primary, never a pooler in transaction mode
+                                 (goose holds a session-level advisory lock) (default DATABASE_URL)
+  CONTRACTD_DB_READ_URL          a standby for the console's overview, contract lists and CSV
+                                 export only, which then lag by its replication delay; the API,
+                                 feeds and a contract's page read the primary. A pool of
+                                 CONTRACTD_DB_MAX_CONNS with the same exec mode rule and timeouts;
+                                 /readyz reports it as db_read and stays 200 when it is down
+                                 (default DATABASE_URL: the primary's pool)
   CONTRACTD_HTTP_ADDR            listen address (default :8080)
   CONTRACTD_PUBLIC_URL           public https base; WeChat posts to it + /v1/notifications/wechatpay
   CONTRACTD_API_TOKENS           comma-separated scope:token or scope:name:token entries, scopes

@@ -14,19 +14,13 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-func databaseURL(getenv func(string) string) string {
-	if u := getenv("DATABASE_URL"); u != "" {
-		return u
-	}
-	return config.DefaultDatabaseURL
-}
-
-// migrateCmd runs `contractd migrate up|down|status`.
+// migrateCmd runs `contractd migrate up|down|status` on
+// CONTRACTD_MIGRATE_DATABASE_URL (DATABASE_URL when unset).
 func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) != 1 || (args[0] != "up" && args[0] != "down" && args[0] != "status") {
 		return fail(2, "usage: contractd migrate up|down|status")
 	}
-	pool, db, err := openDatabase(ctx, databaseURL(getenv), 2)
+	pool, db, err := openDatabase(ctx, migrateVariable(getenv), config.MigrateDatabaseURL(getenv), 2)
 	if err != nil {
 		return err
 	}
@@ -70,15 +64,51 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	return nil
 }
 
-// openDatabase connects to url with a pool of maxConns within 10 seconds
-// and returns the pool and a database/sql handle on it (for goose). The
-// error is one line for the user.
-func openDatabase(ctx context.Context, url string, maxConns int) (*pgxpool.Pool, *sql.DB, error) {
+// connectPool connects to url with a pool of maxConns within 10 seconds.
+// The error is one line for the user, naming variable, the setting url
+// came from.
+func connectPool(ctx context.Context, variable, url string, maxConns int) (*pgxpool.Pool, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	pool, err := store.Connect(cctx, url, maxConns)
 	if err != nil {
-		return nil, nil, fail(1, "%v", err)
+		return nil, fail(1, "%s: %v", variable, err)
+	}
+	return pool, nil
+}
+
+// migrateVariable names the variable migrations connect by, for errors.
+func migrateVariable(getenv func(string) string) string {
+	if getenv("CONTRACTD_MIGRATE_DATABASE_URL") != "" {
+		return "CONTRACTD_MIGRATE_DATABASE_URL"
+	}
+	return "DATABASE_URL"
+}
+
+// runMigrations applies pending migrations on a pool of its own on url, closed
+// once they are done: a direct connection, where goose's session lock
+// holds (see CONTRACTD_MIGRATE_DATABASE_URL).
+func runMigrations(ctx context.Context, variable, url string) error {
+	pool, db, err := openDatabase(ctx, variable, url, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	defer db.Close()
+	if err := migrations.Up(ctx, db); err != nil {
+		return fail(1, "%s: %v", variable, err)
+	}
+	return nil
+}
+
+// openDatabase connects to url with a pool of maxConns within 10 seconds
+// and returns the pool and a database/sql handle on it (for goose). The
+// error is one line for the user, naming variable, the setting url came
+// from.
+func openDatabase(ctx context.Context, variable, url string, maxConns int) (*pgxpool.Pool, *sql.DB, error) {
+	pool, err := connectPool(ctx, variable, url, maxConns)
+	if err != nil {
+		return nil, nil, err
 	}
 	return pool, stdlib.OpenDBFromPool(pool), nil
 }

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,10 +138,12 @@ func ntIs2xx(status int) bool { return status >= 200 && status < 300 }
 type ntTCPProxy struct {
 	target string
 	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
+	// accepted counts the connections it has passed on.
+	accepted atomic.Int64
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
 }
 
 // ntStartTCPProxy starts a proxy to target and closes it when the test ends.
@@ -205,6 +208,7 @@ func (p *ntTCPProxy) serve(ln net.Listener) {
 				continue
 			}
 			p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+			p.accepted.Add(1)
 			p.wg.Add(2)
 			p.mu.Unlock()
 			go p.pipe(c, up)
@@ -222,6 +226,13 @@ func (p *ntTCPProxy) pipe(dst, src net.Conn) {
 	delete(p.conns, dst)
 	delete(p.conns, src)
 	p.mu.Unlock()
+}
+
+// Open is how many connections it passes on now.
+func (p *ntTCPProxy) Open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns) / 2
 }
 
 // Cut closes the listener and every proxied connection.

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pressly/goose/v3"
 )
@@ -36,4 +38,38 @@ func (r *readiness) check(ctx context.Context) (string, error) {
 		return "busy", nil
 	}
 	return "ok", nil
+}
+
+// readReadiness answers /readyz's db_read: the standby the console's
+// reports read (CONTRACTD_DB_READ_URL), asked on a connection of its own
+// as readiness asks the primary. It only reports: a standby down or behind
+// leaves the replica ready (see httpapi.ReadReadiness).
+type readReadiness struct {
+	own    *pgxpool.Pool   // one connection to the standby
+	schema *goose.Provider // on own
+}
+
+// readCheckTimeout bounds the standby's check, so that a standby that
+// stopped answering leaves the primary's check its time.
+const readCheckTimeout = time.Second
+
+// check is an httpapi.ReadReadiness.
+func (r *readReadiness) check(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, readCheckTimeout)
+	defer cancel()
+	if err := r.own.Ping(ctx); err != nil {
+		return "unreachable"
+	}
+	pending, err := r.schema.HasPending(ctx)
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "42P01" { // undefined_table: never migrated
+		return "schema_behind"
+	}
+	if err != nil {
+		return "unreachable"
+	}
+	if pending {
+		return "schema_behind"
+	}
+	return "ok"
 }

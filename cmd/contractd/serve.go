@@ -21,6 +21,7 @@ import (
 	"github.com/contractd/contractd/migrations"
 	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpay"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -50,20 +51,26 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	for _, w := range cfg.Warnings {
 		log.Warn("configuration: " + w)
 	}
-	pool, db, err := openDatabase(ctx, cfg.DatabaseURL, cfg.DBMaxConns)
+	pool, err := connectPool(ctx, "DATABASE_URL", cfg.DatabaseURL, cfg.DBMaxConns)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	defer db.Close()
 	if migrate {
-		if err := migrations.Up(ctx, db); err != nil {
-			return fail(1, "%v", err)
+		// On a pool of their own, closed once done: the migrate URL is a
+		// direct connection, DATABASE_URL may be a pooler.
+		variable := "DATABASE_URL"
+		if cfg.MigrateDatabaseURL != cfg.DatabaseURL {
+			variable = "CONTRACTD_MIGRATE_DATABASE_URL"
+		}
+		if err := runMigrations(ctx, variable, cfg.MigrateDatabaseURL); err != nil {
+			return err
 		}
 	}
 	// Readiness asks on a connection of its own (see readiness); one
-	// provider serves every check, each check is one query.
-	readyPool, readyDB, err := openDatabase(ctx, cfg.DatabaseURL, 1)
+	// provider serves every check, each check is one query. The schema
+	// check takes no lock, so it works through a pooler.
+	readyPool, readyDB, err := openDatabase(ctx, "DATABASE_URL", cfg.DatabaseURL, 1)
 	if err != nil {
 		return err
 	}
@@ -74,6 +81,27 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		return fail(1, "%v", err)
 	}
 	ready := &readiness{main: pool, own: readyPool, schema: schema}
+	// The standby the console's reports read, when one is configured: a
+	// pool of its own, and a connection of its own for readiness's report.
+	var readPool *pgxpool.Pool
+	var readReady httpapi.ReadReadiness
+	if cfg.SeparateReads() {
+		if readPool, err = connectPool(ctx, "CONTRACTD_DB_READ_URL", cfg.DBReadURL, cfg.DBMaxConns); err != nil {
+			return err
+		}
+		defer readPool.Close()
+		readyReadPool, readyReadDB, err := openDatabase(ctx, "CONTRACTD_DB_READ_URL", cfg.DBReadURL, 1)
+		if err != nil {
+			return err
+		}
+		defer readyReadPool.Close()
+		defer readyReadDB.Close()
+		readSchema, err := migrations.NewProvider(ctx, readyReadDB)
+		if err != nil {
+			return fail(1, "CONTRACTD_DB_READ_URL: %v", err)
+		}
+		readReady = (&readReadiness{own: readyReadPool, schema: readSchema}).check
+	}
 
 	wx, err := wechatpay.NewClient(cfg.WeChat)
 	if err != nil {
@@ -101,7 +129,10 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	}
 	panics := lifecycle.NewPanicCounter()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), panics, store.PoolCollector(pool))
-	st := store.NewWithOptions(pool, store.Options{LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout})
+	if readPool != nil {
+		reg.MustRegister(store.ReadPoolCollector(readPool))
+	}
+	st := store.NewWithOptions(pool, store.Options{LockTimeout: cfg.DBLockTimeout, StatementTimeout: cfg.DBStatementTimeout, ReadPool: readPool})
 	svc := lifecycle.New(st, wx, parser, lifecycle.Options{
 		Mode: cfg.Mode, MchID: cfg.MchID, AppID: cfg.AppID, SpAppID: cfg.SpAppID, NotifyURL: cfg.NotifyURL(),
 		PasswordExemptVariant: cfg.PasswordExemptVariant,
@@ -114,13 +145,13 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	// bearer tokens and the console's sign-in alike.
 	throttle := httpapi.NewThrottle(st, domain.AuthThrottle{Limit: config.DefaultAuthFailureLimit, Window: config.DefaultAuthFailureWindow}, log)
 	clientIP := httpapi.ClientIP(cfg.TrustedProxies)
-	ops := console.New(console.Options{Flows: svc, Store: st, Tokens: cfg.Tokens, SessionTTL: cfg.ConsoleSessionTTL,
+	ops := console.New(console.Options{Flows: svc, Store: st, Reads: st.Reads(), Tokens: cfg.Tokens, SessionTTL: cfg.ConsoleSessionTTL,
 		SecureCookies: cfg.SecureCookies(), ReconcileMinAge: cfg.ReconcileAfter,
 		ReconcileLookBack: cfg.ReconcileLookBack, Logger: log, Throttle: throttle, ClientIP: clientIP})
 	api := httpapi.New(httpapi.Deps{
 		Logger: log, Registry: reg, Panics: panics, Console: ops, ClientIP: clientIP,
 		API:   &httpapi.API{Service: svc, Tokens: cfg.Tokens, Throttle: throttle},
-		Ready: ready.check,
+		Ready: ready.check, ReadReady: readReady,
 	})
 
 	if ln == nil {
@@ -160,7 +191,8 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(httpapi.Listener(ln)) }()
 	log.Info("contractd serving", "addr", ln.Addr().String(), "mode", string(cfg.Mode), "trusted_proxies", len(cfg.TrustedProxies),
-		"notify_url", cfg.NotifyURL(), "tokens", cfg.Tokens.Len(), "db_query_exec_mode", store.ExecMode(pool))
+		"notify_url", cfg.NotifyURL(), "tokens", cfg.Tokens.Len(), "db_query_exec_mode", store.ExecMode(pool),
+		"db_read", readsOn(st.Reads()), "db_read_query_exec_mode", store.ExecMode(st.Reads().Pool()))
 	if cfg.Tokens.Len() == 0 {
 		log.Warn("CONTRACTD_API_TOKENS is empty: every API route will answer 401")
 	}
@@ -183,6 +215,14 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// readsOn names where the console's reports read, for the start-up log.
+func readsOn(r *store.Reads) string {
+	if r.Separate() {
+		return "standby"
+	}
+	return "primary"
 }
 
 // healthcheckCmd runs `contractd healthcheck`: GET /readyz on the address

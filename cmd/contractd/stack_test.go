@@ -73,17 +73,30 @@ type stackOptions struct {
 	// keeps connecting directly.
 	Bouncer  *pgbouncer.Bouncer
 	ExecMode string
+	// Unmigrated leaves the private schema (or database) empty, and
+	// Migrate starts the server as serve --migrate does.
+	Unmigrated, Migrate bool
+	// EnvFor, when set, adds environment variables that depend on the
+	// private schema (or database), after Env.
+	EnvFor func(db *pgtest.Schema) map[string]string
 }
 
 // startStack starts a stack and stops it when the test ends.
 func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	var db *pgtest.Schema
-	if o.Bouncer != nil {
+	switch {
+	case o.Bouncer != nil && o.Unmigrated:
+		db = pgtest.NewUnmigratedDatabase(t)
+	case o.Bouncer != nil:
 		db = pgtest.NewDatabase(t)
-	} else if o.ServerURL != "" {
+	case o.ServerURL != "" && !o.Unmigrated:
 		db = pgtest.NewOn(t, o.ServerURL)
-	} else {
+	case o.Unmigrated && o.ServerURL == "":
+		db = pgtest.NewUnmigrated(t)
+	case o.Unmigrated:
+		t.Fatal("stack: Unmigrated with ServerURL is not supported")
+	default:
 		db = pgtest.New(t)
 	}
 	keys, err := wechatpaysim.GenerateKeys()
@@ -154,6 +167,9 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	for k, v := range o.Env {
 		env[k] = v
 	}
+	if o.EnvFor != nil {
+		maps.Copy(env, o.EnvFor(db))
+	}
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -169,7 +185,7 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	if o.LogOut != nil {
 		logOut, level = o.LogOut, "info"
 	}
-	go func() { done <- serve(ctx, cfg, false, newLogger(level, logOut), ln, listening) }()
+	go func() { done <- serve(ctx, cfg, o.Migrate, newLogger(level, logOut), ln, listening) }()
 	select {
 	case a := <-listening:
 		addr = a

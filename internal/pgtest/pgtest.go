@@ -96,6 +96,18 @@ func newUnmigratedOn(t testing.TB, url string) *Schema {
 // 1.18 does): such a test names the database, not a schema.
 func NewDatabase(t testing.TB) *Schema {
 	t.Helper()
+	return newDatabase(t, true)
+}
+
+// NewUnmigratedDatabase is NewDatabase left empty: for a test whose
+// process under test migrates it.
+func NewUnmigratedDatabase(t testing.TB) *Schema {
+	t.Helper()
+	return newDatabase(t, false)
+}
+
+func newDatabase(t testing.TB, migrate bool) *Schema {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	url := URL()
@@ -104,6 +116,9 @@ func NewDatabase(t testing.TB) *Schema {
 	// FORCE: a pooler may still hold server sessions on it.
 	createDropped(ctx, t, url, "CREATE DATABASE "+name, "DROP DATABASE "+name+" WITH (FORCE)")
 	pool := newPool(ctx, t, url, func(cfg *pgxpool.Config) { cfg.ConnConfig.Database = name })
+	if !migrate {
+		return &Schema{Name: "public", Database: name, URL: withDatabase(url, name), Pool: pool}
+	}
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	if err := migrations.Up(ctx, db); err != nil {
