@@ -83,17 +83,19 @@ type Result struct {
 	Problems []string
 }
 
-// phases of a request, by when it started.
+// phases of a request: "before" when it ended before the freeze, "after"
+// when it started once writes were accepted again, else "switch" (it
+// overlapped the freeze, the kill or the election).
 type phases struct{ freezeAt, killAt, resumedAt time.Time }
 
-func (p phases) of(t time.Time) string {
+func (p phases) of(start, end time.Time) string {
 	switch {
-	case t.Before(p.freezeAt):
+	case end.Before(p.freezeAt):
 		return "before"
-	case p.resumedAt.IsZero() || !t.After(p.resumedAt):
-		return "switch"
+	case !p.resumedAt.IsZero() && start.After(p.resumedAt):
+		return "after"
 	}
-	return "after"
+	return "switch"
 }
 
 // Run runs the failover drill on the cluster of opt.EnvFile and reports.
@@ -314,7 +316,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	for _, r := range reqs {
 		count[r.op]++
 		if !ok2xx(r.status) {
-			addFailure(r.op, ph.of(r.start), r.status)
+			addFailure(r.op, ph.of(r.start, r.end), r.status)
 			if r.op != opSimSign && r.status != http.StatusServiceUnavailable {
 				res.NotOK503++
 			}
@@ -341,11 +343,11 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		}
 		for _, a := range d.Attempts {
 			notifyAttempts++
+			end := a.At.Add(time.Duration(a.DurationMS * float64(time.Millisecond)))
 			if !ok2xx(a.Status) {
-				addFailure(opNotify, ph.of(a.At), a.Status)
+				addFailure(opNotify, ph.of(a.At, end), a.Status)
 				continue
 			}
-			end := a.At.Add(time.Duration(a.DurationMS * float64(time.Millisecond)))
 			if !a.At.Before(winStart) && end.Before(ph.freezeAt) {
 				notifyLat = append(notifyLat, time.Duration(a.DurationMS*float64(time.Millisecond)))
 			}
@@ -408,7 +410,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	fmt.Fprintf(w, "requests: %d pre-signs, %d signings, %d GETs, %d notification POSTs, %d feed polls (%d rows seen)\n",
 		count[opPreSign], count[opSimSign], count[opGet], notifyAttempts, feedPolls, feedSeen)
-	fmt.Fprintf(w, "failed requests (phase: before the freeze / freeze to writes again / after), by status (0 = no answer):\n")
+	fmt.Fprintf(w, "failed requests by phase (before: ended before the freeze; switch: overlapped freeze, kill or election; after: started once writes were accepted) and status (0 = no answer):\n")
 	ops := make([]string, 0, len(res.Failures))
 	for op := range res.Failures {
 		ops = append(ops, op)

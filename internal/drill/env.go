@@ -42,12 +42,3 @@ func LoadEnv(ctx context.Context, path string) (Env, error) {
 	}
 	return env, nil
 }
-
-// need returns the value of key, or an error naming it.
-func (e Env) need(key string) (string, error) {
-	v := e[key]
-	if v == "" {
-		return "", fmt.Errorf("cluster.env has no %s", key)
-	}
-	return v, nil
-}
