@@ -62,3 +62,14 @@ func (c *Contract) ClaimHealing() {
 	c.HealDueAt = nil
 	c.scheduled = true
 }
+
+// RetryHealing makes a contract whose healing check could not be made
+// (WeChat did not answer) due again at at, so that the healing is not
+// lost with the failed call. A terminated contract needs none.
+func (c *Contract) RetryHealing(at time.Time) {
+	if c.State == StateTerminated {
+		return
+	}
+	c.HealDueAt = &at
+	c.scheduled = true
+}

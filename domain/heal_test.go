@@ -48,3 +48,19 @@ func TestNeedsHealingAndItsMark(t *testing.T) {
 		}
 	}
 }
+
+// A failed healing check is due again at the time given, unless the
+// contract is terminated (it needs none); a retry is bookkeeping too.
+func TestRetryHealing(t *testing.T) {
+	at := time.Date(2026, 12, 3, 10, 1, 0, 0, time.UTC)
+	c := Contract{State: StateSigned, Version: 2}
+	c.RetryHealing(at)
+	if c.HealDueAt == nil || !c.HealDueAt.Equal(at) || !c.Scheduled() || c.Version != 2 || c.Dirty() {
+		t.Fatalf("signed: due %v scheduled %v version %d", c.HealDueAt, c.Scheduled(), c.Version)
+	}
+	d := Contract{State: StateTerminated}
+	d.RetryHealing(at)
+	if d.HealDueAt != nil || d.Scheduled() {
+		t.Fatalf("terminated: due %v scheduled %v, want neither", d.HealDueAt, d.Scheduled())
+	}
+}

@@ -191,3 +191,47 @@ func TestPreSignWhoseContractAFailoverLostIsUnavailable(t *testing.T) {
 		t.Errorf("WeChat was asked for %d sessions, want 2 (the lost one and the retry's)", n)
 	}
 }
+
+// A healing check WeChat does not answer is not lost with the call: the
+// contract is due again a reconciliation gap later, and then its lost
+// termination is applied. (The mark is set through the domain's door, as
+// the timeline watch sets it after a promotion.)
+func TestHealingCheckThatFailsIsRetried(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, config.DefaultLeaseTTL, config.DefaultLeaseWait)
+	c := e.signed("heal-retry")
+	// Terminated at WeChat, its notification never delivered.
+	e.sim.SetFaults(wechatpaysim.Faults{DropDeliveries: true})
+	if _, err := e.sim.TerminateAsUser(ctx, c.ContractID); err != nil {
+		t.Fatal(err)
+	}
+	now := e.clock.Now()
+	if _, err := e.store.Update(ctx, c.Key(), func(c *domain.Contract) error {
+		if !c.MarkForHealing(now, now, config.DefaultHealWindow) {
+			t.Error("a contract signed just now needs no healing?")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Every try of the first check fails.
+	e.sim.SetFaults(wechatpaysim.Faults{ErrorCode: "SYSTEM_ERROR", ErrorCount: 4, PathContains: "contract"})
+	if n, err := e.svc.Heal(ctx); err != nil || n != 1 {
+		t.Fatalf("first heal: %d %v, want 1 checked", n, err)
+	}
+	got, err := e.store.Get(ctx, c.Key())
+	if err != nil || got.State != domain.StateSigned || got.HealDueAt == nil || got.HealDueAt.Before(now.Add(config.DefaultReconcileAfter)) {
+		t.Fatalf("after the failed check: %s due %v (%v), want signed and due a gap later", got.State, got.HealDueAt, err)
+	}
+	if n, err := e.svc.Heal(ctx); err != nil || n != 0 {
+		t.Fatalf("heal before the retry is due: %d %v, want 0", n, err)
+	}
+	e.clock.Advance(config.DefaultReconcileAfter + time.Second)
+	if n, err := e.svc.Heal(ctx); err != nil || n != 1 {
+		t.Fatalf("heal once the retry is due: %d %v, want 1", n, err)
+	}
+	if got, err = e.store.Get(ctx, c.Key()); err != nil || got.State != domain.StateTerminated || got.HealDueAt != nil {
+		t.Fatalf("after the retried check: %s due %v (%v), want terminated and no longer due", got.State, got.HealDueAt, err)
+	}
+}

@@ -25,7 +25,9 @@ import (
 //     clearing each mark (domain.Contract.ClaimHealing), asks WeChat about
 //     each and applies the answer as reconciliation does (source
 //     reconcile): signed stays signed, a termination WeChat knows is
-//     applied, a signing it knows is applied.
+//     applied, a signing it knows is applied. A check WeChat does not
+//     answer (after the usual retries) is marked again, due
+//     Options.ReconcileFirstGap later (domain.Contract.RetryHealing).
 //
 // So healing starts within a round of the promotion and goes on, batch
 // after batch, until no marked contract is left, instead of waiting for
@@ -74,7 +76,17 @@ func (s *Service) Heal(ctx context.Context) (int, error) {
 				continue
 			}
 			if _, err := s.syncContract(ctx, c, domain.SourceReconcile, ""); err != nil {
-				s.log.WarnContext(ctx, "healing check failed", "contract", c.Key().String(), "error", err.Error())
+				// The mark was cleared when the check was claimed: set it
+				// again, a reconciliation gap later, so that the healing
+				// is retried rather than lost with the call.
+				retryAt := s.opt.Now().Add(s.opt.ReconcileFirstGap)
+				s.log.WarnContext(ctx, "healing check failed; it will be retried", "contract", c.Key().String(), "error", err.Error(), "retry_at", retryAt)
+				if _, uerr := s.store.Update(ctx, c.Key(), func(c *domain.Contract) error {
+					c.RetryHealing(retryAt)
+					return nil
+				}); uerr != nil {
+					s.log.ErrorContext(ctx, "healing check could not be rescheduled", "contract", c.Key().String(), "error", uerr.Error())
+				}
 			}
 		}
 		if len(due) < s.opt.ReconcileBatch {

@@ -50,8 +50,8 @@ import (
 
 // Store is what the flows need of storage; *store.Store is the one
 // implementation. Every change to a contract goes through Update,
-// UpdateAsLeaseHolder, UpdateOrCreate, UpdateDueSessions, ClaimReconcileDue
-// or ReceiveNotification, each of which hands the locked contract to a
+// UpdateAsLeaseHolder, UpdateOrCreate, UpdateDueSessions, ClaimReconcileDue,
+// ObserveTimeline, ClaimHealDue or ReceiveNotification, each of which hands the locked contract to a
 // domain function, persists the verdict with its history in one
 // transaction, and returns what it persisted (store.Persisted): the flows
 // read the domain's decisions there, not from variables their functions

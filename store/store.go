@@ -3,9 +3,11 @@
 //
 // The store runs transactions; the domain decides. Every change to a stored
 // contract goes through one door: Update (and its variants UpdateAsLeaseHolder,
-// UpdateOrCreate, UpdateDueSessions, ClaimReconcileDue, ReceiveNotification)
+// UpdateOrCreate, UpdateDueSessions, ClaimReconcileDue, ClaimHealDue,
+// ObserveTimeline, ReceiveNotification)
 // locks the contract's row, hands it to a domain function
-// (domain.Contract.Apply, a lease or session step, ScheduleCheck), and
+// (domain.Contract.Apply, a lease or session step, ScheduleCheck,
+// MarkForHealing, ClaimHealing), and
 // persists what it decided in the same transaction: the columns that
 // changed and one history row per decision that calls for one (none for a
 // repeat). Each returns what it persisted (Persisted: the contract as

@@ -195,7 +195,10 @@ func (p *ntTCPProxy) serve(ln net.Listener) {
 			if err != nil {
 				return
 			}
-			up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+			p.mu.Lock()
+			target := p.target
+			p.mu.Unlock()
+			up, err := net.DialTimeout("tcp", target, 5*time.Second)
 			if err != nil {
 				c.Close()
 				continue
@@ -247,6 +250,14 @@ func (p *ntTCPProxy) Cut() {
 		c.Close()
 		delete(p.conns, c)
 	}
+}
+
+// Retarget sends the connections accepted from now on to target, as a
+// load balancer in front of a Postgres cluster does after a failover.
+func (p *ntTCPProxy) Retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
 }
 
 // Restore listens again on the proxy's address.
