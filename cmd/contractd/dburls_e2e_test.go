@@ -261,3 +261,55 @@ func TestReadURLWithTheSchemaBehindIsReportedAndStaysReady(t *testing.T) {
 		t.Fatalf("/readyz: %d %v; want 200, db ok, db_read schema_behind", st, body)
 	}
 }
+
+// contractd dev with DATABASE_URL through pgbouncer in transaction mode
+// and CONTRACTD_MIGRATE_DATABASE_URL direct (through a counting proxy):
+// dev migrates on the migrate URL, then serves (its demo pre-sign goes
+// through pgbouncer), and stops when its context ends.
+func TestDevMigratesOnTheMigrateURL(t *testing.T) {
+	t.Parallel()
+	b := pgbouncer.Start(t, pgbouncer.Options{Upstream: pgtest.URL(), PoolSize: 2})
+	direct := ntStartDBProxy(t)
+	db := pgtest.NewUnmigratedDatabase(t)
+	env := map[string]string{
+		"DATABASE_URL":                   b.URL(db.Database) + "&default_query_exec_mode=cache_describe",
+		"CONTRACTD_MIGRATE_DATABASE_URL": direct.URL(db.URL),
+		"CONTRACTD_HTTP_ADDR":            cliFreeAddr(t),
+		"SIM_ADDR":                       cliFreeAddr(t),
+		"CONTRACTD_LOG_LEVEL":            "error",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := &logBuffer{}, &logBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- devCmd(ctx, nil, func(k string) string { return env[k] }, stdout, stderr) }()
+	eventually(t, 2*time.Minute, "contractd dev to serve", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("contractd dev ended: %v\nstderr: %s", err, stderr)
+		default:
+		}
+		return strings.Contains(stdout.String(), "contractd dev is running")
+	})
+	if direct.accepted.Load() == 0 {
+		t.Fatal("no connection went through CONTRACTD_MIGRATE_DATABASE_URL")
+	}
+	versions, tables := cliSchemaShape(t, db)
+	refVersions, refTables := cliSchemaShape(t, pgtest.New(t))
+	if !slices.Equal(versions, refVersions) || !slices.Equal(tables, refTables) {
+		t.Fatalf("schema after contractd dev: versions %v tables %v; want %v %v", versions, tables, refVersions, refTables)
+	}
+	var demos int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM contracts WHERE out_contract_code LIKE 'demo-%' AND state = 'session_issued'`).Scan(&demos); err != nil || demos != 1 {
+		t.Fatalf("demo contracts with a session: %d (%v), want 1 (the banner's pre-sign, through pgbouncer)\nstdout: %s\nstderr: %s", demos, err, stdout, stderr)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("contractd dev: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("contractd dev did not stop within a minute of its context ending")
+	}
+}
