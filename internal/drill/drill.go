@@ -220,7 +220,6 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	// Healing: every contract the user signed must be signed in contractd
 	// (acknowledged ones lost by reconciliation; the others by WeChat's
 	// retries).
-	var healedAt time.Time
 	healDeadline := opt.HealTimeout - time.Since(ph.killAt)
 	waitErr := waitFor(ctx, healDeadline, func() bool {
 		conn, err := connectLeader(ctx, env["DB_RW_URL"])
@@ -231,9 +230,6 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		st, err := statesOf(ctx, conn, keys(signed))
 		if err != nil {
 			return false
-		}
-		if healedAt.IsZero() && allSigned(st, unsignedAtSwitch) {
-			healedAt = time.Now()
 		}
 		return allSigned(st, keys(signed))
 	})
