@@ -66,6 +66,9 @@ func TestFailoverDrill(t *testing.T) {
 	if runErr != nil {
 		t.Fatalf("scripts/drill: %v\n%s", runErr, log)
 	}
+	if i := strings.Index(log, "==== failover drill"); i >= 0 {
+		t.Logf("scripts/drill printed:\n%s", log[i:])
+	}
 	f := drillFields(t, log)
 	num := func(k string) int {
 		n, err := strconv.Atoi(f[k])

@@ -38,7 +38,9 @@ func (g cpuGroup) cpu() time.Duration {
 	var t time.Duration
 	for _, r := range g.roots {
 		s, ok := readStat(r)
-		if !ok {
+		if !ok || s.state == 'Z' || s.state == 'X' {
+			// Gone (a stopped replica): it takes no CPU now, and a
+			// zombie's times vanish when it is reaped.
 			continue
 		}
 		t += s.cpuTime + s.childTime
@@ -153,6 +155,10 @@ func Scale(ctx context.Context, opt ScaleOptions) error {
 		ld.start(ctx, opt.Workers, 0)
 		pause(ctx, opt.Phase)
 		ld.halt()
+		// CPU and time up to here: reading the simulator's deliveries
+		// below costs the simulator and the load generator much.
+		elapsed := time.Since(start)
+		after := sample()
 		// Wait for the notifications of the signings made to be answered.
 		signed := ld.signedCodes()
 		var lat []time.Duration
@@ -177,8 +183,6 @@ func Scale(ctx context.Context, opt ScaleOptions) error {
 		}); err != nil {
 			return fmt.Errorf("the notifications of %d replicas were not all acknowledged: %w", k, err)
 		}
-		elapsed := time.Since(start)
-		after := sample()
 		rows = append(rows, scaleRow{replicas: k, op: "notification (pre-sign + sign)", ops: len(signed), elapsed: elapsed,
 			p99: percentile(lat, 0.99), cpu: delta(before, after)})
 		var psLat []time.Duration
