@@ -68,6 +68,9 @@ type Result struct {
 	// WritesAfter is the time from the kill until a pre-sign was
 	// accepted again.
 	WritesAfter time.Duration
+	// LastFailureAfter is the time from the kill until the last failed
+	// answer of any kind (0 when none came after the kill).
+	LastFailureAfter time.Duration
 	// FeedMissed counts history rows the new leader holds that the
 	// follower never saw; FeedSeenLost rows it saw that are gone;
 	// FeedToldLost the answers that said lost.
@@ -309,9 +312,15 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	reqs := ld.rec.all()
 	count := map[string]int{}
+	lastFailure := func(end time.Time) {
+		if d := end.Sub(ph.killAt); d > res.LastFailureAfter {
+			res.LastFailureAfter = d
+		}
+	}
 	for _, r := range reqs {
 		count[r.op]++
 		if !ok2xx(r.status) {
+			lastFailure(r.end)
 			addFailure(r.op, ph.of(r.start, r.end), r.status)
 			if r.op != opSimSign && r.status != http.StatusServiceUnavailable {
 				res.NotOK503++
@@ -341,6 +350,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			notifyAttempts++
 			end := a.At.Add(time.Duration(a.DurationMS * float64(time.Millisecond)))
 			if !ok2xx(a.Status) {
+				lastFailure(end)
 				addFailure(opNotify, ph.of(a.At, end), a.Status)
 				continue
 			}
@@ -422,7 +432,8 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "writes accepted again            %s after the kill\n", res.WritesAfter.Round(time.Millisecond))
+	fmt.Fprintf(w, "writes accepted again            %s after the kill; the last failed answer %s after it\n",
+		res.WritesAfter.Round(time.Millisecond), res.LastFailureAfter.Round(time.Millisecond))
 	fmt.Fprintf(w, "acknowledged signings lost       %d of %d acknowledged before the kill (%d not signed on the new leader when first read)\n",
 		res.AckedLost, res.AckedBeforeKill, res.AckedLostAtSwitch)
 	if res.AckedLost > 0 {
@@ -441,9 +452,9 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	}
 	pr, pp := rate(opPreSign)
 	gr, gp := rate(opGet)
-	fmt.Fprintf(w, "DRILL mode=%s status_500=%d failed_not_503=%d acked_before_kill=%d acked_lost=%d acked_lost_at_switch=%d acked_lost_for_good=%d healed_ms=%d lost_for_good=%d writes_after_ms=%d feed_rows=%d feed_missed=%d feed_seen_lost=%d feed_told_lost=%d presigns_lost=%d notify_per_s=%.1f notify_p99_ms=%.1f presign_per_s=%.1f presign_p99_ms=%.1f get_per_s=%.1f get_p99_ms=%.1f result=%s\n",
+	fmt.Fprintf(w, "DRILL mode=%s status_500=%d failed_not_503=%d acked_before_kill=%d acked_lost=%d acked_lost_at_switch=%d acked_lost_for_good=%d healed_ms=%d lost_for_good=%d writes_after_ms=%d last_failure_ms=%d feed_rows=%d feed_missed=%d feed_seen_lost=%d feed_told_lost=%d presigns_lost=%d notify_per_s=%.1f notify_p99_ms=%.1f presign_per_s=%.1f presign_p99_ms=%.1f get_per_s=%.1f get_p99_ms=%.1f result=%s\n",
 		map[bool]string{true: "sync", false: "async"}[res.Sync], res.Status500, res.NotOK503, res.AckedBeforeKill, res.AckedLost, res.AckedLostAtSwitch,
-		res.AckedLostForGood, res.HealedAfter.Milliseconds(), res.LostForGood, res.WritesAfter.Milliseconds(), len(events), res.FeedMissed,
+		res.AckedLostForGood, res.HealedAfter.Milliseconds(), res.LostForGood, res.WritesAfter.Milliseconds(), res.LastFailureAfter.Milliseconds(), len(events), res.FeedMissed,
 		res.FeedSeenLost, res.FeedToldLost, res.PreSignsLost, res.NotifyRate, ms(res.NotifyP99), pr, ms(pp), gr, ms(gp),
 		map[bool]string{true: "pass", false: "fail"}[len(res.Problems) == 0])
 	for _, op := range ops {
