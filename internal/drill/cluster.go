@@ -41,6 +41,36 @@ type patroniView struct {
 	Role     string `json:"role"`
 	State    string `json:"state"`
 	Timeline int64  `json:"timeline"`
+	XLog     struct {
+		// Location is a primary's WAL position; a standby's are what
+		// it received and replayed.
+		Location         int64 `json:"location"`
+		ReceivedLocation int64 `json:"received_location"`
+		ReplayedLocation int64 `json:"replayed_location"`
+	} `json:"xlog"`
+}
+
+// lags reads, from Patroni, how many bytes of the leader's WAL each other
+// node has not received.
+func (c *client) lags(ctx context.Context, nodes []node, leader node) string {
+	lv, ok := c.patroni(ctx, leader)
+	if !ok {
+		return "unknown (the leader's Patroni does not answer)"
+	}
+	out := ""
+	for _, n := range nodes {
+		if n.name == leader.name {
+			continue
+		}
+		v, ok := c.patroni(ctx, n)
+		if !ok {
+			out += " " + n.name + "=?"
+			continue
+		}
+		got := max(v.XLog.ReceivedLocation, v.XLog.ReplayedLocation)
+		out += fmt.Sprintf(" %s=%d", n.name, lv.XLog.Location-got)
+	}
+	return out
 }
 
 func (c *client) patroni(ctx context.Context, n node) (patroniView, bool) {

@@ -160,12 +160,14 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	ph.freezeAt = time.Now()
 	logf("froze replication: SIGSTOP the leader's %d walsenders %v; committing on for %s", len(ws), ws, opt.Freeze)
 	pause(ctx, opt.Freeze)
+	lag := c.lags(ctx, nodes, leader)
 	killed, err := kill(ctx, leader)
 	ph.killAt = time.Now()
 	if err != nil {
 		return nil, err
 	}
-	logf("killed the leader %s: SIGKILL Patroni, its postmaster and its children %v", leader.name, killed)
+	logf("killed the leader %s: SIGKILL Patroni, its postmaster and its children %v; WAL bytes each standby lacked just before:%s (maximum_lag_on_failover %s)",
+		leader.name, killed, lag, env["CLUSTER_MAX_LAG"])
 
 	// What WeChat had acknowledged when the leader died.
 	ds, err := c.deliveries(ctx)
