@@ -59,6 +59,12 @@ func failover(ctx context.Context, args []string) int {
 	if opt.SignLag == 0 {
 		opt.SignLag = opt.Freeze + 3*time.Second
 	}
+	if opt.Warmup < opt.SignLag+3*time.Second {
+		// Otherwise the user signs nothing before the freeze, and no
+		// acknowledged notification can be lost.
+		fmt.Fprintf(os.Stderr, "drill failover: --warmup (%s) must be at least --sign-lag (%s) + 3s\n", opt.Warmup, opt.SignLag)
+		return 2
+	}
 	res, err := drill.Run(ctx, opt)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "drill: %v\n", err)
