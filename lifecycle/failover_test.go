@@ -154,6 +154,44 @@ func TestHealingAfterARealFailoverAsksWeChatOnceAndAppliesItsAnswers(t *testing.
 	}
 }
 
+// A failover that loses a pre-sign's first transaction (the contract and
+// the lease it took) while WeChat opens the session leaves saving the
+// session with no contract (here the row is deleted during the WeChat call,
+// as the promoted standby never had it; scripts/drill met it for real). The
+// pre-sign answers UNAVAILABLE (session opened, not saved, retry after a
+// second), not CONTRACT_NOT_EXIST for the contract the caller is creating;
+// the identical retry creates the contract with a new session.
+func TestPreSignWhoseContractAFailoverLostIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, config.DefaultLeaseTTL, config.DefaultLeaseWait)
+	var once sync.Once
+	e.wx.Before(func(op string) {
+		if op != "presign" {
+			return
+		}
+		once.Do(func() {
+			tag, err := e.db.Pool.Exec(ctx, `DELETE FROM contracts WHERE out_contract_code = 'lost-presign'`)
+			if err != nil || tag.RowsAffected() != 1 {
+				t.Errorf("deleting the pre-sign's contract: %v (%d rows)", err, tag.RowsAffected())
+			}
+		})
+	})
+	_, err := e.svc.PreSign(ctx, e.request("lost-presign"), "")
+	var de *domain.Error
+	if !domain.IsCode(err, domain.CodeUnavailable) || !asDomain(err, &de) || de.RetryAfter != time.Second ||
+		de.Detail["session_opened"] != true || de.Detail["session_saved"] != false {
+		t.Fatalf("pre-sign whose contract was lost: %v (%+v), want UNAVAILABLE, retry after 1s, session opened and not saved", err, de)
+	}
+	res, err := e.svc.PreSign(ctx, e.request("lost-presign"), "")
+	if err != nil || !res.Created || res.Contract.State != domain.StateSessionIssued {
+		t.Fatalf("the identical retry: %+v %v, want the contract created with a session", res, err)
+	}
+	if n := e.wx.Calls("presign"); n != 2 {
+		t.Errorf("WeChat was asked for %d sessions, want 2 (the lost one and the retry's)", n)
+	}
+}
+
 // A healing check WeChat does not answer is not lost with the call: the
 // contract is due again a reconciliation gap later, and then its lost
 // termination is applied. (The mark is set through the domain's door, as

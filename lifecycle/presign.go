@@ -101,7 +101,7 @@ func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, 
 			c.FailPreSign(token, callError(callErr, s.opt.Now()))
 			return nil
 		}); err != nil {
-			return PreSignResult{}, err
+			return PreSignResult{}, lostByFailover(err, false)
 		}
 		var ae *wechatpay.APIError
 		if errors.As(callErr, &ae) && ae.Code == "CONTRACT_EXISTED" {
@@ -129,7 +129,7 @@ func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, 
 			Detail: map[string]any{"session_opened": true, "session_saved": false}}
 	}
 	if err != nil {
-		return PreSignResult{}, err
+		return PreSignResult{}, lostByFailover(err, true)
 	}
 	switch outcome {
 	case domain.SessionFoundOther:
@@ -138,6 +138,25 @@ func (s *Service) callAndFinish(ctx context.Context, req domain.PreSignRequest, 
 		return PreSignResult{}, domain.Errorf(domain.CodeExists, "contract %s was %s by WeChat while its pre-sign ran; use a new out_contract_code", key, saved.State)
 	}
 	return PreSignResult{Contract: saved, Launch: saved.Launch, Created: true}, nil
+}
+
+// lostByFailover turns CONTRACT_NOT_EXIST from saving a pre-sign's outcome
+// into UNAVAILABLE: the contract and its lease were committed by the
+// pre-sign's first transaction, and history is never deleted, so the row can
+// only be gone because a database failover lost that transaction (the
+// promoted standby never had it). Nothing of the pre-sign is left: an
+// identical retry creates the contract again (and opens a new session when
+// one was opened). Any other error is returned as it is.
+func lostByFailover(err error, sessionOpened bool) error {
+	if !domain.IsCode(err, domain.CodeNotFound) {
+		return err
+	}
+	msg := "the database lost this contract while its pre-sign ran (a failover to a standby that lacked its first transaction); nothing of it is left, and an identical retry creates it again"
+	if sessionOpened {
+		msg = "WeChat Pay opened a signing session, but " + msg + " and opens a new session"
+	}
+	return &domain.Error{Code: domain.CodeUnavailable, RetryAfter: time.Second, Err: err, Message: msg,
+		Detail: map[string]any{"session_opened": sessionOpened, "session_saved": false}}
 }
 
 // callError describes a failed call to WeChat for the contract's last_error.

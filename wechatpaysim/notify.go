@@ -283,8 +283,9 @@ func (s *Simulator) deliver(d *Delivery, n notification, override Faults) {
 // probes), records it and reports whether the receiver acknowledged with a 2xx status.
 func (s *Simulator) attempt(d *Delivery, n notification, override Faults) bool {
 	at := s.now()
+	start := time.Now()
 	status, err := s.post(s.ctx, n, override, d.Probe)
-	a := Attempt{At: at, Status: status}
+	a := Attempt{At: at, Status: status, DurationMS: float64(time.Since(start).Microseconds()) / 1000}
 	if err != nil {
 		a.Err = err.Error()
 	}

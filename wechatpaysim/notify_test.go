@@ -64,7 +64,7 @@ func TestGlobalNotifications(t *testing.T) {
 	})
 	ds := e.sim.Deliveries()
 	if ds[0].EventType != "PAPAY.SIGN" || ds[0].URL != e.recv.srv.URL+"/v1/notifications/wechatpay" || ds[0].NotifyURL != notifyURL ||
-		ds[0].ContractID != c.ContractID || ds[0].OutContractCode != "N1" || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 204 {
+		ds[0].ContractID != c.ContractID || ds[0].OutContractCode != "N1" || len(ds[0].Attempts) != 1 || ds[0].Attempts[0].Status != 204 || ds[0].Attempts[0].DurationMS <= 0 {
 		t.Errorf("delivery %+v", ds[0])
 	}
 	var plain map[string]any

@@ -175,6 +175,10 @@ type Attempt struct {
 	Status int `json:"status,omitempty"`
 	// Err describes a transport failure.
 	Err string `json:"err,omitempty"`
+	// DurationMS is how long the POST took, in milliseconds, until its
+	// answer or its failure (what a load test reads as the receiver's
+	// latency).
+	DurationMS float64 `json:"duration_ms"`
 }
 
 // Faults injects failures into the simulator's answers and deliveries.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/wechatpaysim"
+	"github.com/jackc/pgx/v5"
 )
 
 // clusterScript runs `bash scripts/cluster args...` with its state in dir
@@ -124,6 +125,32 @@ func TestClusterScriptSignsThroughTheFrontAndDownLeavesNothing(t *testing.T) {
 		}
 		ports = append(ports, p)
 	}
+
+	// The replicas read the console's pages on a standby
+	// (CONTRACTD_DB_READ_URL, which must answer when they start): up
+	// waits until every standby has replayed the migrated database.
+	t.Run("every node holds the migrated database after up", func(t *testing.T) {
+		var versions []int64
+		for _, n := range []string{"1", "2", "3"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			conn, err := pgx.Connect(ctx, "postgres://postgres@127.0.0.1:"+env["NODE"+n+"_PG_PORT"]+"/"+env["DB_NAME"]+"?sslmode=disable")
+			if err != nil {
+				cancel()
+				t.Fatalf("node%s: %v", n, err)
+			}
+			var v int64
+			err = conn.QueryRow(ctx, `SELECT max(version_id) FROM goose_db_version`).Scan(&v)
+			conn.Close(ctx)
+			cancel()
+			if err != nil {
+				t.Fatalf("node%s: %v", n, err)
+			}
+			versions = append(versions, v)
+		}
+		if versions[0] < 1 || versions[1] != versions[0] || versions[2] != versions[0] {
+			t.Errorf("migration versions on node1..node3: %v, want the same on each", versions)
+		}
+	})
 
 	t.Run("status shows the leader and two replicas", func(t *testing.T) {
 		out, err := clusterScript(t, dir, time.Minute, "status")
