@@ -209,7 +209,7 @@ func (a *API) getContract(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, ct)
+	return writeContract(c, http.StatusOK, ct)
 }
 
 func (a *API) listContracts(c *echo.Context) error {
@@ -293,7 +293,7 @@ func (a *API) terminate(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, ct)
+	return writeContract(c, http.StatusOK, ct)
 }
 
 func (a *API) sync(c *echo.Context) error {
@@ -305,7 +305,7 @@ func (a *API) sync(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, ct)
+	return writeContract(c, http.StatusOK, ct)
 }
 
 // notification takes WeChat's posts. It answers 204 on success (duplicates
