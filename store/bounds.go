@@ -54,9 +54,11 @@ type Options struct {
 	HeavyReaders int
 	// KeyReadsInFlight is how many queries reading contracts by key (Get)
 	// this process sends at once before further reads queue and go
-	// together in one query (see keyReads). One when zero: every read
-	// that arrives while one such query is out goes in the next, which
-	// costs the least CPU for the same latency (BENCHMARKS.md, issue 19).
+	// together in one query (see keyReads). Two when zero: reads that
+	// arrive while two such queries are out go together in the next, at a
+	// fraction of a query each, and one slow query (a page to read from
+	// disk, a dirty buffer to write first) holds up only the reads in it
+	// and those queued behind (BENCHMARKS.md, issue 19).
 	KeyReadsInFlight int
 	// ReadPool, when set, is the pool Reads runs on (a standby's): every
 	// connection of it is a place for Reads' heavy readers, bounded by the
@@ -72,7 +74,7 @@ func (o Options) forPool(maxConns int32) Options {
 		o.HeavyReaders = max(1, int(maxConns)/2)
 	}
 	if o.KeyReadsInFlight <= 0 {
-		o.KeyReadsInFlight = 1
+		o.KeyReadsInFlight = 2
 	}
 	return o
 }
