@@ -10,32 +10,18 @@ import (
 	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/internal/pgcluster"
+	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/lifecycle"
-	"github.com/contractd/contractd/migrations"
 	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpaysim"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // clusterStore opens a store on a throwaway cluster's database, migrating
-// it first when migrate is set; the pool is closed when the test ends.
+// it first when migrate is set.
 func clusterStore(t *testing.T, url string, migrate bool) (*store.Store, *pgxpool.Pool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pool, err := store.Connect(ctx, url, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if migrate {
-		db := stdlib.OpenDBFromPool(pool)
-		defer db.Close()
-		if err := migrations.Up(ctx, db); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool := pgtest.OpenOn(t, url, migrate)
 	return store.New(pool), pool
 }
 

@@ -10,32 +10,17 @@ import (
 
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/internal/pgcluster"
-	"github.com/contractd/contractd/migrations"
+	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/store"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// clusterStore opens a store on a throwaway cluster's database (its public
-// schema), migrating it first when migrate is set. The pool is closed when
-// the test ends.
+// clusterStore opens a store on a throwaway cluster's database, migrating
+// it first when migrate is set.
 func clusterStore(t *testing.T, url string, migrate bool) (*store.Store, *pgxpool.Pool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pool, err := store.Connect(ctx, url, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if migrate {
-		db := stdlib.OpenDBFromPool(pool)
-		defer db.Close()
-		if err := migrations.Up(ctx, db); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pool := pgtest.OpenOn(t, url, migrate)
 	return store.New(pool), pool
 }
 

@@ -69,6 +69,20 @@ func (f *keyReadsFixture) blockTable(t *testing.T, read func()) (release func())
 	return release
 }
 
+// holdFirst reads key while the table is locked and returns once that
+// read's query waits in Postgres: release lets every query go, and first
+// then delivers the read's answer.
+func (f *keyReadsFixture) holdFirst(t *testing.T, key domain.Key) (release func(), first <-chan keyAnswer) {
+	t.Helper()
+	answer := make(chan keyAnswer, 1)
+	release = f.blockTable(t, func() {
+		var a keyAnswer
+		a.c, a.err = f.st.byKey.get(context.Background(), key, f.send)
+		answer <- a
+	})
+	return release, answer
+}
+
 func (f *keyReadsFixture) queued() int {
 	f.st.byKey.mu.Lock()
 	defer f.st.byKey.mu.Unlock()
@@ -112,12 +126,7 @@ func TestKeyReadsQueuedWhileAQueryIsInFlightGoInOneQuery(t *testing.T) {
 	)
 	ctx := context.Background()
 	answers := make([]keyAnswer, len(asked))
-	var first keyAnswer
-	firstDone := make(chan struct{})
-	release := f.blockTable(t, func() {
-		defer close(firstDone)
-		first.c, first.err = f.st.byKey.get(ctx, stored[0], f.send)
-	})
+	release, firstDone := f.holdFirst(t, stored[0])
 	var wg sync.WaitGroup
 	for i, k := range asked {
 		wg.Add(1)
@@ -129,7 +138,7 @@ func TestKeyReadsQueuedWhileAQueryIsInFlightGoInOneQuery(t *testing.T) {
 	waitFor(t, "every later read queued", func() bool { return f.queued() == len(asked) })
 	release()
 	wg.Wait()
-	<-firstDone
+	first := <-firstDone
 
 	if !slices.Equal(f.sizes, []int{1, len(asked)}) {
 		t.Fatalf("reads per query %v, want [1 %d]: the first alone, then every queued read in one", f.sizes, len(asked))
@@ -160,11 +169,7 @@ func TestKeyReadsACallerThatGivesUpLeavesTheQueue(t *testing.T) {
 	stored := []domain.Key{{OutContractCode: "a"}, {OutContractCode: "b"}, {OutContractCode: "c"}, {OutContractCode: "d"}}
 	f := newKeyReadsFixture(t, stored)
 	ctx := context.Background()
-	firstDone := make(chan error, 1)
-	release := f.blockTable(t, func() {
-		_, err := f.st.byKey.get(ctx, stored[0], f.send)
-		firstDone <- err
-	})
+	release, firstDone := f.holdFirst(t, stored[0])
 	var wg sync.WaitGroup
 	answers := make([]keyAnswer, 2)
 	for i, k := range stored[1:3] {
@@ -191,8 +196,8 @@ func TestKeyReadsACallerThatGivesUpLeavesTheQueue(t *testing.T) {
 	}
 	release()
 	wg.Wait()
-	if err := <-firstDone; err != nil {
-		t.Fatal(err)
+	if a := <-firstDone; a.err != nil {
+		t.Fatal(a.err)
 	}
 	if !slices.Equal(f.sizes, []int{1, 2}) {
 		t.Fatalf("reads per query %v, want [1 2]", f.sizes)
@@ -215,11 +220,7 @@ func TestKeyReadsBatchesAreBounded(t *testing.T) {
 	}
 	f := newKeyReadsFixture(t, stored)
 	ctx := context.Background()
-	firstDone := make(chan error, 1)
-	release := f.blockTable(t, func() {
-		_, err := f.st.byKey.get(ctx, stored[0], f.send)
-		firstDone <- err
-	})
+	release, firstDone := f.holdFirst(t, stored[0])
 	var wg sync.WaitGroup
 	answers := make([]keyAnswer, 200)
 	start := func(from, to int) {
@@ -242,8 +243,8 @@ func TestKeyReadsBatchesAreBounded(t *testing.T) {
 	})
 	release()
 	wg.Wait()
-	if err := <-firstDone; err != nil {
-		t.Fatal(err)
+	if a := <-firstDone; a.err != nil {
+		t.Fatal(a.err)
 	}
 	if want := []int{1, maxKeyReadBatch, 200 - maxKeyReadBatch}; !slices.Equal(f.sizes, want) {
 		t.Fatalf("reads per query %v, want %v", f.sizes, want)

@@ -76,19 +76,7 @@ func contractsLike(ctx context.Context, url, prefix string) (map[string]contract
 func statesOf(ctx context.Context, conn *pgx.Conn, codes []string) (map[string]string, error) {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rows, err := conn.Query(qctx, `SELECT out_contract_code, state FROM contracts WHERE out_contract_code = ANY($1)`, codes)
-	if err != nil {
-		return nil, fmt.Errorf("read states: %w", err)
-	}
-	out := map[string]string{}
-	for rows.Next() {
-		var code, st string
-		if err := rows.Scan(&code, &st); err != nil {
-			return nil, fmt.Errorf("read states: %w", err)
-		}
-		out[code] = st
-	}
-	return out, rows.Err()
+	return pairs(qctx, conn, "read states", `SELECT out_contract_code, state FROM contracts WHERE out_contract_code = ANY($1)`, codes)
 }
 
 // eventsLike reads the event_id and code of every history row whose code
@@ -101,17 +89,26 @@ func eventsLike(ctx context.Context, url, prefix string) (map[string]string, err
 	defer conn.Close(context.Background())
 	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	rows, err := conn.Query(qctx, `SELECT event_id::text, out_contract_code FROM contract_events WHERE out_contract_code LIKE $1`, prefix+"%")
+	return pairs(qctx, conn, "read history", `SELECT event_id::text, out_contract_code FROM contract_events WHERE out_contract_code LIKE $1`, prefix+"%")
+}
+
+// pairs runs sql, whose rows are two strings, and maps the first to the
+// second; what names the read in its error.
+func pairs(ctx context.Context, conn *pgx.Conn, what, sql string, args ...any) (map[string]string, error) {
+	rows, err := conn.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read history: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	out := map[string]string{}
 	for rows.Next() {
-		var id, code string
-		if err := rows.Scan(&id, &code); err != nil {
-			return nil, fmt.Errorf("read history: %w", err)
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		out[id] = code
+		out[k] = v
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
 }

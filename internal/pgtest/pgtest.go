@@ -161,6 +161,33 @@ func createDropped(ctx context.Context, t testing.TB, url, create, drop string) 
 	})
 }
 
+// OpenOn opens a pool of 8 on the database url names as it is (its public
+// schema: a throwaway cluster's, see internal/pgcluster), migrated first
+// when migrate is set; the pool is closed when the test ends.
+func OpenOn(t testing.TB, url string, migrate bool) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("pgtest: pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	if migrate {
+		db := stdlib.OpenDBFromPool(pool)
+		defer db.Close()
+		if err := migrations.Up(ctx, db); err != nil {
+			t.Fatalf("pgtest: migrate: %v", err)
+		}
+	}
+	return pool
+}
+
 // newPool opens a pool of 20 on url, set by configure, closed at cleanup.
 func newPool(ctx context.Context, t testing.TB, url string, configure func(*pgxpool.Config)) *pgxpool.Pool {
 	t.Helper()
