@@ -154,10 +154,13 @@ func TestReadURLServesOnlyTheConsoleReports(t *testing.T) {
 	if len(page.Items) != 1 || page.Items[0].OutContractCode != "on-primary" {
 		t.Fatalf("GET /v1/contracts: %+v, want only on-primary (the API's list reads the primary)", page.Items)
 	}
-	s.do(http.MethodGet, "/v1/events", opsToken, nil).JSON(t, &page)
-	if len(page.Items) == 0 {
-		t.Fatal("GET /v1/events: no rows, want the primary's pre-sign")
-	}
+	// The feed serves a row once every transaction older than it has
+	// ended, other tests' in the shared cluster included: wait for it.
+	eventually(t, time.Minute, "GET /v1/events serving the primary's pre-sign", func() bool {
+		page.Items = nil
+		s.do(http.MethodGet, "/v1/events", opsToken, nil).JSON(t, &page)
+		return len(page.Items) > 0
+	})
 	for _, e := range page.Items {
 		if e.OutContractCode != "on-primary" {
 			t.Fatalf("GET /v1/events has a row of %s, want only on-primary's", e.OutContractCode)
