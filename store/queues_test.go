@@ -139,25 +139,18 @@ func TestReceiveNotification(t *testing.T) {
 		st, sch := newStore(t)
 		const n = 32
 		var (
-			wg     sync.WaitGroup
 			firsts atomic.Int32
-			start  = make(chan struct{})
 		)
-		for range n {
-			wg.Go(func() {
-				<-start
-				r, err := st.ReceiveNotification(ctx, signNotification("n-4", "rn-4"),
-					contractIn("rn-4", domain.StateCreated), applySign(ctx, "wx-4"))
-				if err != nil {
-					t.Errorf("delivery: %v", err)
-				}
-				if r.First {
-					firsts.Add(1)
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
+		together(n, func(int) {
+			r, err := st.ReceiveNotification(ctx, signNotification("n-4", "rn-4"),
+				contractIn("rn-4", domain.StateCreated), applySign(ctx, "wx-4"))
+			if err != nil {
+				t.Errorf("delivery: %v", err)
+			}
+			if r.First {
+				firsts.Add(1)
+			}
+		})
 		if got := firsts.Load(); got != 1 {
 			t.Fatalf("%d first deliveries, want 1", got)
 		}
@@ -243,27 +236,20 @@ func TestUpdateOrCreate(t *testing.T) {
 		st, sch := newStore(t)
 		const n = 32
 		var (
-			wg      sync.WaitGroup
 			applied atomic.Int32
-			start   = make(chan struct{})
 		)
-		for range n {
-			wg.Go(func() {
-				<-start
-				p, err := st.UpdateOrCreate(ctx, contractIn("uc-4", domain.StateCreated), sign)
-				if err != nil {
-					t.Errorf("UpdateOrCreate: %v", err)
-					return
-				}
-				if d := p.Last(); d.Outcome == domain.OutcomeApply {
-					applied.Add(1)
-				} else if d.Outcome != domain.OutcomeRepeat {
-					t.Errorf("outcome %v, want applied or repeat", d.Outcome)
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
+		together(n, func(int) {
+			p, err := st.UpdateOrCreate(ctx, contractIn("uc-4", domain.StateCreated), sign)
+			if err != nil {
+				t.Errorf("UpdateOrCreate: %v", err)
+				return
+			}
+			if d := p.Last(); d.Outcome == domain.OutcomeApply {
+				applied.Add(1)
+			} else if d.Outcome != domain.OutcomeRepeat {
+				t.Errorf("outcome %v, want applied or repeat", d.Outcome)
+			}
+		})
 		if got := applied.Load(); got != 1 {
 			t.Fatalf("%d applied, want 1", got)
 		}
@@ -389,29 +375,22 @@ func TestUpdateDueSessions(t *testing.T) {
 			}
 		}
 		var (
-			wg     sync.WaitGroup
 			locked atomic.Int32
-			start  = make(chan struct{})
 		)
-		for range 8 {
-			wg.Go(func() {
-				<-start
-				for {
-					ps, err := st.UpdateDueSessions(ctx, now, 5, expireAll(ctx, now))
-					n := len(ps)
-					if err != nil {
-						t.Errorf("sweep: %v", err)
-						return
-					}
-					locked.Add(int32(n))
-					if n == 0 {
-						return
-					}
+		together(8, func(int) {
+			for {
+				ps, err := st.UpdateDueSessions(ctx, now, 5, expireAll(ctx, now))
+				n := len(ps)
+				if err != nil {
+					t.Errorf("sweep: %v", err)
+					return
 				}
-			})
-		}
-		close(start)
-		wg.Wait()
+				locked.Add(int32(n))
+				if n == 0 {
+					return
+				}
+			}
+		})
 		// SKIP LOCKED: a sweeper that finds every due row taken stops; the
 		// rows it skipped are another's. Each was locked exactly once.
 		if got := locked.Load(); got != due {
@@ -536,33 +515,26 @@ func TestClaimReconcileDueConcurrentClaimersSplitTheWork(t *testing.T) {
 	}
 	now := time.Now().UTC()
 	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		seen  = map[string]int{}
-		start = make(chan struct{})
+		mu   sync.Mutex
+		seen = map[string]int{}
 	)
-	for range 8 {
-		wg.Go(func() {
-			<-start
-			for {
-				ps, err := st.ClaimReconcileDue(ctx, now, time.Minute, 24*time.Hour, 3, scheduleCheck(now, time.Hour))
-				if err != nil {
-					t.Errorf("claim: %v", err)
-					return
-				}
-				if len(ps) == 0 {
-					return
-				}
-				mu.Lock()
-				for _, p := range ps {
-					seen[p.Contract.OutContractCode]++
-				}
-				mu.Unlock()
+	together(8, func(int) {
+		for {
+			ps, err := st.ClaimReconcileDue(ctx, now, time.Minute, 24*time.Hour, 3, scheduleCheck(now, time.Hour))
+			if err != nil {
+				t.Errorf("claim: %v", err)
+				return
 			}
-		})
-	}
-	close(start)
-	wg.Wait()
+			if len(ps) == 0 {
+				return
+			}
+			mu.Lock()
+			for _, p := range ps {
+				seen[p.Contract.OutContractCode]++
+			}
+			mu.Unlock()
+		}
+	})
 	if len(seen) != due {
 		t.Fatalf("%d contracts claimed, want %d", len(seen), due)
 	}

@@ -37,6 +37,21 @@ func contractIn(code string, st domain.State) domain.Contract {
 	return c
 }
 
+// together runs f(0) .. f(n-1) in n goroutines released at the same
+// moment, and returns once all have returned.
+func together(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
 func countRows(t *testing.T, s *pgtest.Schema, sql string, args ...any) int {
 	t.Helper()
 	var n int
@@ -76,33 +91,24 @@ func TestConcurrentCreateSameKeyStoresOneRow(t *testing.T) {
 	st, sch := newStore(t)
 	const n = 64
 	var (
-		wg      sync.WaitGroup
 		mu      sync.Mutex
 		created int
 		exists  int
 		other   []error
 	)
-	start := make(chan struct{})
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, err := st.Create(ctx, contractIn("same", domain.StateCreated))
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				created++
-			case domain.IsCode(err, domain.CodeExists):
-				exists++
-			default:
-				other = append(other, err)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	together(n, func(int) {
+		_, err := st.Create(ctx, contractIn("same", domain.StateCreated))
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			created++
+		case domain.IsCode(err, domain.CodeExists):
+			exists++
+		default:
+			other = append(other, err)
+		}
+	})
 	if created != 1 || exists != n-1 || len(other) != 0 {
 		t.Fatalf("created %d, exists %d, other %v", created, exists, other)
 	}
@@ -120,35 +126,26 @@ func TestConcurrentSignAppliesOnce(t *testing.T) {
 	}
 	const n = 64
 	var (
-		wg      sync.WaitGroup
 		mu      sync.Mutex
 		applied int
 		repeats int
 	)
-	start := make(chan struct{})
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			<-start
-			_, d, err := transition(ctx, st, domain.Key{OutContractCode: "race"}, domain.Change{
-				Event: domain.EventSign, Source: domain.SourceNotification, ContractID: "wx-race", OpenID: fmt.Sprint("o-", i)})
-			if err != nil {
-				t.Errorf("sign %d: %v", i, err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			switch d.Outcome {
-			case domain.OutcomeApply:
-				applied++
-			case domain.OutcomeRepeat:
-				repeats++
-			}
-		}(i)
-	}
-	close(start)
-	wg.Wait()
+	together(n, func(i int) {
+		_, d, err := transition(ctx, st, domain.Key{OutContractCode: "race"}, domain.Change{
+			Event: domain.EventSign, Source: domain.SourceNotification, ContractID: "wx-race", OpenID: fmt.Sprint("o-", i)})
+		if err != nil {
+			t.Errorf("sign %d: %v", i, err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch d.Outcome {
+		case domain.OutcomeApply:
+			applied++
+		case domain.OutcomeRepeat:
+			repeats++
+		}
+	})
 	if applied != 1 || repeats != n-1 {
 		t.Fatalf("applied %d, repeats %d", applied, repeats)
 	}

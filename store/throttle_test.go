@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,16 +18,9 @@ func attemptsTogether(t *testing.T, count func(ctx context.Context, address stri
 	t.Helper()
 	counts := make([]domain.AuthCount, len(failed))
 	errs := make([]error, len(failed))
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range failed {
-		wg.Go(func() {
-			<-start
-			counts[i], errs[i] = count(context.Background(), address, failed[i], testThrottle)
-		})
-	}
-	close(start)
-	wg.Wait()
+	together(len(failed), func(i int) {
+		counts[i], errs[i] = count(context.Background(), address, failed[i], testThrottle)
+	})
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("attempt %d: %v", i, err)
