@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -33,6 +34,14 @@ func writeKey(t *testing.T) (privPath, pubPath string) {
 		t.Fatal(err)
 	}
 	return privPath, pubPath
+}
+
+// loadWith loads the configuration of validEnv with change applied over it.
+func loadWith(t *testing.T, change map[string]string) (Config, error) {
+	t.Helper()
+	env := validEnv(t)
+	maps.Copy(env, change)
+	return Load(func(k string) string { return env[k] })
 }
 
 func validEnv(t *testing.T) map[string]string {
@@ -101,11 +110,7 @@ func TestLeaseWaitOldNameStillWorks(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := validEnv(t)
-			for k, v := range tc.env {
-				env[k] = v
-			}
-			c, err := Load(func(k string) string { return env[k] })
+			c, err := loadWith(t, tc.env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,11 +203,7 @@ func TestCertificateModeAndRefreshSettings(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := validEnv(t)
-			for k, v := range tc.change {
-				env[k] = v
-			}
-			c, err := Load(func(k string) string { return env[k] })
+			c, err := loadWith(t, tc.change)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -272,9 +273,7 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			env := validEnv(t)
-			for k, v := range tc.change {
-				env[k] = v
-			}
+			maps.Copy(env, tc.change)
 			_, err := Load(func(k string) string { return env[k] })
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want+":") {
 				t.Fatalf("got %v, want an error naming %s", err, tc.want)
@@ -434,11 +433,7 @@ func TestLoadReportsEveryBadSettingAtOnce(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := validEnv(t)
-			for k, v := range tc.change {
-				env[k] = v
-			}
-			_, err := Load(func(k string) string { return env[k] })
+			_, err := loadWith(t, tc.change)
 			if err == nil {
 				t.Fatalf("no error, want one naming each of %v", tc.want)
 			}
