@@ -70,12 +70,7 @@ func (s *Service) Heal(ctx context.Context) (int, error) {
 			}
 			c := p.Contract
 			checked++
-			if field := c.MissingForQuery(); field != "" {
-				s.metrics.reconcileSkipped.WithLabelValues(field).Inc()
-				s.log.WarnContext(ctx, "healing skipped a contract WeChat cannot be asked about", "contract", c.Key().String(), "missing", field)
-				continue
-			}
-			if _, err := s.syncContract(ctx, c, domain.SourceReconcile, ""); err != nil {
+			if err := s.askWeChat(ctx, c, "healing"); err != nil {
 				// The mark was cleared when the check was claimed: set it
 				// again, a reconciliation gap later, so that the healing
 				// is retried rather than lost with the call.

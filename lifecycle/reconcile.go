@@ -177,19 +177,26 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for _, p := range due {
-		c := p.Contract
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		if field := c.MissingForQuery(); field != "" {
-			// WeChat cannot be asked about it; counted so that it is seen.
-			s.metrics.reconcileSkipped.WithLabelValues(field).Inc()
-			s.log.WarnContext(ctx, "reconcile skipped a contract WeChat cannot be asked about", "contract", c.Key().String(), "missing", field)
-			continue
-		}
-		if _, err := s.syncContract(ctx, c, domain.SourceReconcile, ""); err != nil {
-			s.log.WarnContext(ctx, "reconcile failed", "contract", c.Key().String(), "error", err.Error())
+		if err := s.askWeChat(ctx, p.Contract, "reconcile"); err != nil {
+			s.log.WarnContext(ctx, "reconcile failed", "contract", p.Contract.Key().String(), "error", err.Error())
 		}
 	}
 	return len(due), nil
+}
+
+// askWeChat asks WeChat about a contract claimed for a check (by
+// reconciliation or the healing, named by what) and applies its answer
+// with source reconcile. A contract WeChat cannot be asked about is
+// counted and logged as skipped, and answers nil.
+func (s *Service) askWeChat(ctx context.Context, c domain.Contract, what string) error {
+	if field := c.MissingForQuery(); field != "" {
+		s.metrics.reconcileSkipped.WithLabelValues(field).Inc()
+		s.log.WarnContext(ctx, what+" skipped a contract WeChat cannot be asked about", "contract", c.Key().String(), "missing", field)
+		return nil
+	}
+	_, err := s.syncContract(ctx, c, domain.SourceReconcile, "")
+	return err
 }
