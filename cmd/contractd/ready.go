@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/contractd/contractd/migrations"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pressly/goose/v3"
@@ -72,4 +73,20 @@ func (r *readReadiness) check(ctx context.Context) string {
 		return "schema_behind"
 	}
 	return "ok"
+}
+
+// readinessConn opens the one connection a readiness check asks on, on the
+// database variable names, and the migrations provider that reads its
+// schema's version over it; closeAll closes both.
+func readinessConn(ctx context.Context, variable, url string) (own *pgxpool.Pool, schema *goose.Provider, closeAll func(), err error) {
+	pool, db, err := openDatabase(ctx, variable, url, 1)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closeAll = func() { db.Close(); pool.Close() }
+	if schema, err = migrations.NewProvider(ctx, db); err != nil {
+		closeAll()
+		return nil, nil, nil, fail(1, "%s: %v", variable, err)
+	}
+	return pool, schema, closeAll, nil
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/contractd/contractd/httpapi"
 	"github.com/contractd/contractd/lifecycle"
 	"github.com/contractd/contractd/logging"
-	"github.com/contractd/contractd/migrations"
 	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/wechatpay"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -70,16 +69,11 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	// Readiness asks on a connection of its own (see readiness); one
 	// provider serves every check, each check is one query. The schema
 	// check takes no lock, so it works through a pooler.
-	readyPool, readyDB, err := openDatabase(ctx, "DATABASE_URL", cfg.DatabaseURL, 1)
+	readyPool, schema, closeReady, err := readinessConn(ctx, "DATABASE_URL", cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
-	defer readyPool.Close()
-	defer readyDB.Close()
-	schema, err := migrations.NewProvider(ctx, readyDB)
-	if err != nil {
-		return fail(1, "%v", err)
-	}
+	defer closeReady()
 	ready := &readiness{main: pool, own: readyPool, schema: schema}
 	// The standby the console's reports read, when one is configured: a
 	// pool of its own, and a connection of its own for readiness's report.
@@ -90,16 +84,11 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 			return err
 		}
 		defer readPool.Close()
-		readyReadPool, readyReadDB, err := openDatabase(ctx, "CONTRACTD_DB_READ_URL", cfg.DBReadURL, 1)
+		readyReadPool, readSchema, closeReadReady, err := readinessConn(ctx, "CONTRACTD_DB_READ_URL", cfg.DBReadURL)
 		if err != nil {
 			return err
 		}
-		defer readyReadPool.Close()
-		defer readyReadDB.Close()
-		readSchema, err := migrations.NewProvider(ctx, readyReadDB)
-		if err != nil {
-			return fail(1, "CONTRACTD_DB_READ_URL: %v", err)
-		}
+		defer closeReadReady()
 		readReady = (&readReadiness{own: readyReadPool, schema: readSchema}).check
 	}
 
