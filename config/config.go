@@ -8,6 +8,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/url"
@@ -236,6 +237,20 @@ func leaseWaitVariable(getenv func(string) string, c *Config) string {
 	return DeprecatedLeaseWaitVariable
 }
 
+// ParseWebhookKey reads CONTRACTD_WEBHOOK_KEY: 32 bytes in standard or
+// URL-safe base64, padded or not. Its error never holds the value.
+func ParseWebhookKey(v string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(v); err == nil {
+			if len(k) != 32 {
+				return nil, fmt.Errorf("must be 32 bytes in base64, not %d bytes", len(k))
+			}
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("must be 32 bytes in base64 (for example: openssl rand -base64 32)")
+}
+
 // Variables lists every environment variable Load reads.
 var Variables = []string{
 	"DATABASE_URL", "CONTRACTD_MIGRATE_DATABASE_URL", "CONTRACTD_DB_READ_URL", "CONTRACTD_HTTP_ADDR", "CONTRACTD_PUBLIC_URL", "CONTRACTD_API_TOKENS",
@@ -249,6 +264,7 @@ var Variables = []string{
 	"WECHATPAY_CERT_REFRESH_INTERVAL", "WECHATPAY_CERT_REFRESH_MIN_GAP", "CONTRACTD_CONSOLE_SESSION_TTL",
 	"CONTRACTD_TRUSTED_PROXIES",
 	"CONTRACTD_DB_LOCK_TIMEOUT", "CONTRACTD_DB_STATEMENT_TIMEOUT",
+	"CONTRACTD_WEBHOOK_KEY", "CONTRACTD_WEBHOOK_ALLOW_LOOPBACK",
 }
 
 // Defaults of the lease settings: a waiter answers IN_PROGRESS well within
@@ -387,6 +403,13 @@ type Config struct {
 	// PprofAddr, when set, is where Go's profiler (net/http/pprof) answers,
 	// apart from the API: keep it on loopback.
 	PprofAddr string
+	// WebhookKey is the 32-byte key that encrypts webhook endpoints'
+	// secrets at rest (CONTRACTD_WEBHOOK_KEY, base64); nil turns webhooks
+	// off: creating an endpoint is then INVALID_STATE naming the variable.
+	WebhookKey []byte
+	// WebhookAllowLoopback lets webhook endpoints target loopback and
+	// link-local addresses (CONTRACTD_WEBHOOK_ALLOW_LOOPBACK; dev, tests).
+	WebhookAllowLoopback bool
 	// Warnings are settings that work but should change (a deprecated
 	// variable name), one sentence each: start-up logs each at warn level.
 	Warnings []string
@@ -584,6 +607,18 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if !p.has("CONTRACTD_LEASE_TTL") && c.LeaseTTL < 300*time.Millisecond {
 		p.bad("CONTRACTD_LEASE_TTL", "must be at least 300ms: the lease is renewed every third of it")
+	}
+	if v := get("CONTRACTD_WEBHOOK_KEY", ""); v != "" {
+		if c.WebhookKey, err = ParseWebhookKey(v); err != nil {
+			p.bad("CONTRACTD_WEBHOOK_KEY", "%v", err)
+		}
+	}
+	switch v := get("CONTRACTD_WEBHOOK_ALLOW_LOOPBACK", "false"); v {
+	case "true":
+		c.WebhookAllowLoopback = true
+	case "false":
+	default:
+		p.bad("CONTRACTD_WEBHOOK_ALLOW_LOOPBACK", "must be true or false")
 	}
 	loadWeChat(&c, get, &p)
 	return c, p.err()

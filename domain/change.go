@@ -132,7 +132,7 @@ func (c *Contract) record(d Decision, ch Change) {
 	if ch.Details == nil {
 		ch.Details = map[string]any{}
 	}
-	c.decided = append(c.decided, Record{Key: c.Key(), Decision: d, Change: ch})
+	c.decided = append(c.decided, Record{Key: c.Key(), Decision: d, Change: ch, Version: c.Version})
 }
 
 // HistoryEntry is one row of a contract's append-only history.
@@ -140,7 +140,13 @@ type HistoryEntry struct {
 	ID int64 `json:"id"`
 	// EventID names the row for ever (a UUID): unlike ID, it is never
 	// handed out again, not even after a failover lost the row.
-	EventID         string          `json:"event_id"`
+	EventID string `json:"event_id"`
+	// ContractVersion is the contract's version once the row was
+	// recorded (assigned under the contract's row lock): feed order can
+	// differ from the order one contract's changes were applied, so a
+	// reader acts only on a version higher than the last it handled. Zero
+	// for a row written by a replica older than migration 00007.
+	ContractVersion int64           `json:"contract_version"`
 	SubMchID        string          `json:"sub_mchid"`
 	OutContractCode string          `json:"out_contract_code"`
 	FromState       State           `json:"from"`

@@ -127,6 +127,10 @@ type Record struct {
 	Key      Key
 	Decision Decision
 	Change   Change
+	// Version is the contract's version once the row is recorded: the
+	// version the decision moved it to, or the one it stayed at when the
+	// event was ignored.
+	Version int64
 }
 
 // Decided returns every decision taken since the contract was read, repeats

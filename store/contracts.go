@@ -518,10 +518,10 @@ func queuePersist(b *pgx.Batch, before, c domain.Contract, extra ...statement) f
 func queueEvent(b *pgx.Batch, c *domain.Contract, r domain.Record) {
 	d, ch := r.Decision, r.Change
 	b.Queue(`INSERT INTO contract_events (contract_pk, sub_mchid, out_contract_code,
-		from_state, to_state, event, source, ignored, details, occurred_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`,
+		from_state, to_state, event, source, ignored, details, occurred_at, contract_version)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
 		c.ID, c.SubMchID, c.OutContractCode, d.From, d.To, ch.Event, ch.Source,
-		d.Outcome == domain.OutcomeIgnore, ch.Details, ch.OccurredAt)
+		d.Outcome == domain.OutcomeIgnore, ch.Details, ch.OccurredAt, r.Version)
 }
 
 func nullJSON(b json.RawMessage) any {

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-const historyColumns = `id, event_id::text AS event_id, sub_mchid, out_contract_code, from_state, to_state, event, source,
+const historyColumns = `id, event_id::text AS event_id, COALESCE(contract_version, 0) AS contract_version, sub_mchid, out_contract_code, from_state, to_state, event, source,
 	ignored, details, occurred_at, recorded_at`
 
 func collectHistory(ctx context.Context, q querier, sql string, args ...any) ([]domain.HistoryEntry, error) {
