@@ -222,12 +222,16 @@ func whEventIDs(rows []whEvent, code string) []string {
 }
 
 // whSignContract pre-signs code and has the user sign it: two feed rows
-// (issue_session, sign), waited for.
+// (issue_session, sign), waited for until GET /v1/events shows both (the
+// feed holds rows back while an older transaction may still write).
 func whSignContract(t *testing.T, s *stack, code string) {
 	t.Helper()
 	ntPreSign(t, s, code)
 	ntSign(t, s, code)
-	eventually(t, whWait, code+" signed", func() bool { return ntState(t, s, code) == "signed" })
+	eventually(t, whWait, code+"'s two rows in the feed", func() bool {
+		rows, _ := whFeed(t, s, "")
+		return len(whEventIDs(rows, code)) == 2
+	})
 }
 
 // whGet reads an endpoint, failing the test unless it answers 200.
