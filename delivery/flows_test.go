@@ -3,7 +3,9 @@ package delivery_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -110,12 +112,16 @@ func TestPing(t *testing.T) {
 	e := newEnv(t, delivery.Options{})
 	ctx := context.Background()
 	rcv := newReceiver(t)
+	rcv.answer = func(*request) int {
+		time.Sleep(30 * time.Millisecond)
+		return http.StatusOK
+	}
 	created, err := e.svc.Create(ctx, "ops:test", domain.EndpointInput{URL: rcv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, err := e.svc.Test(ctx, "ops:test", created.Endpoint.ID)
-	if err != nil || a.Kind != domain.DeliveryPing || a.Status != 200 || a.Response != "thanks" || a.EventCount != 0 {
+	if err != nil || a.Kind != domain.DeliveryPing || a.Status != 200 || a.Response != "thanks" || a.EventCount != 0 || a.LatencyMS < 30 {
 		t.Fatalf("ping %+v %v", a, err)
 	}
 	d := rcv.deliveries()[0]
@@ -124,11 +130,14 @@ func TestPing(t *testing.T) {
 		t.Fatalf("ping body %s", d.Body)
 	}
 	atts, _, err := e.svc.Attempts(ctx, created.Endpoint.ID, "", 10)
-	if err != nil || len(atts) != 1 || atts[0].Kind != domain.DeliveryPing || atts[0].DeliveryID != a.DeliveryID {
+	if err != nil || len(atts) != 1 || atts[0].Kind != domain.DeliveryPing || atts[0].DeliveryID != a.DeliveryID || atts[0].LatencyMS != a.LatencyMS {
 		t.Fatalf("attempts %+v %v", atts, err)
 	}
 	if _, err := e.svc.Test(ctx, "ops:test", "0b1f7c3e-6a59-4c43-9d55-2f1f0f6b9a10"); !domain.IsCode(err, domain.CodeResourceNotFound) {
 		t.Fatalf("ping of an unknown endpoint: %v", err)
+	}
+	if ep, err := e.svc.Get(ctx, created.Endpoint.ID); err != nil || ep.LastAttempt == nil || ep.LastAttempt.Status != 200 || ep.LastAttempt.LatencyMS != a.LatencyMS {
+		t.Fatalf("last attempt %+v %v", ep.LastAttempt, err)
 	}
 }
 
@@ -439,4 +448,70 @@ func prometheusCounter(t *testing.T, reg *prometheus.Registry, _ string) prometh
 		}
 	}
 	return g
+}
+
+// A cursor naming a feed row a failover lost (its position holds no row
+// with its event id) moves to the last row still held before it, is
+// logged and recorded as a move, and delivery goes on from there: nothing
+// the database holds is skipped.
+func TestLostCursorMovesBackAndDeliveryGoesOn(t *testing.T) {
+	t.Parallel()
+	var logs logBuffer
+	e := newEnv(t, delivery.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	rcv := newReceiver(t)
+	e.sign("l", 3)
+	rows := e.feedFrom("", 3)
+	var tl, xid, id int64
+	if err := e.db.Pool.QueryRow(ctx, `SELECT timeline, xid, id FROM contract_events WHERE event_id = $1`, rows[1].EventID).Scan(&tl, &xid, &id); err != nil {
+		t.Fatal(err)
+	}
+	lost := base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "f2:%d:%d:%d:%s", tl, xid, id, "0b1f7c3e-6a59-4c43-9d55-2f1f0f6b9a10"))
+	created, err := e.svc.Create(ctx, "ops:test", domain.EndpointInput{URL: rcv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Replay(ctx, "ops:test", created.Endpoint.ID, delivery.ReplayTarget{After: lost}); err != nil {
+		t.Fatal(err)
+	}
+	e.run()
+	waitFor(t, "the rows from the last one held before the lost position", func() bool { return len(rcv.accepted()) == 2 })
+	if got := rcv.accepted(); !equalIDs(got, rows[1:]) {
+		t.Fatalf("received %v, want %v", eventIDs(got), eventIDs(rows[1:]))
+	}
+	moves, err := e.st.CursorMoves(ctx, created.Endpoint.ID)
+	if err != nil || len(moves) != 2 || moves[1].From != lost || !strings.Contains(moves[1].Actor, "lost") {
+		t.Fatalf("moves %+v %v", moves, err)
+	}
+	if !strings.Contains(logs.String(), "lost") {
+		t.Fatalf("not logged:\n%s", logs.String())
+	}
+}
+
+// The workers prune attempts past the retention, on the service's clock:
+// those of 31 days ago go, those of 29 days ago stay.
+func TestRunPrunesOldAttempts(t *testing.T) {
+	t.Parallel()
+	clk := &clock{}
+	e := newEnv(t, delivery.Options{Now: clk.now})
+	ctx := context.Background()
+	created, err := e.svc.Create(ctx, "ops:test", domain.EndpointInput{URL: "http://10.9.9.9/h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(365 * 24 * time.Hour)
+	for _, age := range []time.Duration{31 * 24 * time.Hour, 29 * 24 * time.Hour} {
+		if _, _, err := e.st.RecordAttempt(ctx, domain.Attempt{EndpointID: created.Endpoint.ID, DeliveryID: "0b1f7c3e-6a59-4c43-9d55-2f1f0f6b9a10",
+			Kind: domain.DeliveryPing, At: clk.now().Add(-age)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.run()
+	waitFor(t, "the old attempt pruned", func() bool {
+		return countRows(t, e, `SELECT count(*) FROM webhook_attempts`) == 1
+	})
+	atts, _, err := e.svc.Attempts(ctx, created.Endpoint.ID, "", 10)
+	if err != nil || len(atts) != 1 || atts[0].At.Before(clk.now().Add(-domain.AttemptRetention)) {
+		t.Fatalf("left %+v %v", atts, err)
+	}
 }
