@@ -27,6 +27,9 @@ type API struct {
 	// Throttle, when set, counts the wrong bearer tokens of each client
 	// address and refuses an address beyond its limit with 429.
 	Throttle *Throttle
+	// Webhooks runs the webhook endpoints' flows (/v1/webhook-endpoints);
+	// without it those routes answer INVALID_STATE.
+	Webhooks Webhooks
 	log      *slog.Logger
 }
 
@@ -42,6 +45,7 @@ func (a *API) register(s *Server) {
 	s.echo.POST("/v1/contracts/:code/sync", a.sync, ops)
 	s.echo.GET("/v1/events", a.feed, ops)
 	s.echo.POST(config.NotifyPath, a.notification)
+	a.registerWebhooks(s, ops)
 }
 
 // auth admits requests whose bearer token has one of the scopes: 401 for a

@@ -23,6 +23,9 @@ var statusOf = map[domain.Code]int{
 	domain.CodeSignError:        http.StatusUnauthorized,
 	domain.CodeForbidden:        http.StatusForbidden,
 	domain.CodeNotFound:         http.StatusNotFound,
+	// No webhook endpoint (or other resource) with the id asked for; the
+	// router's own "no such route" (codeRouteNotFound) is the same code.
+	domain.CodeResourceNotFound: http.StatusNotFound,
 	domain.CodeExists:           http.StatusConflict,
 	domain.CodeInvalidState:     http.StatusConflict,
 	domain.CodeInProgress:       http.StatusConflict,
@@ -32,7 +35,6 @@ var statusOf = map[domain.Code]int{
 	domain.CodeUnavailable:      http.StatusServiceUnavailable,
 	domain.CodeInternal:         http.StatusInternalServerError,
 
-	codeRouteNotFound:        http.StatusNotFound,
 	codeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 }
@@ -40,8 +42,10 @@ var statusOf = map[domain.Code]int{
 // The transport's own codes: answers about routes and media types, which
 // no domain rule decides (api.md lists them with the domain's).
 const (
-	// codeRouteNotFound: no route has this path.
-	codeRouteNotFound domain.Code = "NOT_FOUND"
+	// codeRouteNotFound: no route has this path. It is the code of an
+	// unknown resource too (api.md: 404 NOT_FOUND), mapped once as
+	// domain.CodeResourceNotFound.
+	codeRouteNotFound = domain.CodeResourceNotFound
 	// codeMethodNotAllowed: a known path asked with another method.
 	codeMethodNotAllowed domain.Code = "METHOD_NOT_ALLOWED"
 	// codeUnsupportedMediaType: a JSON route called without

@@ -31,7 +31,7 @@ func TestOpenAPIIsValid(t *testing.T) {
 
 // specPath turns an Echo route path into its OpenAPI form.
 func specPath(p string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(p, ":code", "{out_contract_code}"), "/ops/*", "/ops/{page}")
+	return strings.NewReplacer(":code", "{out_contract_code}", ":id", "{id}", "/ops/*", "/ops/{page}").Replace(p)
 }
 
 func TestOpenAPIDescribesEveryServedRouteAndNoOther(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package httpapi turns HTTP into calls of contractd's flows and answers
 // back. It holds no business rules: it authenticates, decodes, calls
-// package lifecycle, and maps domain errors to statuses in one place
+// package lifecycle (and, for webhook endpoints, the Webhooks flows of
+// package delivery), and maps domain errors to statuses in one place
 // (errors.go).
 package httpapi
 

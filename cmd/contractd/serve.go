@@ -145,7 +145,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		ReconcileLookBack: cfg.ReconcileLookBack, Logger: log, Throttle: throttle, ClientIP: clientIP})
 	api := httpapi.New(httpapi.Deps{
 		Logger: log, Registry: reg, Panics: panics, Console: ops, ClientIP: clientIP,
-		API:   &httpapi.API{Service: svc, Tokens: cfg.Tokens, Throttle: throttle},
+		API:   &httpapi.API{Service: svc, Tokens: cfg.Tokens, Throttle: throttle, Webhooks: hooks},
 		Ready: ready.check, ReadReady: readReady,
 	})
 
