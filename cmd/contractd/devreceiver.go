@@ -1,22 +1,32 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/delivery"
+	"github.com/contractd/contractd/domain"
+	"github.com/contractd/contractd/store"
 	"github.com/contractd/contractd/webhook"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // devReceiverDescription names the endpoint `contractd dev` registers for
 // its receiver, so that a later run finds (and removes) the ones earlier
-// runs left behind.
-const devReceiverDescription = "contractd dev receiver"
+// runs left behind; devActor is who `contractd dev` registers it as.
+const (
+	devReceiverDescription = "contractd dev receiver"
+	devActor               = "contractd dev"
+)
 
 // devReceiver is `contractd dev`'s stand-in for a merchant's app server: an
 // HTTP server on a free loopback port that verifies each webhook delivery
@@ -125,4 +135,59 @@ func oneLine(s string) string {
 		return fmt.Sprintf("%q", s)
 	}
 	return s
+}
+
+// devEndpoint is the receiver's registration as a webhook endpoint, made
+// with delivery.Service as an operator's request would be, on a small pool
+// of its own: serve's workers deliver to it from the database.
+type devEndpoint struct {
+	id   string
+	pool *pgxpool.Pool
+	svc  *delivery.Service
+}
+
+// registerDevReceiver registers r as a webhook endpoint of the service cfg
+// configures (its database migrated) and gives r the endpoint's secret.
+// Endpoints earlier dev runs left behind (by their description, on
+// loopback) are removed first: their receivers are gone with their
+// processes.
+func registerDevReceiver(ctx context.Context, cfg config.Config, r *devReceiver, log *slog.Logger) (*devEndpoint, error) {
+	pool, err := store.Connect(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	svc, err := delivery.New(store.New(pool), delivery.Options{Key: cfg.WebhookKey, AllowLoopback: cfg.WebhookAllowLoopback, Logger: log})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s: %w", delivery.KeyVariable, err)
+	}
+	d := &devEndpoint{pool: pool, svc: svc}
+	eps, err := svc.List(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	for _, e := range eps {
+		if e.Description == devReceiverDescription && strings.HasPrefix(e.URL, "http://127.0.0.1:") {
+			if err := svc.Delete(ctx, devActor, e.ID); err != nil && !domain.IsCode(err, domain.CodeResourceNotFound) {
+				pool.Close()
+				return nil, fmt.Errorf("removing the receiver endpoint %s of an earlier run: %w", e.ID, err)
+			}
+		}
+	}
+	created, err := svc.Create(ctx, devActor, domain.EndpointInput{URL: r.url(), Description: devReceiverDescription})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	r.setSecrets(created.Secret)
+	d.id = created.Endpoint.ID
+	return d, nil
+}
+
+// remove deletes the endpoint and closes the pool: the receiver stops
+// with the process.
+func (d *devEndpoint) remove(ctx context.Context) error {
+	defer d.pool.Close()
+	return d.svc.Delete(ctx, devActor, d.id)
 }

@@ -5,31 +5,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/contractd/contractd/webhook"
 )
-
-// lockedBuffer is an io.Writer safe for the receiver's goroutines and the
-// test reading it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // The dev receiver answers on loopback, verifies every delivery with
 // package webhook (204 when it verifies, 400 otherwise) and prints one line
@@ -37,7 +17,7 @@ func (l *lockedBuffer) String() string {
 // an event_id seen before and a version older than one applied.
 func TestDevReceiverVerifiesAndPrints(t *testing.T) {
 	t.Parallel()
-	var out lockedBuffer
+	var out logBuffer
 	r, err := startDevReceiver(&out)
 	if err != nil {
 		t.Fatal(err)
