@@ -152,7 +152,9 @@ type devEndpoint struct {
 // loopback) are removed first: their receivers are gone with their
 // processes.
 func registerDevReceiver(ctx context.Context, cfg config.Config, r *devReceiver, log *slog.Logger) (*devEndpoint, error) {
-	pool, err := store.Connect(ctx, cfg.DatabaseURL, 2)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pool, err := store.Connect(cctx, cfg.DatabaseURL, 2)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
