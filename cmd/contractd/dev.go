@@ -104,15 +104,42 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return configurationError("dev: configuration: ", err)
 	}
+	// The app server's stand-in: a webhook receiver on loopback, registered
+	// as an endpoint once the service serves (its database migrated) and
+	// before the demo contract, so that the demo's events reach it too.
+	rcv, err := startDevReceiver(stdout)
+	if err != nil {
+		return fail(1, "dev: %v", err)
+	}
+	defer rcv.close()
 	listening := make(chan string, 1)
+	var endpoint *devEndpoint
+	bannerDone := make(chan struct{})
 	go func() {
+		defer close(bannerDone)
 		select {
 		case a := <-listening:
-			printDevBanner(ctx, stdout, localURL(a), simPublic)
+			hook := rcv.url() + "   (a receiver in this process: it verifies each delivery and prints its events here)"
+			var rerr error
+			if endpoint, rerr = registerDevReceiver(ctx, cfg, rcv, log); rerr != nil {
+				log.Error("dev: the webhook receiver is not registered", "error", rerr.Error())
+				hook = "(the receiver is not registered; see the log)"
+			}
+			printDevBanner(ctx, stdout, localURL(a), simPublic, hook)
 		case <-ctx.Done():
 		}
 	}()
-	return serve(ctx, cfg, true, log, nil, listening)
+	serveErr := serve(ctx, cfg, true, log, nil, listening)
+	<-bannerDone
+	if endpoint != nil {
+		// The receiver goes with this process: so does its endpoint.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if err := endpoint.remove(rctx); err != nil {
+			log.Warn("dev: removing the receiver's webhook endpoint", "endpoint", endpoint.id, "error", err.Error())
+		}
+		cancel()
+	}
+	return serveErr
 }
 
 // simulatedWeChatEnv is contractd's WeChat Pay configuration for a
@@ -165,8 +192,8 @@ func ensureDatabase(ctx context.Context, variable, url string) error {
 }
 
 // printDevBanner opens a demo signing session through the API and prints
-// where to click.
-func printDevBanner(ctx context.Context, w io.Writer, base, simURL string) {
+// where to click; webhooks describes the dev receiver.
+func printDevBanner(ctx context.Context, w io.Writer, base, simURL, webhooks string) {
 	code := fmt.Sprintf("demo-%d", time.Now().Unix())
 	body := fmt.Sprintf(`{"product":"papay","channel":"h5","out_contract_code":%q,"plan_id":123,"user_display_name":"Zhang San"}`, code)
 	link := "(the demo pre-sign failed; see the log)"
@@ -192,6 +219,7 @@ contractd dev is running.
   API:        %[1]s   (tokens: app %[4]q, ops %[5]q)
   Simulator:  %[2]s   (WeChat Pay on loopback; control routes: %[2]s/sim/)
   Console:    %[1]s/ops/   (operations console: sign in with the ops token %[5]q)
+  Webhooks:   %[7]s
 
 A demo contract %[3]q has a signing session. Click to sign it as the WeChat user:
   %[6]s
@@ -212,5 +240,5 @@ Rotate WeChat's platform certificate (contractd learns it at the next notificati
   curl -s -X POST -d '{}' %[2]s/sim/platform-certificates/rotate
 Health: %[1]s/readyz   Metrics: %[1]s/metrics   Sessions: %[2]s/sim/sessions   Deliveries: %[2]s/sim/deliveries
 Stop with Ctrl-C (or SIGTERM).
-`, base, simURL, code, devAppToken, devOpsToken, strings.TrimSpace(link))
+`, base, simURL, code, devAppToken, devOpsToken, strings.TrimSpace(link), webhooks)
 }

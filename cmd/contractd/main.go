@@ -32,7 +32,8 @@ Usage:
   contractd fsm                    print the contract lifecycle as a Mermaid state diagram
   contractd dev                    development mode: generates keys, starts the WeChat Pay
                                    simulator on 127.0.0.1:8090, migrates the database and serves
-                                   on 127.0.0.1:8080, printing where to click
+                                   on 127.0.0.1:8080, printing where to click; a webhook receiver
+                                   on a free loopback port prints every event delivered to it
   contractd healthcheck            GET /readyz at CONTRACTD_HTTP_ADDR; exit 0 when it answers 200,
                                    1 otherwise (for container health checks: no shell or curl needed)
   contractd help                   this text

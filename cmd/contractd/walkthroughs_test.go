@@ -56,8 +56,10 @@ func runWalkthroughs(t *testing.T, extra ...string) (int, string) {
 }
 
 // scripts/walkthroughs picks free ports: with its old fixed defaults
-// (18080, 18090) taken, every walkthrough still ends signed. A port the
-// caller chose that is taken stops it at once, naming the variable.
+// (18080, 18090) taken, every walkthrough still ends signed, then
+// terminated, with the app server told both (contractd dev's webhook
+// receiver printed them). A port the caller chose that is taken stops it
+// at once, naming the variable.
 func TestWalkthroughsScriptPortsFreeOrRefusedUpFront(t *testing.T) {
 	// Not parallel: this and the other test that runs a script building
 	// bin/ (scripts/dev, scripts/walkthroughs) must not rewrite the binary
@@ -71,8 +73,8 @@ func TestWalkthroughsScriptPortsFreeOrRefusedUpFront(t *testing.T) {
 			t.Fatalf("exit %d with 18080 and 18090 taken, want 0:\n%s", code, out)
 		}
 		for _, w := range []string{"app", "h5", "jsapi", "mini-program", "password-exempt", "web"} {
-			if !strings.Contains(out, "walkthrough "+w+": signed") {
-				t.Errorf("walkthrough %s did not end signed:\n%s", w, out)
+			if !strings.Contains(out, "walkthrough "+w+": signed, terminated, and the app server was told both\n") {
+				t.Errorf("walkthrough %s did not end signed, terminated and told:\n%s", w, out)
 			}
 		}
 	})

@@ -18,4 +18,9 @@ SESSION=$(echo "$ANSWER" | jq -r .launch.pre_entrustweb_id)
 curl -sS --fail-with-body -H 'Content-Type: application/json' -d '{"session_id":"'"$SESSION"'"}' "$SIM/sim/sign" | jq '{contract_id, state}'
 # 4. WeChat's ENTRUST.SIGN notification reaches contractd: the contract is signed.
 until curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
+# 5. contractd tells the app server: a signed webhook delivers the sign event
+#    (contractd dev's receiver prints "receiver: sign $CODE session_issued→signed ...").
 # README:end
+# Not in the README's block: check that the app server was told the sign, then
+# terminate the contract as an operator and check that it was told that too.
+app_server_told "$CODE"

@@ -17,4 +17,9 @@ URL=$(echo "$ANSWER" | jq -r .launch.url)
 curl -sS --fail-with-body -X POST -d openid= "$URL" | grep -o 'Signed\. Contract [^ ]* is SIGNED'
 # 4. WeChat's PAPAY.SIGN notification reaches contractd: the contract is signed.
 until curl -sS --fail-with-body -H "Authorization: Bearer $APP_TOKEN" "$API/v1/contracts/$CODE" | jq -e 'select(.state == "signed") | .state'; do sleep 0.2; done
+# 5. contractd tells the app server: a signed webhook delivers the sign event
+#    (contractd dev's receiver prints "receiver: sign $CODE session_issued→signed ...").
 # README:end
+# Not in the README's block: check that the app server was told the sign, then
+# terminate the contract as an operator and check that it was told that too.
+app_server_told "$CODE"
