@@ -1,0 +1,245 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/contractd/contractd/webhook"
+)
+
+var (
+	webhookBenchEvents = flag.Int("webhooks.catch-up", 100_000, "BenchmarkWebhooks: events written during the receiver's outage")
+	webhookBenchOutage = flag.Duration("webhooks.outage", 0, "BenchmarkWebhooks: how long the receiver refuses at least (the back-off grows with it)")
+)
+
+// benchReceiver is a merchant's receiver on loopback for BenchmarkWebhooks:
+// it verifies every delivery's signature with package webhook and keeps,
+// per event, how long after it was recorded it arrived.
+type benchReceiver struct {
+	verifier webhook.Verifier
+	refuse   atomic.Bool
+
+	mu       sync.Mutex
+	seen     map[string]bool
+	lags     []time.Duration
+	first    time.Time // first accepted delivery since reset
+	last     time.Time // last accepted delivery
+	failures int
+}
+
+func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if r.refuse.Load() {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+		return
+	}
+	if err := r.verifier.Verify(req.Header.Get(webhook.SignatureHeader), body); err != nil {
+		r.mu.Lock()
+		r.failures++
+		r.mu.Unlock()
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	batch, err := webhook.Decode(body)
+	if err != nil {
+		r.mu.Lock()
+		r.failures++
+		r.mu.Unlock()
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	if r.first.IsZero() {
+		r.first = now
+	}
+	r.last = now
+	for _, e := range batch.Events {
+		if !r.seen[e.EventID] {
+			r.seen[e.EventID] = true
+			r.lags = append(r.lags, now.Sub(e.RecordedAt))
+		}
+	}
+	r.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// reset forgets what was received.
+func (r *benchReceiver) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen, r.lags, r.first, r.last = map[string]bool{}, nil, time.Time{}, time.Time{}
+}
+
+func (r *benchReceiver) received() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+// BenchmarkWebhooks measures webhook delivery (issue 21) with one receiver
+// on loopback: the delivery lag (from an event's recorded_at to its arrival
+// at the receiver, verified) while notifications stream at BenchmarkLoad's
+// rate (16 clients, as fast as contractd takes them), and the time to
+// catch up -webhooks.catch-up events written while the receiver refused
+// every delivery (for at least -webhooks.outage: the longer the outage, the
+// longer the back-off between retries, up to 10 minutes, which the time to
+// the first accepted batch shows). The server is its own process. It runs once whatever b.N:
+//
+//	go test -run '^$' -bench BenchmarkWebhooks -benchtime 1x -timeout 1h ./cmd/contractd/
+func BenchmarkWebhooks(b *testing.B) {
+	const clients = 16
+	n := 200_000
+	sessions := 150_000
+	dur := *loadDuration
+	s := startStack(b, stackOptions{Env: map[string]string{"CONTRACTD_LOG_LEVEL": "error"}})
+	if _, err := s.DB.Pool.Exec(b.Context(), `INSERT INTO contracts (out_contract_code, product, channel, plan_id,
+		state, version, session_id, session_expires_at, contract_id, openid, user_display_name, signed_at)
+		SELECT 'b-' || g, 'papay', 'app', 123, CASE WHEN g < $2 THEN 'session_issued' ELSE 'signed' END, 2,
+		       'sess-' || g, now() + interval '2 hours', CASE WHEN g < $2 THEN '' ELSE 'wx-' || g END,
+		       'o-' || g, 'Zhang San', CASE WHEN g < $2 THEN NULL ELSE now() END
+		FROM generate_series(0, $1 - 1) g`, n, sessions); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.DB.Pool.Exec(b.Context(), `VACUUM ANALYZE contracts`); err != nil {
+		b.Fatal(err)
+	}
+
+	// The server process delivers; the stack's in-process server has no
+	// webhook key, so it delivers nothing.
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	env := maps.Clone(s.Env)
+	env["CONTRACTD_LOG_LEVEL"] = "error"
+	env["CONTRACTD_WEBHOOK_KEY"] = base64.StdEncoding.EncodeToString(key)
+	env["CONTRACTD_WEBHOOK_ALLOW_LOOPBACK"] = "true"
+	delete(env, "CONTRACTD_DB_MAX_CONNS")
+	p := cliStartServe(b, cliBuild(b), env)
+	pid := p.cmd.Process.Pid
+
+	recv := &benchReceiver{}
+	recv.reset()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: recv, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() { _ = srv.Close() })
+
+	created := doAt(b, p.URL, http.MethodPost, "/v1/webhook-endpoints", opsToken,
+		map[string]string{"url": "http://" + ln.Addr().String() + "/hooks", "description": "benchmark receiver"})
+	if created.Status != http.StatusCreated {
+		b.Fatalf("create endpoint: %d %s", created.Status, created.Body)
+	}
+	var ep struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	created.JSON(b, &ep)
+	recv.verifier = webhook.Verifier{Secrets: []string{ep.Secret}}
+	events := func() int { return s.count(`SELECT count(*) FROM contract_events`) }
+	waitAll := func(want int, what string) {
+		deadline := time.Now().Add(30 * time.Minute)
+		for recv.received() < want {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s: %d of %d events received after 30 minutes", what, recv.received(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	// Phase 1: lag under BenchmarkLoad's notification load.
+	addr := strings.TrimPrefix(p.URL, "http://")
+	conns := make([]*rawConn, clients)
+	for i := range conns {
+		conns[i] = &rawConn{addr: addr}
+		defer conns[i].close()
+	}
+	perPhase := 40_000
+	ns := make([]loadNotification, perPhase)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < perPhase; i += 4 {
+				ns[i] = prepareNotification(b, s, fmt.Sprintf("b-%d", i))
+			}
+		}(w)
+	}
+	wg.Wait()
+	before := events()
+	var next atomic.Int64
+	cpu0 := processCPU(b, pid)
+	notify := loadPhase(b, s, "POST notification (PAPAY.SIGN) with one webhook endpoint", clients, dur, pid, "", func(w, _ int) error {
+		j := int(next.Add(1) - 1)
+		if j >= len(ns) {
+			return errExhausted
+		}
+		return conns[w].expect(http.MethodPost, "/v1/notifications/wechatpay", ns[j].header, ns[j].body, http.StatusNoContent)
+	})
+	written := events() - before
+	waitAll(written, "lag phase")
+	cpuAll := processCPU(b, pid) - cpu0
+	recv.mu.Lock()
+	lags := slices.Clone(recv.lags)
+	recv.mu.Unlock()
+	slices.Sort(lags)
+	pct := func(p float64) time.Duration { return lags[int(math.Ceil(p*float64(len(lags))))-1] }
+
+	// Phase 2: an outage, then the catch-up.
+	recv.refuse.Store(true)
+	recv.reset()
+	before = events()
+	outageStart := time.Now()
+	if _, err := s.DB.Pool.Exec(b.Context(), `INSERT INTO contract_events (contract_pk, sub_mchid, out_contract_code,
+		from_state, to_state, event, source, ignored, occurred_at, contract_version)
+		SELECT c.id, '', c.out_contract_code, 'signed', 'signed', 'sign', 'reconcile', true, now(), c.version
+		FROM generate_series(1, $1) g JOIN contracts c ON c.out_contract_code = 'b-' || (150000 + g % 50000)`,
+		*webhookBenchEvents); err != nil {
+		b.Fatal(err)
+	}
+	backlog := events() - before
+	wrote := time.Since(outageStart)
+	time.Sleep(time.Until(outageStart.Add(*webhookBenchOutage)))
+	refusedFor := time.Since(outageStart)
+	recv.refuse.Store(false)
+	back := time.Now()
+	cpu1 := processCPU(b, pid)
+	waitAll(backlog, "catch-up")
+	catchCPU := processCPU(b, pid) - cpu1
+	recv.mu.Lock()
+	first, last := recv.first, recv.last
+	recv.mu.Unlock()
+
+	fmt.Printf("webhooks, %s, %d cores, one receiver on loopback:\n", time.Now().UTC().Format("2006-01-02"), runtimeCores())
+	fmt.Printf("  notifications %.0f/s (p99 %.2f ms) with delivery on; %d events delivered, lag p50 %.0f ms, p99 %.0f ms, max %.0f ms; contractd CPU %.3f ms per notification, delivery included\n",
+		notify.rate, ms(notify.p99), len(lags), ms(pct(0.50)), ms(pct(0.99)), ms(lags[len(lags)-1]), 1000*cpuAll/float64(notify.ops))
+	fmt.Printf("  catch-up: %d events written in %.1f s while the receiver refused for %.1f s; all received %.1f s after it accepted again (first accepted batch after %.1f s of back-off, then %.1f s: %.0f events/s); contractd CPU %.3f ms per event\n",
+		backlog, wrote.Seconds(), refusedFor.Seconds(), last.Sub(back).Seconds(), first.Sub(back).Seconds(), last.Sub(first).Seconds(),
+		float64(backlog)/last.Sub(first).Seconds(), 1000*catchCPU/float64(backlog))
+	if stderr := p.stderr.String(); stderr != "" {
+		fmt.Fprintf(os.Stdout, "contractd's log (errors only):\n%s\n", stderr[:min(len(stderr), 4000)])
+	}
+	b.ReportMetric(float64(pct(0.99))/float64(time.Millisecond), "lag-p99-ms")
+}
+
