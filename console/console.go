@@ -84,8 +84,11 @@ type Options struct {
 	Flows Flows
 	Store Store
 	// Reads serve the overview, the contract lists and the CSV export.
-	Reads  Reads
-	Tokens config.Tokens
+	Reads Reads
+	// Webhooks manage the webhook endpoints (the endpoints' pages); nil
+	// leaves them out of the console.
+	Webhooks Webhooks
+	Tokens   config.Tokens
 	// SessionTTL is how long a session lasts after sign-in (default 8h).
 	SessionTTL time.Duration
 	// SecureCookies marks cookies Secure (when the public URL is https).
@@ -179,6 +182,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /ops/contract/sync", c.authed(c.sync))
 	m.HandleFunc("GET /ops/feed", c.authed(c.feedPage))
 	m.HandleFunc("GET /ops/feed.json", c.authed(c.feedJSON))
+	c.webhookRoutes(m)
 	m.HandleFunc("/ops/", c.notFound)
 	c.mux = m
 }
