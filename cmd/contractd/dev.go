@@ -26,6 +26,12 @@ const (
 	devPublicURL = "https://contractd.localhost"
 	devAppToken  = "dev-app-token"
 	devOpsToken  = "dev-ops-token"
+	// devWebhookKey seals webhook secrets in dev when CONTRACTD_WEBHOOK_KEY
+	// is not set: fixed, like the dev tokens, so that endpoints registered
+	// in an earlier dev run still deliver (a key drawn afresh each run
+	// would leave their secrets sealed under a key gone). Never for
+	// production.
+	devWebhookKey = "ZGV2LXdlYmhvb2sta2V5LW5vdC1mb3ItcHJvZC11c2U="
 )
 
 // devCmd runs `contractd dev`: a fresh key set, the WeChat Pay simulator on
@@ -91,6 +97,9 @@ func devCmd(ctx context.Context, args []string, getenv func(string) string, stdo
 	env["CONTRACTD_HTTP_ADDR"] = addr
 	env["CONTRACTD_API_TOKENS"] = "app:" + devAppToken + ",ops:" + devOpsToken
 	env["CONTRACTD_LOG_LEVEL"] = envOr(getenv, "CONTRACTD_LOG_LEVEL", "info")
+	// Webhooks on, to receivers on this machine (the dev receiver).
+	env["CONTRACTD_WEBHOOK_KEY"] = envOr(getenv, "CONTRACTD_WEBHOOK_KEY", devWebhookKey)
+	env["CONTRACTD_WEBHOOK_ALLOW_LOOPBACK"] = "true"
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		return configurationError("dev: configuration: ", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/contractd/contractd/config"
 	"github.com/contractd/contractd/console"
+	"github.com/contractd/contractd/delivery"
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/httpapi"
 	"github.com/contractd/contractd/lifecycle"
@@ -130,6 +131,11 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 		HealWindow: cfg.HealWindow,
 		Logger:     log, Registry: reg, Panics: panics,
 	})
+	hooks, err := delivery.New(st, delivery.Options{Key: cfg.WebhookKey, AllowLoopback: cfg.WebhookAllowLoopback,
+		Logger: log.With("component", "webhooks"), Registry: reg})
+	if err != nil {
+		return fail(2, "configuration: %s: %v", delivery.KeyVariable, err)
+	}
 	// One throttle and one way to find the client address, for the API's
 	// bearer tokens and the console's sign-in alike.
 	throttle := httpapi.NewThrottle(st, domain.AuthThrottle{Limit: config.DefaultAuthFailureLimit, Window: config.DefaultAuthFailureWindow}, log)
@@ -166,6 +172,8 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	}
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	workersDone := make(chan struct{})
+	hooksDone := make(chan struct{})
+	go func() { defer close(hooksDone); hooks.Run(workCtx) }()
 	go func() {
 		defer close(workersDone)
 		if certs == nil {
@@ -199,6 +207,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	}
 	stopWork()
 	<-workersDone
+	<-hooksDone
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fail(1, "server: %v", err)
 	}
