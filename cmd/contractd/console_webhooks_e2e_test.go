@@ -170,7 +170,7 @@ func TestConsoleWebhookFormsNeedCSRFAndEscapeText(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "/ops/webhooks/" + id
-	setPaused := func(paused bool) {
+	setPaused := func(t *testing.T, paused bool) {
 		t.Helper()
 		action := "/resume"
 		if paused {
@@ -198,7 +198,7 @@ func TestConsoleWebhookFormsNeedCSRFAndEscapeText(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			setPaused(tc.paused)
+			setPaused(t, tc.paused)
 			before, received := whcEndpointState(t, s), rc.received()
 			for _, csrfValue := range []string{"", "0000", strings.Repeat("0", len(token))} {
 				form := url.Values{}
@@ -221,7 +221,7 @@ func TestConsoleWebhookFormsNeedCSRFAndEscapeText(t *testing.T) {
 			}
 		})
 	}
-	setPaused(false)
+	setPaused(t, false)
 
 	// Hostile text: an endpoint whose description and url hold markup,
 	// created with the token; and a refused url, shown in the problem.
