@@ -266,7 +266,7 @@ func notHolder(id string) error {
 func (s *Store) updateEndpoint(ctx context.Context, id, token, actor string, fn func(e *domain.Endpoint) error) (domain.Endpoint, error) {
 	var out domain.Endpoint
 	err := s.InTx(ctx, func(tx *Tx) error {
-		rows, err := tx.Query(ctx, `SELECT `+endpointColumns+`, coalesce(lease_token IS NOT DISTINCT FROM $2 AND lease_expires_at > clock_timestamp(), false)
+		rows, err := tx.Query(ctx, `SELECT `+endpointColumns+`, COALESCE(lease_token = $2 AND lease_expires_at > clock_timestamp(), false)
 			FROM webhook_endpoints WHERE id = $1 FOR UPDATE`, id, nullString(token))
 		if err != nil {
 			return err
