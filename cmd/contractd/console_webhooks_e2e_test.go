@@ -221,6 +221,30 @@ func TestConsoleWebhookFormsNeedCSRFAndEscapeText(t *testing.T) {
 			}
 		})
 	}
+
+	// Replay to a feed cursor through the form (forward, past the first of
+	// two events made while the endpoint is paused, so that the cursor is
+	// not there already): the move is recorded to that cursor, as alice's;
+	// a cursor this service did not issue is refused on the endpoint's page.
+	setPaused(t, true)
+	ntPreSign(t, s, "whc-csrf-1")
+	ntPreSign(t, s, "whc-csrf-2")
+	var feed struct {
+		NextCursor string `json:"next_cursor"`
+	}
+	s.do(http.MethodGet, "/v1/events?limit=1", opsToken, nil).JSON(t, &feed)
+	if r := c.do(http.MethodPost, base+"/replay", url.Values{"csrf": {token}, "after": {feed.NextCursor}}); r.Status != http.StatusSeeOther {
+		t.Fatalf("replay to a cursor: %d %.400s", r.Status, r.Body)
+	}
+	if n := s.count(`SELECT count(*) FROM webhook_cursor_moves WHERE endpoint_id = $1 AND to_cursor = $2 AND actor = 'alice'`, id, feed.NextCursor); n != 1 || feed.NextCursor == "" {
+		t.Fatalf("%d moves to cursor %q recorded as alice's, want 1", n, feed.NextCursor)
+	}
+	moves := s.count(`SELECT count(*) FROM webhook_cursor_moves`)
+	bad := c.do(http.MethodPost, base+"/replay", url.Values{"csrf": {token}, "after": {"not-a-cursor"}})
+	if bad.Status != http.StatusBadRequest || !strings.Contains(bad.Body, "Replay failed") || !strings.Contains(bad.Body, `value="not-a-cursor"`) ||
+		s.count(`SELECT count(*) FROM webhook_cursor_moves`) != moves {
+		t.Fatalf("replay to a bad cursor: %d %.600s", bad.Status, bad.Body)
+	}
 	setPaused(t, false)
 
 	// Hostile text: an endpoint whose description and url hold markup,
