@@ -99,8 +99,8 @@ func whcStack(t *testing.T) *stack {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	return startStack(t, stackOptions{Env: map[string]string{
-		"CONTRACTD_API_TOKENS":            "app:" + appToken + ",ops:" + opsToken + ",ops:alice:" + aliceToken,
-		"CONTRACTD_WEBHOOK_KEY":           base64.StdEncoding.EncodeToString(key),
+		"CONTRACTD_API_TOKENS":             "app:" + appToken + ",ops:" + opsToken + ",ops:alice:" + aliceToken,
+		"CONTRACTD_WEBHOOK_KEY":            base64.StdEncoding.EncodeToString(key),
 		"CONTRACTD_WEBHOOK_ALLOW_LOOPBACK": "true",
 	}})
 }
