@@ -232,14 +232,9 @@ func (s *Service) Replay(ctx context.Context, actor, id string, t ReplayTarget) 
 		if to, err = s.st.CursorBefore(ctx, t.From); err != nil {
 			return domain.Endpoint{}, err
 		}
-	} else if err := store.CheckFeedCursor(t.After); err != nil {
-		return domain.Endpoint{}, err
 	}
-	var from string
-	if _, err := s.st.UpdateEndpoint(ctx, id, actor, func(e *domain.Endpoint) error {
-		from = e.Replay(to)
-		return nil
-	}); err != nil {
+	_, from, err := s.st.ReplayEndpoint(ctx, id, actor, to)
+	if err != nil {
 		return domain.Endpoint{}, err
 	}
 	s.log.Info("webhook endpoint replayed", "endpoint", id, "actor", actor, "from_cursor", from, "to_cursor", to)

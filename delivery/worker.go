@@ -41,9 +41,9 @@ func batchBody(kind, endpointID, deliveryID string, events []domain.HistoryEntry
 // attempt POSTs body to e once, signed at this moment with every secret
 // that signs now, within ctx, and returns what happened (not yet
 // recorded).
-func (s *Service) attempt(ctx context.Context, e domain.Endpoint, kind, deliveryID string, body []byte, count int) domain.Attempt {
+func (s *Service) attempt(ctx context.Context, e domain.Endpoint, kind, deliveryID string, body []byte, count int) (a domain.Attempt) {
 	now := s.opt.Now()
-	a := domain.Attempt{EndpointID: e.ID, DeliveryID: deliveryID, Kind: kind, EventCount: count, At: now.UTC()}
+	a = domain.Attempt{EndpointID: e.ID, DeliveryID: deliveryID, Kind: kind, EventCount: count, At: now.UTC()}
 	start := time.Now()
 	defer func() {
 		a.LatencyMS = int(time.Since(start).Milliseconds())

@@ -242,7 +242,25 @@ func (s *Store) UpdateEndpoint(ctx context.Context, id, actor string, fn func(e 
 	if !isUUID(id) {
 		return domain.Endpoint{}, endpointNotFound(id)
 	}
-	return s.updateEndpoint(ctx, id, "", actor, fn)
+	return s.updateEndpoint(ctx, id, "", actor, false, fn)
+}
+
+// ReplayEndpoint moves the endpoint's cursor to the feed cursor to for
+// actor (domain.Endpoint.Replay: the batch in flight is dropped) and
+// records the move, also one to where the cursor already is. It returns
+// the endpoint as stored, without its lag, and where its cursor was.
+func (s *Store) ReplayEndpoint(ctx context.Context, id, actor, to string) (e domain.Endpoint, from string, err error) {
+	if !isUUID(id) {
+		return domain.Endpoint{}, "", endpointNotFound(id)
+	}
+	if err := CheckFeedCursor(to); err != nil {
+		return domain.Endpoint{}, "", err
+	}
+	e, err = s.updateEndpoint(ctx, id, "", actor, true, func(e *domain.Endpoint) error {
+		from = e.Replay(to)
+		return nil
+	})
+	return e, from, err
 }
 
 // UpdateEndpointAsHolder is UpdateEndpoint for the delivery worker that
@@ -256,14 +274,17 @@ func (s *Store) UpdateEndpointAsHolder(ctx context.Context, id, token, actor str
 	if token == "" {
 		return domain.Endpoint{}, errors.New("store: UpdateEndpointAsHolder without a lease token")
 	}
-	return s.updateEndpoint(ctx, id, token, actor, fn)
+	return s.updateEndpoint(ctx, id, token, actor, false, fn)
 }
 
 func notHolder(id string) error {
 	return &domain.Error{Code: domain.CodeInvalidState, Message: "the lease on webhook endpoint " + id + " is no longer held", Err: ErrNotHolder}
 }
 
-func (s *Store) updateEndpoint(ctx context.Context, id, token, actor string, fn func(e *domain.Endpoint) error) (domain.Endpoint, error) {
+// updateEndpoint is UpdateEndpoint and UpdateEndpointAsHolder: token ""
+// for an operator. A cursor move is recorded for actor (when not empty)
+// when the cursor changed, or always when recordMove is set.
+func (s *Store) updateEndpoint(ctx context.Context, id, token, actor string, recordMove bool, fn func(e *domain.Endpoint) error) (domain.Endpoint, error) {
 	var out domain.Endpoint
 	err := s.InTx(ctx, func(tx *Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+endpointColumns+`, COALESCE(lease_token = $2 AND lease_expires_at > clock_timestamp(), false)
@@ -297,10 +318,12 @@ func (s *Store) updateEndpoint(ctx context.Context, id, token, actor string, fn 
 				sets = append(sets, col.name+" = $"+strconv.Itoa(len(args)))
 			}
 		}
-		if len(sets) == 0 {
+		moved := actor != "" && (recordMove || e.Cursor != before.Cursor)
+		if len(sets) == 0 && !moved {
 			out = e
 			return nil
 		}
+		sets = append(sets, "updated_at = now()")
 		where := "id = $1"
 		if token != "" {
 			args = append(args, token, before.Cursor)
@@ -308,9 +331,8 @@ func (s *Store) updateEndpoint(ctx context.Context, id, token, actor string, fn 
 			where += " AND lease_token = $" + strconv.Itoa(n-1) + " AND lease_expires_at > clock_timestamp() AND cursor = $" + strconv.Itoa(n)
 		}
 		b := &pgx.Batch{}
-		b.Queue(`UPDATE webhook_endpoints SET `+strings.Join(sets, ", ")+`, updated_at = now()
+		b.Queue(`UPDATE webhook_endpoints SET `+strings.Join(sets, ", ")+`
 			WHERE `+where+` RETURNING `+endpointColumns, args...)
-		moved := e.Cursor != before.Cursor && actor != ""
 		if moved {
 			b.Queue(`INSERT INTO webhook_cursor_moves (endpoint_id, from_cursor, to_cursor, actor) VALUES ($1, $2, $3, $4)`,
 				id, before.Cursor, e.Cursor, actor)

@@ -67,6 +67,12 @@ Configuration (environment):
                                  balancers) whose X-Forwarded-For names the client address, for
                                  the throttle and logs; loopback and private ranges are trusted
                                  only when listed (default none: the TCP peer's address)
+  CONTRACTD_WEBHOOK_KEY          32-byte key, base64 (openssl rand -base64 32), that encrypts
+                                 webhook endpoints' secrets at rest (AES-256-GCM); without it
+                                 webhooks are off: creating an endpoint answers 409 INVALID_STATE
+  CONTRACTD_WEBHOOK_ALLOW_LOOPBACK
+                                 true lets webhook endpoints target loopback and link-local
+                                 addresses (dev, tests; contractd dev sets it) (default false)
   WECHATPAY_MODE                 common (default) or institutional
   WECHATPAY_MCHID                merchant (or service provider) id
   WECHATPAY_APPID                app id (common mode)
