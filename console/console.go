@@ -1,7 +1,8 @@
 // Package console is contractd's operations console: server-rendered pages
 // under /ops/ for merchant operations. It holds no business rules: reading
-// and acting on contracts go through package lifecycle, the same flows as
-// the API; its own state (console sessions, failed sign-ins) lives in
+// and acting on contracts go through package lifecycle, and on webhook
+// endpoints through package delivery, the same flows as the API; its own
+// state (console sessions, failed sign-ins) lives in
 // Postgres through package store, so every replica shares it.
 //
 // Sign-in takes an ops token and starts a session whose random id is the
