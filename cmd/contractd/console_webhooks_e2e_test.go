@@ -306,3 +306,49 @@ func TestConsoleWebhookFormsNeedCSRFAndEscapeText(t *testing.T) {
 		t.Fatalf("the refused form's url field holds %q", v)
 	}
 }
+
+// TestConsoleWebhookRefusalsAreShownOnThePage: what the delivery service
+// refuses is said on the list page, with the API's status, and creates
+// nothing: a loopback receiver where loopback is not allowed (PARAM_ERROR),
+// and any endpoint while webhooks are off (no key: INVALID_STATE naming
+// the variable).
+func TestConsoleWebhookRefusalsAreShownOnThePage(t *testing.T) {
+	t.Parallel()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	cases := []struct {
+		name   string
+		env    map[string]string
+		status int
+		says   string
+	}{
+		{"a loopback receiver without the setting", map[string]string{"CONTRACTD_WEBHOOK_KEY": base64.StdEncoding.EncodeToString(key)},
+			http.StatusBadRequest, "resolves to a loopback address"},
+		{"webhooks off", map[string]string{"CONTRACTD_WEBHOOK_ALLOW_LOOPBACK": "true"},
+			http.StatusConflict, "CONTRACTD_WEBHOOK_KEY"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.env["CONTRACTD_API_TOKENS"] = "app:" + appToken + ",ops:" + opsToken + ",ops:alice:" + aliceToken
+			s := startStack(t, stackOptions{Env: tc.env})
+			rc := newWhcReceiver(t)
+			c := newConsoleClient(t, s.URL)
+			if r := c.signIn(aliceToken); r.Status != http.StatusSeeOther {
+				t.Fatalf("sign-in: %d", r.Status)
+			}
+			list := c.do(http.MethodGet, "/ops/webhooks", nil)
+			r := c.do(http.MethodPost, "/ops/webhooks", url.Values{"csrf": {csrf(t, list)}, "url": {rc.URL + "/hooks"}, "description": {"refused"}})
+			if r.Status != tc.status || !strings.Contains(r.Body, `<p class="problem" role="alert">Creating the endpoint failed: `) ||
+				!strings.Contains(r.Body, tc.says) || strings.Contains(r.Body, "whsec_") {
+				t.Fatalf("create: %d, want %d saying %q; %.800s", r.Status, tc.status, tc.says, r.Body)
+			}
+			if !strings.Contains(r.Body, `value="`+rc.URL+`/hooks"`) {
+				t.Fatal("the refused form does not keep its url")
+			}
+			if n := s.count(`SELECT count(*) FROM webhook_endpoints`); n != 0 {
+				t.Fatalf("a refused create left %d endpoints", n)
+			}
+		})
+	}
+}
