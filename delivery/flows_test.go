@@ -487,3 +487,31 @@ func TestLostCursorMovesBackAndDeliveryGoesOn(t *testing.T) {
 		t.Fatalf("not logged:\n%s", logs.String())
 	}
 }
+
+// The workers prune attempts past the retention, on the service's clock:
+// those of 31 days ago go, those of 29 days ago stay.
+func TestRunPrunesOldAttempts(t *testing.T) {
+	t.Parallel()
+	clk := &clock{}
+	e := newEnv(t, delivery.Options{Now: clk.now})
+	ctx := context.Background()
+	created, err := e.svc.Create(ctx, "ops:test", domain.EndpointInput{URL: "http://10.9.9.9/h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(365 * 24 * time.Hour)
+	for _, age := range []time.Duration{31 * 24 * time.Hour, 29 * 24 * time.Hour} {
+		if _, _, err := e.st.RecordAttempt(ctx, domain.Attempt{EndpointID: created.Endpoint.ID, DeliveryID: "0b1f7c3e-6a59-4c43-9d55-2f1f0f6b9a10",
+			Kind: domain.DeliveryPing, At: clk.now().Add(-age)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.run()
+	waitFor(t, "the old attempt pruned", func() bool {
+		return countRows(t, e, `SELECT count(*) FROM webhook_attempts`) == 1
+	})
+	atts, _, err := e.svc.Attempts(ctx, created.Endpoint.ID, "", 10)
+	if err != nil || len(atts) != 1 || atts[0].At.Before(clk.now().Add(-domain.AttemptRetention)) {
+		t.Fatalf("left %+v %v", atts, err)
+	}
+}
