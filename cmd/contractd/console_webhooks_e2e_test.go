@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -232,7 +233,11 @@ func TestConsoleWebhookFormsNeedCSRFAndEscapeText(t *testing.T) {
 	var feed struct {
 		NextCursor string `json:"next_cursor"`
 	}
-	s.do(http.MethodGet, "/v1/events?limit=1", opsToken, nil).JSON(t, &feed)
+	// The feed serves the first row once the cluster's horizon passes it.
+	eventually(t, 60*time.Second, "the feed's first row", func() bool {
+		s.do(http.MethodGet, "/v1/events?limit=1", opsToken, nil).JSON(t, &feed)
+		return feed.NextCursor != ""
+	})
 	if r := c.do(http.MethodPost, base+"/replay", url.Values{"csrf": {token}, "after": {feed.NextCursor}}); r.Status != http.StatusSeeOther {
 		t.Fatalf("replay to a cursor: %d %.400s", r.Status, r.Body)
 	}
