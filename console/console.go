@@ -1,7 +1,8 @@
 // Package console is contractd's operations console: server-rendered pages
 // under /ops/ for merchant operations. It holds no business rules: reading
-// and acting on contracts go through package lifecycle, the same flows as
-// the API; its own state (console sessions, failed sign-ins) lives in
+// and acting on contracts go through package lifecycle, and on webhook
+// endpoints through package delivery, the same flows as the API; its own
+// state (console sessions, failed sign-ins) lives in
 // Postgres through package store, so every replica shares it.
 //
 // Sign-in takes an ops token and starts a session whose random id is the
@@ -84,8 +85,11 @@ type Options struct {
 	Flows Flows
 	Store Store
 	// Reads serve the overview, the contract lists and the CSV export.
-	Reads  Reads
-	Tokens config.Tokens
+	Reads Reads
+	// Webhooks manage the webhook endpoints (the endpoints' pages); nil
+	// leaves them out of the console.
+	Webhooks Webhooks
+	Tokens   config.Tokens
 	// SessionTTL is how long a session lasts after sign-in (default 8h).
 	SessionTTL time.Duration
 	// SecureCookies marks cookies Secure (when the public URL is https).
@@ -179,6 +183,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST /ops/contract/sync", c.authed(c.sync))
 	m.HandleFunc("GET /ops/feed", c.authed(c.feedPage))
 	m.HandleFunc("GET /ops/feed.json", c.authed(c.feedJSON))
+	c.webhookRoutes(m)
 	m.HandleFunc("/ops/", c.notFound)
 	c.mux = m
 }

@@ -100,7 +100,7 @@ func TestListPageShowsTheAPIRefusal(t *testing.T) {
 
 func TestEveryPageTemplateParses(t *testing.T) {
 	pages := parsePages()
-	for _, name := range []string{"overview.html", "contracts.html", "contract.html", "feed.html", "signin.html", "error.html"} {
+	for _, name := range []string{"overview.html", "contracts.html", "contract.html", "feed.html", "signin.html", "error.html", "webhooks.html", "webhook.html"} {
 		if pages[name] == nil {
 			t.Errorf("no template %s", name)
 		}

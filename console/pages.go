@@ -27,7 +27,9 @@ type page struct {
 	Problem string // an error to show above the content
 	Done    string // what the last action did
 	Message string // error pages
-	Data    any
+	// Webhooks: the console has the webhook endpoints' pages.
+	Webhooks bool
+	Data     any
 }
 
 func statusOf(err error) int { return httpapi.StatusOf(err) }
@@ -76,6 +78,10 @@ var funcs = template.FuncMap{
 		return domain.Key{SubMchID: e.SubMchID, OutContractCode: e.OutContractCode}
 	},
 	"ago": func(d time.Duration) string { return d.Round(time.Second).String() },
+	// seconds says a lag in seconds, to a tenth.
+	"seconds":    func(s float64) string { return strconv.FormatFloat(s, 'f', 1, 64) + " s" },
+	"webhookURL": func(id string) string { return webhookURL(id, "") },
+	"outcome":    attemptOutcome,
 }
 
 func parsePages() map[string]*template.Template {
@@ -101,6 +107,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 			p.Actor = "an unnamed ops token"
 		}
 	}
+	p.Webhooks = c.opt.Webhooks != nil
 	var buf bytes.Buffer
 	if err := c.pages[name].Execute(&buf, p); err != nil {
 		c.log.ErrorContext(r.Context(), "console template failed", "page", name, "error", err.Error())

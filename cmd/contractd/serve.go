@@ -140,7 +140,7 @@ func serve(ctx context.Context, cfg config.Config, migrate bool, log *slog.Logge
 	// bearer tokens and the console's sign-in alike.
 	throttle := httpapi.NewThrottle(st, domain.AuthThrottle{Limit: config.DefaultAuthFailureLimit, Window: config.DefaultAuthFailureWindow}, log)
 	clientIP := httpapi.ClientIP(cfg.TrustedProxies)
-	ops := console.New(console.Options{Flows: svc, Store: st, Reads: st.Reads(), Tokens: cfg.Tokens, SessionTTL: cfg.ConsoleSessionTTL,
+	ops := console.New(console.Options{Flows: svc, Store: st, Reads: st.Reads(), Webhooks: hooks, Tokens: cfg.Tokens, SessionTTL: cfg.ConsoleSessionTTL,
 		SecureCookies: cfg.SecureCookies(), ReconcileMinAge: cfg.ReconcileAfter,
 		ReconcileLookBack: cfg.ReconcileLookBack, Logger: log, Throttle: throttle, ClientIP: clientIP})
 	api := httpapi.New(httpapi.Deps{
