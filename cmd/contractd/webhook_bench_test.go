@@ -242,4 +242,3 @@ func BenchmarkWebhooks(b *testing.B) {
 	}
 	b.ReportMetric(float64(pct(0.99))/float64(time.Millisecond), "lag-p99-ms")
 }
-
