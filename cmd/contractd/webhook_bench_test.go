@@ -39,6 +39,7 @@ type benchReceiver struct {
 	first    time.Time // first accepted delivery since reset
 	last     time.Time // last accepted delivery
 	failures int
+	batches  int // accepted deliveries
 }
 
 func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -72,6 +73,7 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.first = now
 	}
 	r.last = now
+	r.batches++
 	for _, e := range batch.Events {
 		if !r.seen[e.EventID] {
 			r.seen[e.EventID] = true
@@ -86,7 +88,7 @@ func (r *benchReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 func (r *benchReceiver) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.seen, r.lags, r.first, r.last = map[string]bool{}, nil, time.Time{}, time.Time{}
+	r.seen, r.lags, r.first, r.last, r.batches = map[string]bool{}, nil, time.Time{}, time.Time{}, 0
 }
 
 func (r *benchReceiver) received() int {
@@ -145,17 +147,6 @@ func BenchmarkWebhooks(b *testing.B) {
 	go func() { _ = srv.Serve(ln) }()
 	b.Cleanup(func() { _ = srv.Close() })
 
-	created := doAt(b, p.URL, http.MethodPost, "/v1/webhook-endpoints", opsToken,
-		map[string]string{"url": "http://" + ln.Addr().String() + "/hooks", "description": "benchmark receiver"})
-	if created.Status != http.StatusCreated {
-		b.Fatalf("create endpoint: %d %s", created.Status, created.Body)
-	}
-	var ep struct {
-		ID     string `json:"id"`
-		Secret string `json:"secret"`
-	}
-	created.JSON(b, &ep)
-	recv.verifier = webhook.Verifier{Secrets: []string{ep.Secret}}
 	events := func() int { return s.count(`SELECT count(*) FROM contract_events`) }
 	waitAll := func(want int, what string) {
 		deadline := time.Now().Add(30 * time.Minute)
@@ -167,41 +158,61 @@ func BenchmarkWebhooks(b *testing.B) {
 		}
 	}
 
-	// Phase 1: lag under BenchmarkLoad's notification load.
+	// Notifications at BenchmarkLoad's rate (16 clients, as fast as they are taken),
+	// first with no endpoint, then with one (phase 1: the lag).
 	addr := strings.TrimPrefix(p.URL, "http://")
 	conns := make([]*rawConn, clients)
 	for i := range conns {
 		conns[i] = &rawConn{addr: addr}
 		defer conns[i].close()
 	}
-	perPhase := 40_000
-	ns := make([]loadNotification, perPhase)
+	perPhase := 25_000
+	ns := make([]loadNotification, 2*perPhase)
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			for i := w; i < perPhase; i += 4 {
+			for i := w; i < len(ns); i += 4 {
 				ns[i] = prepareNotification(b, s, fmt.Sprintf("b-%d", i))
 			}
 		}(w)
 	}
 	wg.Wait()
-	before := events()
-	var next atomic.Int64
-	cpu0 := processCPU(b, pid)
-	notify := loadPhase(b, s, "POST notification (PAPAY.SIGN) with one webhook endpoint", clients, dur, pid, "", func(w, _ int) error {
-		j := int(next.Add(1) - 1)
-		if j >= len(ns) {
-			return errExhausted
+	postAll := func(ns []loadNotification) func(worker, i int) error {
+		var next atomic.Int64
+		return func(w, _ int) error {
+			j := int(next.Add(1) - 1)
+			if j >= len(ns) {
+				return errExhausted
+			}
+			return conns[w].expect(http.MethodPost, "/v1/notifications/wechatpay", ns[j].header, ns[j].body, http.StatusNoContent)
 		}
-		return conns[w].expect(http.MethodPost, "/v1/notifications/wechatpay", ns[j].header, ns[j].body, http.StatusNoContent)
-	})
+	}
+	// Phase 0: the same load with no endpoint, for the cost of delivery.
+	cpu0 := processCPU(b, pid)
+	alone := loadPhase(b, s, "POST notification (PAPAY.SIGN), no webhook endpoint", clients, dur, pid, "", postAll(ns[:perPhase]))
+	cpuAlone := processCPU(b, pid) - cpu0
+
+	created := doAt(b, p.URL, http.MethodPost, "/v1/webhook-endpoints", opsToken,
+		map[string]string{"url": "http://" + ln.Addr().String() + "/hooks", "description": "benchmark receiver"})
+	if created.Status != http.StatusCreated {
+		b.Fatalf("create endpoint: %d %s", created.Status, created.Body)
+	}
+	var ep struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+	}
+	created.JSON(b, &ep)
+	recv.verifier = webhook.Verifier{Secrets: []string{ep.Secret}}
+	before := events()
+	cpu0 = processCPU(b, pid)
+	notify := loadPhase(b, s, "POST notification (PAPAY.SIGN) with one webhook endpoint", clients, dur, pid, "", postAll(ns[perPhase:]))
 	written := events() - before
 	waitAll(written, "lag phase")
 	cpuAll := processCPU(b, pid) - cpu0
 	recv.mu.Lock()
-	lags := slices.Clone(recv.lags)
+	lags, batches := slices.Clone(recv.lags), recv.batches
 	recv.mu.Unlock()
 	slices.Sort(lags)
 	pct := func(p float64) time.Duration { return lags[int(math.Ceil(p*float64(len(lags))))-1] }
@@ -232,8 +243,10 @@ func BenchmarkWebhooks(b *testing.B) {
 	recv.mu.Unlock()
 
 	fmt.Printf("webhooks, %s, %d cores, one receiver on loopback:\n", time.Now().UTC().Format("2006-01-02"), runtimeCores())
-	fmt.Printf("  notifications %.0f/s (p99 %.2f ms) with delivery on; %d events delivered, lag p50 %.0f ms, p99 %.0f ms, max %.0f ms; contractd CPU %.3f ms per notification, delivery included\n",
-		notify.rate, ms(notify.p99), len(lags), ms(pct(0.50)), ms(pct(0.99)), ms(lags[len(lags)-1]), 1000*cpuAll/float64(notify.ops))
+	fmt.Printf("  no endpoint: notifications %.0f/s (p99 %.2f ms), contractd CPU %.3f ms per notification\n",
+		alone.rate, ms(alone.p99), 1000*cpuAlone/float64(alone.ops))
+	fmt.Printf("  one endpoint: notifications %.0f/s (p99 %.2f ms); %d events delivered in %d deliveries (%.1f per delivery), lag p50 %.0f ms, p99 %.0f ms, max %.0f ms; contractd CPU %.3f ms per notification, delivery included\n",
+		notify.rate, ms(notify.p99), len(lags), batches, float64(len(lags))/float64(max(batches, 1)), ms(pct(0.50)), ms(pct(0.99)), ms(lags[len(lags)-1]), 1000*cpuAll/float64(notify.ops))
 	fmt.Printf("  catch-up: %d events written in %.1f s while the receiver refused for %.1f s; all received %.1f s after it accepted again (first accepted batch after %.1f s of back-off, then %.1f s: %.0f events/s); contractd CPU %.3f ms per event\n",
 		backlog, wrote.Seconds(), refusedFor.Seconds(), last.Sub(back).Seconds(), first.Sub(back).Seconds(), last.Sub(first).Seconds(),
 		float64(backlog)/last.Sub(first).Seconds(), 1000*catchCPU/float64(backlog))
