@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/delivery"
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/httpapi"
 	"github.com/contractd/contractd/logging"
@@ -88,7 +89,7 @@ type Options struct {
 	Reads Reads
 	// Webhooks manage the webhook endpoints (the endpoints' pages); nil
 	// leaves them out of the console.
-	Webhooks Webhooks
+	Webhooks delivery.Flows
 	Tokens   config.Tokens
 	// SessionTTL is how long a session lasts after sign-in (default 8h).
 	SessionTTL time.Duration

@@ -16,21 +16,6 @@ import (
 	"github.com/contractd/contractd/domain"
 )
 
-// Webhooks are the webhook endpoints' flows the console runs, the same as
-// the API's; *delivery.Service is the one implementation. The actor of
-// each change is the session's operator ("" for an unnamed token).
-type Webhooks interface {
-	Create(ctx context.Context, actor string, in domain.EndpointInput) (delivery.Created, error)
-	List(ctx context.Context) ([]domain.Endpoint, error)
-	Get(ctx context.Context, id string) (domain.Endpoint, error)
-	Update(ctx context.Context, actor, id string, p domain.EndpointPatch) (domain.Endpoint, error)
-	RotateSecret(ctx context.Context, actor, id string) (delivery.Created, error)
-	Replay(ctx context.Context, actor, id string, t delivery.ReplayTarget) (domain.Endpoint, error)
-	Test(ctx context.Context, actor, id string) (domain.Attempt, error)
-	Attempts(ctx context.Context, id, cursor string, limit int) ([]domain.Attempt, string, error)
-	Delete(ctx context.Context, actor, id string) error
-}
-
 // webhookRoutes adds the webhook pages when the console has Webhooks.
 func (c *Console) webhookRoutes(m *http.ServeMux) {
 	if c.opt.Webhooks == nil {

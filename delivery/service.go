@@ -85,6 +85,23 @@ type ReplayTarget struct {
 	From  time.Time
 }
 
+// Flows are the webhook endpoints' management flows, as the API's routes
+// (/v1/webhook-endpoints) and the console's pages call them, by operator
+// (actor); *Service is the one implementation.
+type Flows interface {
+	Create(ctx context.Context, actor string, in domain.EndpointInput) (Created, error)
+	List(ctx context.Context) ([]domain.Endpoint, error)
+	Get(ctx context.Context, id string) (domain.Endpoint, error)
+	Update(ctx context.Context, actor, id string, p domain.EndpointPatch) (domain.Endpoint, error)
+	RotateSecret(ctx context.Context, actor, id string) (Created, error)
+	Replay(ctx context.Context, actor, id string, t ReplayTarget) (domain.Endpoint, error)
+	Test(ctx context.Context, actor, id string) (domain.Attempt, error)
+	Attempts(ctx context.Context, id, cursor string, limit int) ([]domain.Attempt, string, error)
+	Delete(ctx context.Context, actor, id string) error
+}
+
+var _ Flows = (*Service)(nil)
+
 // Created is a new endpoint (or one whose secret was rotated) with its
 // secret in clear: the only time it is shown.
 type Created struct {

@@ -47,65 +47,66 @@ const (
 
 // Endpoint is one webhook endpoint. The secrets are held sealed (encrypted
 // under CONTRACTD_WEBHOOK_KEY by package delivery): the domain never sees
-// one in clear, and neither JSON nor any answer carries them.
+// one in clear. The API's answers are httpapi's own, which never carry
+// them.
 type Endpoint struct {
-	ID          string    `json:"id"`
-	URL         string    `json:"url"`
-	Description string    `json:"description"`
-	Paused      bool      `json:"paused"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	CreatedBy   string    `json:"-"`
+	ID          string
+	URL         string
+	Description string
+	Paused      bool
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	CreatedBy   string
 	// Cursor is the feed position delivered so far ("" for the feed's
 	// beginning): the cursor GET /v1/events takes as after.
-	Cursor string `json:"cursor"`
+	Cursor string
 	// LagEvents and LagSeconds say how far behind the feed's tail the
 	// cursor is: the rows past it, and the age of the oldest of them.
 	// They are read with the endpoint, never stored.
-	LagEvents  int64   `json:"lag_events"`
-	LagSeconds float64 `json:"lag_seconds"`
+	LagEvents  int64
+	LagSeconds float64
 	// LastAttempt summarises the endpoint's latest attempt, nil before the
 	// first.
-	LastAttempt *AttemptSummary `json:"last_attempt"`
+	LastAttempt *AttemptSummary
 
-	SecretSealed         []byte     `json:"-"`
-	PreviousSecretSealed []byte     `json:"-"`
-	PreviousSecretUntil  *time.Time `json:"-"`
+	SecretSealed         []byte
+	PreviousSecretSealed []byte
+	PreviousSecretUntil  *time.Time
 
 	// The batch in flight, saved before its first attempt so that every
 	// retry sends the same events: DeliveryID, the range (Cursor,
 	// DeliveryThrough], how many events it holds, how many attempts failed,
 	// and when the next one is due.
-	DeliveryID       string     `json:"-"`
-	DeliveryThrough  string     `json:"-"`
-	DeliveryCount    int        `json:"-"`
-	DeliveryAttempts int        `json:"-"`
-	NextAttemptAt    *time.Time `json:"-"`
+	DeliveryID       string
+	DeliveryThrough  string
+	DeliveryCount    int
+	DeliveryAttempts int
+	NextAttemptAt    *time.Time
 }
 
 // AttemptSummary is the latest attempt as an endpoint shows it.
 type AttemptSummary struct {
-	At        time.Time `json:"at"`
-	Status    int       `json:"status"`
-	Error     string    `json:"error"`
-	LatencyMS int       `json:"latency_ms"`
+	At        time.Time
+	Status    int
+	Error     string
+	LatencyMS int
 }
 
 // Attempt is one POST of a delivery to an endpoint, as kept for 30 days.
 type Attempt struct {
-	ID         int64     `json:"-"`
-	EndpointID string    `json:"-"`
-	DeliveryID string    `json:"delivery_id"`
-	Kind       string    `json:"kind"`
-	EventCount int       `json:"event_count"`
-	At         time.Time `json:"at"`
+	ID         int64
+	EndpointID string
+	DeliveryID string
+	Kind       string
+	EventCount int
+	At         time.Time
 	// Status is the receiver's HTTP status, 0 when none came (a refused
 	// connection, a timeout).
-	Status    int    `json:"status"`
-	LatencyMS int    `json:"latency_ms"`
-	Error     string `json:"error"`
+	Status    int
+	LatencyMS int
+	Error     string
 	// Response is the first MaxAttemptResponse bytes of the answer's body.
-	Response string `json:"response"`
+	Response string
 }
 
 // Accepted reports whether the attempt accepted its batch: a 2xx.

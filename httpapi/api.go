@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/contractd/contractd/config"
+	"github.com/contractd/contractd/delivery"
 	"github.com/contractd/contractd/domain"
 	"github.com/contractd/contractd/lifecycle"
 	"github.com/contractd/contractd/logging"
@@ -29,7 +30,7 @@ type API struct {
 	Throttle *Throttle
 	// Webhooks runs the webhook endpoints' flows (/v1/webhook-endpoints);
 	// without it those routes answer INVALID_STATE.
-	Webhooks Webhooks
+	Webhooks delivery.Flows
 	log      *slog.Logger
 }
 

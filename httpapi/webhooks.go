@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,22 +9,6 @@ import (
 	"github.com/contractd/contractd/domain"
 	"github.com/labstack/echo/v5"
 )
-
-// Webhooks is what the webhook endpoint routes call: the management flows
-// of delivery.Service, by their fixed signatures, and nothing else of it.
-type Webhooks interface {
-	Create(ctx context.Context, actor string, in domain.EndpointInput) (delivery.Created, error)
-	List(ctx context.Context) ([]domain.Endpoint, error)
-	Get(ctx context.Context, id string) (domain.Endpoint, error)
-	Update(ctx context.Context, actor, id string, p domain.EndpointPatch) (domain.Endpoint, error)
-	RotateSecret(ctx context.Context, actor, id string) (delivery.Created, error)
-	Replay(ctx context.Context, actor, id string, t delivery.ReplayTarget) (domain.Endpoint, error)
-	Test(ctx context.Context, actor, id string) (domain.Attempt, error)
-	Attempts(ctx context.Context, id, cursor string, limit int) ([]domain.Attempt, string, error)
-	Delete(ctx context.Context, actor, id string) error
-}
-
-var _ Webhooks = (*delivery.Service)(nil)
 
 // defaultAttemptsLimit is how many attempts a page holds without ?limit=.
 const defaultAttemptsLimit = 50
@@ -45,7 +28,7 @@ func (a *API) registerWebhooks(s *Server, ops echo.MiddlewareFunc) {
 // webhooks returns the service, or INVALID_STATE when the server was built
 // without one (the binary always passes one; its flows answer the same
 // when CONTRACTD_WEBHOOK_KEY is not set).
-func (a *API) webhooks() (Webhooks, error) {
+func (a *API) webhooks() (delivery.Flows, error) {
 	if a.Webhooks == nil {
 		return nil, domain.Errorf(domain.CodeInvalidState, "webhooks are off: CONTRACTD_WEBHOOK_KEY is not set")
 	}

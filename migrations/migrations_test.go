@@ -12,6 +12,7 @@ import (
 	"github.com/contractd/contractd/internal/pgtest"
 	"github.com/contractd/contractd/migrations"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 )
 
 // latest is the version of the newest migration file in this directory
@@ -104,4 +105,28 @@ func TestDownToZeroAndUpAgain(t *testing.T) {
 	if n := tables(t, db); n != 3 {
 		t.Fatalf("%d of the 3 main tables after up again", n)
 	}
+}
+
+// migratedTo is a fresh schema migrated up to version, the provider that
+// moves it further, and exec, which runs a statement in it or fails t.
+func migratedTo(t *testing.T, version int64) (*pgtest.Schema, *goose.Provider, func(sql string, args ...any)) {
+	t.Helper()
+	ctx := context.Background()
+	s := pgtest.NewUnmigrated(t)
+	db := stdlib.OpenDBFromPool(s.Pool)
+	t.Cleanup(func() { _ = db.Close() })
+	p, err := migrations.NewProvider(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, version); err != nil {
+		t.Fatalf("up to %d: %v", version, err)
+	}
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := s.Pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	return s, p, exec
 }

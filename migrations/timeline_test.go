@@ -3,10 +3,6 @@ package migrations_test
 import (
 	"context"
 	"testing"
-
-	"github.com/contractd/contractd/internal/pgtest"
-	"github.com/contractd/contractd/migrations"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // 00006 on a history that already has rows: they become timeline 0 and
@@ -17,22 +13,7 @@ import (
 func TestTimelineMigrationBackfillsExistingHistory(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := pgtest.NewUnmigrated(t)
-	db := stdlib.OpenDBFromPool(s.Pool)
-	defer db.Close()
-	p, err := migrations.NewProvider(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 5); err != nil {
-		t.Fatalf("up to 5: %v", err)
-	}
-	exec := func(sql string, args ...any) {
-		t.Helper()
-		if _, err := s.Pool.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	s, p, exec := migratedTo(t, 5)
 	exec(`INSERT INTO contracts (out_contract_code, product, channel, state) VALUES ('m-1', 'papay', 'app', 'signed')`)
 	for range 3 {
 		exec(`INSERT INTO contract_events (contract_pk, sub_mchid, out_contract_code, to_state, event, source, occurred_at)

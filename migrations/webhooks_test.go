@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-
-	"github.com/contractd/contractd/internal/pgtest"
-	"github.com/contractd/contractd/migrations"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // 00007 on a history that already has rows gives each row the version its
@@ -19,22 +15,7 @@ import (
 func TestWebhooksMigrationBackfillsContractVersion(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := pgtest.NewUnmigrated(t)
-	db := stdlib.OpenDBFromPool(s.Pool)
-	defer db.Close()
-	p, err := migrations.NewProvider(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 6); err != nil {
-		t.Fatalf("up to 6: %v", err)
-	}
-	exec := func(sql string, args ...any) {
-		t.Helper()
-		if _, err := s.Pool.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	s, p, exec := migratedTo(t, 6)
 	exec(`INSERT INTO contracts (out_contract_code, product, channel, state) VALUES ('a', 'papay', 'app', 'terminated'), ('b', 'papay', 'app', 'signed')`)
 	row := func(code, to, event string, ignored bool) {
 		t.Helper()

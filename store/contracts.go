@@ -369,16 +369,30 @@ func (tx *Tx) create(ctx context.Context, c domain.Contract) (Persisted, error) 
 	})
 }
 
-// column is one stored field of a contract that the store writes: its name
-// and how to read its value from a domain.Contract.
-type column struct {
+// column is one stored field of a T (a contract, a webhook endpoint) that
+// the store writes: its name and how to read its value.
+type column[T any] struct {
 	name  string
-	value func(c *domain.Contract) any
+	value func(v *T) any
+}
+
+// changedSets appends to args the value of every column whose value
+// differs between before and after, and returns the SET clauses that
+// write them ("name = $n", numbered after the args already there).
+func changedSets[T any](cols []column[T], before, after *T, args []any) ([]string, []any) {
+	var sets []string
+	for _, col := range cols {
+		if v := col.value(after); !reflect.DeepEqual(v, col.value(before)) {
+			args = append(args, v)
+			sets = append(sets, col.name+" = $"+strconv.Itoa(len(args)))
+		}
+	}
+	return sets, args
 }
 
 // writtenColumns are the contract's columns the store writes, in one list
 // for both the insert and the update, so that they cannot drift apart.
-var writtenColumns = []column{
+var writtenColumns = []column[domain.Contract]{
 	{"product", func(c *domain.Contract) any { return c.Product }},
 	{"channel", func(c *domain.Contract) any { return c.Channel }},
 	{"plan_id", func(c *domain.Contract) any { return c.PlanID }},
@@ -467,13 +481,7 @@ func queuePersist(b *pgx.Batch, before, c domain.Contract, extra ...statement) f
 	// keeps its updated_at: it did not change.
 	changed := c.Dirty() || c.Scheduled()
 	if changed {
-		sets, args := []string{}, []any{c.ID, before.Version}
-		for _, col := range writtenColumns {
-			if v := col.value(&c); !reflect.DeepEqual(v, col.value(&before)) {
-				args = append(args, v)
-				sets = append(sets, col.name+" = $"+strconv.Itoa(len(args)))
-			}
-		}
+		sets, args := changedSets(writtenColumns, &before, &c, []any{c.ID, before.Version})
 		if c.Dirty() {
 			sets = append(sets, "updated_at = now()")
 		}

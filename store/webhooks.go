@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -59,12 +58,6 @@ func scanEndpoint(row pgx.CollectableRow) (domain.Endpoint, error) {
 	return e, err
 }
 
-// endpointColumn is one column of an endpoint that updates write: its name
-// and how to read its value from a domain.Endpoint.
-type endpointColumn struct {
-	name  string
-	value func(e *domain.Endpoint) any
-}
 
 // nullString is s, or NULL when empty.
 func nullString(s string) any {
@@ -75,7 +68,7 @@ func nullString(s string) any {
 }
 
 // writtenEndpointColumns are the columns the domain's decisions change.
-var writtenEndpointColumns = []endpointColumn{
+var writtenEndpointColumns = []column[domain.Endpoint]{
 	{"url", func(e *domain.Endpoint) any { return e.URL }},
 	{"description", func(e *domain.Endpoint) any { return e.Description }},
 	{"paused", func(e *domain.Endpoint) any { return e.Paused }},
@@ -310,14 +303,7 @@ func (s *Store) updateEndpoint(ctx context.Context, id, token, actor string, rec
 		if err := fn(&e); err != nil {
 			return err
 		}
-		var sets []string
-		args := []any{id}
-		for _, col := range writtenEndpointColumns {
-			if v := col.value(&e); !reflect.DeepEqual(v, col.value(&before)) {
-				args = append(args, v)
-				sets = append(sets, col.name+" = $"+strconv.Itoa(len(args)))
-			}
-		}
+		sets, args := changedSets(writtenEndpointColumns, &before, &e, []any{id})
 		moved := actor != "" && (recordMove || e.Cursor != before.Cursor)
 		if len(sets) == 0 && !moved {
 			out = e
