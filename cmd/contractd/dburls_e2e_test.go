@@ -281,19 +281,8 @@ func TestDevMigratesOnTheMigrateURL(t *testing.T) {
 		"SIM_ADDR":                       cliFreeAddr(t),
 		"CONTRACTD_LOG_LEVEL":            "error",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stdout, stderr := &logBuffer{}, &logBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- devCmd(ctx, nil, func(k string) string { return env[k] }, stdout, stderr) }()
-	eventually(t, 2*time.Minute, "contractd dev to serve", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("contractd dev ended: %v\nstderr: %s", err, stderr)
-		default:
-		}
-		return strings.Contains(stdout.String(), "contractd dev is running")
-	})
+	dev := startDev(t, env)
+	stdout, stderr, ctx := dev.stdout, dev.stderr, context.Background()
 	if direct.accepted.Load() == 0 {
 		t.Fatal("no connection went through CONTRACTD_MIGRATE_DATABASE_URL")
 	}
@@ -306,13 +295,5 @@ func TestDevMigratesOnTheMigrateURL(t *testing.T) {
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM contracts WHERE out_contract_code LIKE 'demo-%' AND state = 'session_issued'`).Scan(&demos); err != nil || demos != 1 {
 		t.Fatalf("demo contracts with a session: %d (%v), want 1 (the banner's pre-sign, through pgbouncer)\nstdout: %s\nstderr: %s", demos, err, stdout, stderr)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("contractd dev: %v", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("contractd dev did not stop within a minute of its context ending")
-	}
+	dev.stop(t)
 }

@@ -32,19 +32,8 @@ func TestDevTellsItsReceiver(t *testing.T) {
 		"SIM_ADDR":            cliFreeAddr(t),
 		"CONTRACTD_LOG_LEVEL": "error",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	stdout, stderr := &logBuffer{}, &logBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- devCmd(ctx, nil, func(k string) string { return env[k] }, stdout, stderr) }()
-	eventually(t, 2*time.Minute, "contractd dev to serve", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("contractd dev ended: %v\nstderr: %s", err, stderr)
-		default:
-		}
-		return strings.Contains(stdout.String(), "contractd dev is running")
-	})
+	dev := startDev(t, env)
+	stdout, stderr, ctx := dev.stdout, dev.stderr, t.Context()
 	banner := stdout.String()
 	find := func(re string) string {
 		t.Helper()
@@ -124,15 +113,7 @@ func TestDevTellsItsReceiver(t *testing.T) {
 		t.Errorf("the receiver refused a delivery:\n%s", stdout)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("contractd dev: %v", err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("contractd dev did not stop within 2 minutes of its context ending")
-	}
+	dev.stop(t)
 	var left int
 	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM webhook_endpoints`).Scan(&left); err != nil || left != 0 {
 		t.Fatalf("endpoints after contractd dev stopped: %d (%v), want 0", left, err)
@@ -206,5 +187,46 @@ func TestDevReceiverRegistrationReplacesEarlierRuns(t *testing.T) {
 	e1.pool.Close()
 	if got := endpoints(); !slices.Equal(got, []string{"http://127.0.0.1:9/hooks"}) {
 		t.Fatalf("endpoints after the run stopped: %v; want only %s's", got, theirs.Endpoint.ID)
+	}
+}
+
+// devRun is `contractd dev` running in this process.
+type devRun struct {
+	stdout, stderr *logBuffer
+	cancel         context.CancelFunc
+	done           chan error
+}
+
+// startDev runs `contractd dev` on env and waits until it serves; it is
+// stopped when t ends, if the test did not stop it.
+func startDev(t *testing.T, env map[string]string) *devRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	d := &devRun{stdout: &logBuffer{}, stderr: &logBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { d.done <- devCmd(ctx, nil, func(k string) string { return env[k] }, d.stdout, d.stderr) }()
+	eventually(t, 2*time.Minute, "contractd dev to serve", func() bool {
+		select {
+		case err := <-d.done:
+			t.Fatalf("contractd dev ended: %v\nstderr: %s", err, d.stderr)
+		default:
+		}
+		return strings.Contains(d.stdout.String(), "contractd dev is running")
+	})
+	return d
+}
+
+// stop ends dev and waits for it to return, which it must do without an
+// error.
+func (d *devRun) stop(t *testing.T) {
+	t.Helper()
+	d.cancel()
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("contractd dev: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("contractd dev did not stop within 2 minutes of its context ending")
 	}
 }

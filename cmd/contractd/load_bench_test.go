@@ -66,17 +66,7 @@ func BenchmarkLoad(b *testing.B) {
 
 	s := startStack(b, stackOptions{Env: map[string]string{"CONTRACTD_LOG_LEVEL": "error"}})
 	fillStart := time.Now()
-	if _, err := s.DB.Pool.Exec(b.Context(), `INSERT INTO contracts (out_contract_code, product, channel, plan_id,
-		state, version, session_id, session_expires_at, contract_id, openid, user_display_name, signed_at)
-		SELECT 'b-' || g, 'papay', 'app', 123, CASE WHEN g < $2 THEN 'session_issued' ELSE 'signed' END, 2,
-		       'sess-' || g, now() + interval '2 hours', CASE WHEN g < $2 THEN '' ELSE 'wx-' || g END,
-		       'o-' || g, 'Zhang San', CASE WHEN g < $2 THEN NULL ELSE now() END
-		FROM generate_series(0, $1 - 1) g`, n, sessions); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.DB.Pool.Exec(b.Context(), `VACUUM ANALYZE contracts`); err != nil {
-		b.Fatal(err)
-	}
+	fillBenchContracts(b, s, n, sessions)
 	fmt.Printf("filled %d contracts (%d open sessions) in %s\n", n, sessions, time.Since(fillStart).Round(time.Second))
 
 	// Postgres's ceilings, same table, same concurrency, read before and
@@ -228,6 +218,24 @@ request = function() return wrk.format("GET", "/v1/contracts/b-" .. math.random(
 		fmt.Printf("contractd's log (errors only):\n%s\n", stderr[:min(len(stderr), 4000)])
 	}
 	b.ReportMetric(notify.rate, "notifications/s")
+}
+
+// fillBenchContracts fills the stack's fresh contracts table with n
+// contracts b-0 .. b-(n-1): the first sessions with an open session, the
+// rest signed; then vacuums and analyses it.
+func fillBenchContracts(b *testing.B, s *stack, n, sessions int) {
+	b.Helper()
+	if _, err := s.DB.Pool.Exec(b.Context(), `INSERT INTO contracts (out_contract_code, product, channel, plan_id,
+		state, version, session_id, session_expires_at, contract_id, openid, user_display_name, signed_at)
+		SELECT 'b-' || g, 'papay', 'app', 123, CASE WHEN g < $2 THEN 'session_issued' ELSE 'signed' END, 2,
+		       'sess-' || g, now() + interval '2 hours', CASE WHEN g < $2 THEN '' ELSE 'wx-' || g END,
+		       'o-' || g, 'Zhang San', CASE WHEN g < $2 THEN NULL ELSE now() END
+		FROM generate_series(0, $1 - 1) g`, n, sessions); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.DB.Pool.Exec(b.Context(), `VACUUM ANALYZE contracts`); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // printLoad prints the phases' figures beside their ceilings.

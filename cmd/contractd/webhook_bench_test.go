@@ -113,17 +113,7 @@ func BenchmarkWebhooks(b *testing.B) {
 	sessions := 150_000
 	dur := *loadDuration
 	s := startStack(b, stackOptions{Env: map[string]string{"CONTRACTD_LOG_LEVEL": "error"}})
-	if _, err := s.DB.Pool.Exec(b.Context(), `INSERT INTO contracts (out_contract_code, product, channel, plan_id,
-		state, version, session_id, session_expires_at, contract_id, openid, user_display_name, signed_at)
-		SELECT 'b-' || g, 'papay', 'app', 123, CASE WHEN g < $2 THEN 'session_issued' ELSE 'signed' END, 2,
-		       'sess-' || g, now() + interval '2 hours', CASE WHEN g < $2 THEN '' ELSE 'wx-' || g END,
-		       'o-' || g, 'Zhang San', CASE WHEN g < $2 THEN NULL ELSE now() END
-		FROM generate_series(0, $1 - 1) g`, n, sessions); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.DB.Pool.Exec(b.Context(), `VACUUM ANALYZE contracts`); err != nil {
-		b.Fatal(err)
-	}
+	fillBenchContracts(b, s, n, sessions)
 
 	// The server process delivers; the stack's in-process server has no
 	// webhook key, so it delivers nothing.
