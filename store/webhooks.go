@@ -58,7 +58,6 @@ func scanEndpoint(row pgx.CollectableRow) (domain.Endpoint, error) {
 	return e, err
 }
 
-
 // nullString is s, or NULL when empty.
 func nullString(s string) any {
 	if s == "" {
