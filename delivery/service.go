@@ -182,6 +182,7 @@ func (s *Service) Create(ctx context.Context, actor string, in domain.EndpointIn
 		return Created{}, err
 	}
 	s.log.Info("webhook endpoint created", "endpoint", id, "url", in.URL, "actor", actor)
+	s.lagOfNew(ctx, &e)
 	return Created{Endpoint: e, Secret: secret}, nil
 }
 
@@ -207,12 +208,13 @@ func (s *Service) Update(ctx context.Context, actor, id string, p domain.Endpoin
 			return domain.Endpoint{}, err
 		}
 	}
-	if _, err := s.st.UpdateEndpoint(ctx, id, actor, func(e *domain.Endpoint) error { return e.Edit(p) }); err != nil {
+	e, err := s.st.UpdateEndpoint(ctx, id, actor, func(e *domain.Endpoint) error { return e.Edit(p) })
+	if err != nil {
 		return domain.Endpoint{}, err
 	}
 	s.log.Info("webhook endpoint updated", "endpoint", id, "actor", actor,
 		"url_changed", p.URL != nil, "description_changed", p.Description != nil, "paused", p.Paused)
-	return s.st.GetEndpoint(ctx, id)
+	return e, s.st.EndpointLag(ctx, &e)
 }
 
 // RotateSecret gives the endpoint a new secret, answered once; the previous
@@ -224,18 +226,27 @@ func (s *Service) RotateSecret(ctx context.Context, actor, id string) (Created, 
 	secret := newSecret()
 	sealed := s.sealer.seal(id, secret)
 	now := s.opt.Now()
-	if _, err := s.st.UpdateEndpoint(ctx, id, actor, func(e *domain.Endpoint) error {
+	e, err := s.st.UpdateEndpoint(ctx, id, actor, func(e *domain.Endpoint) error {
 		e.Rotate(sealed, now)
 		return nil
-	}); err != nil {
-		return Created{}, err
-	}
-	s.log.Info("webhook endpoint secret rotated", "endpoint", id, "actor", actor)
-	e, err := s.st.GetEndpoint(ctx, id)
+	})
 	if err != nil {
 		return Created{}, err
 	}
+	s.log.Info("webhook endpoint secret rotated", "endpoint", id, "actor", actor)
+	s.lagOfNew(ctx, &e)
 	return Created{Endpoint: e, Secret: secret}, nil
+}
+
+// lagOfNew fills in the lag of an endpoint whose new secret is about to be
+// answered. The secret is stored already and shown only in that answer,
+// so a failure to read the lag is logged and answered as no lag rather
+// than as an error that would lose the secret.
+func (s *Service) lagOfNew(ctx context.Context, e *domain.Endpoint) {
+	if err := s.st.EndpointLag(ctx, e); err != nil {
+		s.log.Warn("webhook endpoint's lag not read; answered as 0", "endpoint", e.ID, "error", err.Error())
+		e.LagEvents, e.LagSeconds = 0, 0
+	}
 }
 
 // Replay moves the endpoint's cursor to t and records the move with actor.
@@ -250,12 +261,12 @@ func (s *Service) Replay(ctx context.Context, actor, id string, t ReplayTarget) 
 			return domain.Endpoint{}, err
 		}
 	}
-	_, from, err := s.st.ReplayEndpoint(ctx, id, actor, to)
+	e, from, err := s.st.ReplayEndpoint(ctx, id, actor, to)
 	if err != nil {
 		return domain.Endpoint{}, err
 	}
 	s.log.Info("webhook endpoint replayed", "endpoint", id, "actor", actor, "from_cursor", from, "to_cursor", to)
-	return s.st.GetEndpoint(ctx, id)
+	return e, s.st.EndpointLag(ctx, &e)
 }
 
 // Test sends one ping batch now and returns its attempt.

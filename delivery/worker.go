@@ -107,16 +107,13 @@ func describe(ctx context.Context, err error) string {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return "no answer within " + domain.AttemptTimeout.String()
 	}
-	if errors.Is(err, errRefusedTarget) {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return "refused: " + err.Error()
-	}
+	refused := errors.Is(err, errRefusedTarget)
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
+	}
+	if refused {
+		return "refused: " + err.Error()
 	}
 	return err.Error()
 }
@@ -309,16 +306,26 @@ func (w *worker) deliver(ctx context.Context) {
 		cachedID     string
 		cachedEvents []domain.HistoryEntry
 		lagAt        time.Time
+		// next is the endpoint as the last attempt's outcome stored it
+		// (read under its row lock): the next round starts from it
+		// instead of reading the row again.
+		next *domain.Endpoint
 	)
 	for ctx.Err() == nil {
-		e, err := s.st.EndpointState(ctx, w.id)
-		if gone(err) {
-			return
-		}
-		if err != nil {
-			w.warn(ctx, "read the endpoint", err)
-			sleep(ctx, s.opt.PollInterval)
-			continue
+		var e domain.Endpoint
+		if next != nil {
+			e, next = *next, nil
+		} else {
+			var err error
+			e, err = s.st.EndpointState(ctx, w.id)
+			if gone(err) {
+				return
+			}
+			if err != nil {
+				w.warn(ctx, "read the endpoint", err)
+				sleep(ctx, s.opt.PollInterval)
+				continue
+			}
 		}
 		if time.Since(lagAt) >= time.Second {
 			lagAt = time.Now()
@@ -399,24 +406,26 @@ func (w *worker) deliver(ctx context.Context) {
 			}
 			continue
 		}
-		if !w.send(ctx, e, cachedEvents) {
+		var ok bool
+		if next, ok = w.send(ctx, e, cachedEvents); !ok {
 			return
 		}
 	}
 }
 
 // send makes one attempt of the batch in flight on e, records it, and
-// saves its outcome (Accept or Fail). It returns false when the worker
-// must end: its context ended (the attempt's result is dropped), the
-// endpoint was deleted, or the lease was lost.
-func (w *worker) send(ctx context.Context, e domain.Endpoint, events []domain.HistoryEntry) bool {
+// saves its outcome (Accept or Fail). It returns the endpoint as the
+// outcome stored it (nil when it was not stored), and false when the
+// worker must end: its context ended (the attempt's result is dropped),
+// the endpoint was deleted, or the lease was lost.
+func (w *worker) send(ctx context.Context, e domain.Endpoint, events []domain.HistoryEntry) (*domain.Endpoint, bool) {
 	s := w.s
 	did := e.DeliveryID
 	body, err := batchBody(domain.DeliveryEvents, e.ID, did, events, e.DeliveryThrough)
 	if err != nil {
 		w.warn(ctx, "marshal the batch", err)
 		sleep(ctx, s.opt.PollInterval)
-		return true
+		return nil, true
 	}
 	// The attempt ends before the lease could lapse on Postgres's clock,
 	// should renewals fail meanwhile: no other replica can have begun
@@ -424,7 +433,7 @@ func (w *worker) send(ctx context.Context, e domain.Endpoint, events []domain.Hi
 	deadline := w.leaseUntil().Add(-leaseMargin)
 	if time.Until(deadline) < leaseMargin {
 		sleep(ctx, s.opt.PollInterval)
-		return true
+		return nil, true
 	}
 	if d := time.Now().Add(domain.AttemptTimeout); d.Before(deadline) {
 		deadline = d
@@ -433,29 +442,33 @@ func (w *worker) send(ctx context.Context, e domain.Endpoint, events []domain.Hi
 	a := s.attempt(actx, e, domain.DeliveryEvents, did, body, len(events))
 	cancel()
 	if ctx.Err() != nil {
-		return false
+		return nil, false
 	}
 	if _, kept, err := s.st.RecordAttempt(ctx, a); err != nil {
 		w.warn(ctx, "record an attempt", err)
 	} else if !kept {
-		return false
+		return nil, false
 	}
+	var saved domain.Endpoint
 	if a.Accepted() {
-		_, err = s.st.UpdateEndpointAsHolder(ctx, w.id, w.token, "", func(e *domain.Endpoint) error { return e.Accept(did) })
+		saved, err = s.st.UpdateEndpointAsHolder(ctx, w.id, w.token, "", func(e *domain.Endpoint) error { return e.Accept(did) })
 	} else {
 		now := s.opt.Now()
-		_, err = s.st.UpdateEndpointAsHolder(ctx, w.id, w.token, "", func(e *domain.Endpoint) error { return e.Fail(did, now, w.jitter) })
+		saved, err = s.st.UpdateEndpointAsHolder(ctx, w.id, w.token, "", func(e *domain.Endpoint) error { return e.Fail(did, now, w.jitter) })
 		s.log.Info("webhook delivery failed; it is sent again after a back-off", "endpoint", w.id, "delivery", did,
 			"status", a.Status, "error", a.Error, "attempts", e.DeliveryAttempts+1)
 	}
 	if gone(err) {
-		return false
+		return nil, false
 	}
-	if err != nil && !domain.IsCode(err, domain.CodeInvalidState) {
-		w.warn(ctx, "save an attempt's outcome", err)
-		sleep(ctx, s.opt.PollInterval)
+	if err != nil {
+		if !domain.IsCode(err, domain.CodeInvalidState) {
+			w.warn(ctx, "save an attempt's outcome", err)
+			sleep(ctx, s.opt.PollInterval)
+		}
+		return nil, true
 	}
-	return true
+	return &saved, true
 }
 
 // warn logs a worker's failed step unless its context ended.

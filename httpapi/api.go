@@ -250,14 +250,9 @@ func (a *API) history(c *echo.Context) error {
 
 func (a *API) feed(c *echo.Context) error {
 	after := c.QueryParam("after")
-	limit := 100
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > domain.MaxListLimit {
-			return &domain.Error{Code: domain.CodeParamError, Message: "bad query parameters",
-				Fields: []domain.FieldError{{Field: "limit", Reason: "must be between 1 and 500"}}}
-		}
-		limit = n
+	limit, err := queryLimit(c, 100)
+	if err != nil {
+		return err
 	}
 	page, err := a.Service.Feed(c.Request().Context(), after, limit)
 	if err != nil {
@@ -274,6 +269,21 @@ func (a *API) feed(c *echo.Context) error {
 		out["lost_position"] = page.Lost
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// queryLimit reads the ?limit= of a paged route: def when absent, else a
+// whole number from 1 to domain.MaxListLimit (PARAM_ERROR naming limit).
+func queryLimit(c *echo.Context, def int) (int, error) {
+	v := c.QueryParam("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > domain.MaxListLimit {
+		return 0, &domain.Error{Code: domain.CodeParamError, Message: "bad query parameters",
+			Fields: []domain.FieldError{{Field: "limit", Reason: "must be between 1 and " + strconv.Itoa(domain.MaxListLimit)}}}
+	}
+	return n, nil
 }
 
 func (a *API) terminate(c *echo.Context) error {

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/contractd/contractd/delivery"
@@ -245,14 +244,9 @@ func (a *API) testEndpoint(c *echo.Context) error {
 }
 
 func (a *API) attempts(c *echo.Context) error {
-	limit := defaultAttemptsLimit
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > domain.MaxListLimit {
-			return &domain.Error{Code: domain.CodeParamError, Message: "bad query parameters",
-				Fields: []domain.FieldError{{Field: "limit", Reason: "must be between 1 and " + strconv.Itoa(domain.MaxListLimit)}}}
-		}
-		limit = n
+	limit, err := queryLimit(c, defaultAttemptsLimit)
+	if err != nil {
+		return err
 	}
 	w, err := a.webhooks()
 	if err != nil {

@@ -103,7 +103,7 @@ const feedTailCursorSQL = `COALESCE((SELECT ` + feedCursorSQL + ` FROM contract_
 // tail, taken in the same statement: the cursor GET /v1/events hands a
 // reader that has read everything, never a maximum over ids, so that rows
 // behind a transaction still running are delivered when it commits. It
-// returns the endpoint as stored, with its lag.
+// returns the endpoint as stored, without its lag (EndpointLag adds it).
 func (s *Store) CreateEndpoint(ctx context.Context, e domain.Endpoint) (domain.Endpoint, error) {
 	if !isUUID(e.ID) {
 		return domain.Endpoint{}, fmt.Errorf("store: endpoint id %q is not a uuid", e.ID)
@@ -117,10 +117,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e domain.Endpoint) (domain.E
 		return domain.Endpoint{}, mapErr(err)
 	}
 	out, err := pgx.CollectExactlyOneRow(rows, scanEndpoint)
-	if err != nil {
-		return domain.Endpoint{}, mapErr(err)
-	}
-	return out, s.withLag(ctx, []*domain.Endpoint{&out})
+	return out, mapErr(err)
 }
 
 // endpointNotFound is the answer to an id no endpoint has.
@@ -135,9 +132,7 @@ func (s *Store) GetEndpoint(ctx context.Context, id string) (domain.Endpoint, er
 	if err != nil {
 		return e, err
 	}
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
-	return e, s.withLag(ctx, []*domain.Endpoint{&e})
+	return e, s.EndpointLag(ctx, &e)
 }
 
 // EndpointState returns the endpoint with id as stored, without its lag:
@@ -180,13 +175,11 @@ func (s *Store) ListEndpoints(ctx context.Context) ([]domain.Endpoint, error) {
 	return es, s.withLag(ctx, ps)
 }
 
-// lagSQL counts the rows after a position under the horizon (at most
-// MaxLagEvents) and the age, on Postgres's clock, of the first of them.
-const maxLagEventsSQL = "1000000" // MaxLagEvents
-
+// lagSQL counts the rows after a position under the horizon (at most $4)
+// and the age, on Postgres's clock, of the first of them.
 const lagSQL = `SELECT
 	(SELECT count(*) FROM (SELECT 1 FROM contract_events
-		WHERE (timeline, xid, id) > ($1, $2, $3) AND ` + feedHorizon + ` LIMIT ` + maxLagEventsSQL + `) n),
+		WHERE (timeline, xid, id) > ($1, $2, $3) AND ` + feedHorizon + ` LIMIT $4) n),
 	COALESCE((SELECT extract(epoch FROM now() - recorded_at)::float8 FROM contract_events
 		WHERE (timeline, xid, id) > ($1, $2, $3) AND ` + feedHorizon + `
 		ORDER BY timeline, xid, id LIMIT 1), 0)`
@@ -196,9 +189,7 @@ const lagSQL = `SELECT
 // Postgres's clock, of the first of them (0 when there is none).
 func (s *Store) Lag(ctx context.Context, cursor string) (events int64, seconds float64, err error) {
 	e := domain.Endpoint{Cursor: cursor}
-	ctx, cancel := s.bounded(ctx)
-	defer cancel()
-	err = s.withLag(ctx, []*domain.Endpoint{&e})
+	err = s.EndpointLag(ctx, &e)
 	return e.LagEvents, e.LagSeconds, err
 }
 
@@ -213,7 +204,7 @@ func (s *Store) withLag(ctx context.Context, es []*domain.Endpoint) error {
 		if err != nil {
 			return fmt.Errorf("store: endpoint %s holds cursor %q: %w", e.ID, e.Cursor, err)
 		}
-		b.Queue(lagSQL, pos.Timeline, pos.XID, pos.ID).QueryRow(func(r pgx.Row) error {
+		b.Queue(lagSQL, pos.Timeline, pos.XID, pos.ID, MaxLagEvents).QueryRow(func(r pgx.Row) error {
 			if err := r.Scan(&e.LagEvents, &e.LagSeconds); err != nil {
 				return err
 			}
@@ -229,12 +220,21 @@ func (s *Store) withLag(ctx context.Context, es []*domain.Endpoint) error {
 // domain decides: Edit, Rotate, Replay) and writes the columns fn changed;
 // when the cursor moved, the move is recorded with actor
 // (webhook_cursor_moves). fn returning an error writes nothing. An unknown
-// id is NOT_FOUND. It returns the endpoint as stored, without its lag.
+// id is NOT_FOUND. It returns the endpoint as stored, without its lag
+// (EndpointLag adds it).
 func (s *Store) UpdateEndpoint(ctx context.Context, id, actor string, fn func(e *domain.Endpoint) error) (domain.Endpoint, error) {
 	if !isUUID(id) {
 		return domain.Endpoint{}, endpointNotFound(id)
 	}
 	return s.updateEndpoint(ctx, id, "", actor, false, fn)
+}
+
+// EndpointLag fills in e's lag (LagEvents, LagSeconds) from its cursor:
+// for an endpoint an update returned, without reading its row again.
+func (s *Store) EndpointLag(ctx context.Context, e *domain.Endpoint) error {
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
+	return s.withLag(ctx, []*domain.Endpoint{e})
 }
 
 // ReplayEndpoint moves the endpoint's cursor to the feed cursor to for
