@@ -24,30 +24,6 @@ func clusterStore(t *testing.T, url string, migrate bool) (*store.Store, *pgxpoo
 	return store.New(pool), pool
 }
 
-// follow reads the feed from after, three rows a page, until it has served
-// at least want rows (or a generous deadline passes), and returns them and
-// the cursor after them.
-func follow(t *testing.T, st *store.Store, after string, want int) ([]domain.HistoryEntry, string) {
-	t.Helper()
-	var out []domain.HistoryEntry
-	deadline := time.Now().Add(time.Minute)
-	for len(out) < want {
-		page, err := st.Feed(context.Background(), after, 3)
-		if err != nil || page.Lost != nil {
-			t.Fatalf("feed after %q: %+v %v", after, page, err)
-		}
-		out = append(out, page.Items...)
-		after = page.Next
-		if len(page.Items) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("the feed served %d of %d rows in a minute", len(out), want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	return out, after
-}
-
 // feedOrder is every history row's id in the database, in feed order.
 func feedOrder(t *testing.T, pool *pgxpool.Pool, where string, args ...any) []int64 {
 	t.Helper()
@@ -107,7 +83,7 @@ func TestFeedAcrossARealFailover(t *testing.T) {
 	for i := range 3 {
 		sign(st, fmt.Sprintf("fo-%d", i))
 	}
-	kept, _ := follow(t, st, "", 3)
+	kept, _ := store.FeedAll(t, st, "", 3, 3)
 	// The reader from before the loss holds the cursor after the second
 	// kept row.
 	first, err := st.Feed(ctx, "", 2)
@@ -126,7 +102,7 @@ func TestFeedAcrossARealFailover(t *testing.T) {
 			sign(st, fmt.Sprintf("fo-%d", i))
 		}
 		var rest []domain.HistoryEntry
-		rest, lostCursor = follow(t, st, "", 6)
+		rest, lostCursor = store.FeedAll(t, st, "", 6, 3)
 		lostRows = rest[3:]
 		if err := pool1.QueryRow(ctx, `SELECT xid FROM contract_events WHERE id = $1`, lostRows[2].ID).Scan(&lostXID); err != nil {
 			t.Fatal(err)
@@ -169,13 +145,13 @@ func TestFeedAcrossARealFailover(t *testing.T) {
 	if page.Lost.EventID != lostRows[len(lostRows)-1].EventID || page.Lost.ID != lostRows[len(lostRows)-1].ID || page.Lost.Timeline != 1 {
 		t.Fatalf("lost position %+v, want the last lost row's (id %d, event %s, timeline 1)", *page.Lost, lostRows[len(lostRows)-1].ID, lostRows[len(lostRows)-1].EventID)
 	}
-	resumed, _ := follow(t, st2, page.Next, len(after))
+	resumed, _ := store.FeedAll(t, st2, page.Next, len(after), 3)
 	if got := idsOf(resumed); !slices.Equal(got, after) {
 		t.Fatalf("after resuming the lost reader saw rows %v, want every row of the new leader in feed order %v", got, after)
 	}
 	// The reader from before the loss: the last kept row, then the new
 	// timeline.
-	rest, _ := follow(t, st2, before, 1+len(after))
+	rest, _ := store.FeedAll(t, st2, before, 1+len(after), 3)
 	want := append([]int64{kept[2].ID}, after...)
 	if got := idsOf(rest); !slices.Equal(got, want) {
 		t.Fatalf("the reader from before the loss saw %v, want %v", got, want)

@@ -48,16 +48,17 @@ func TestFeedCursorEncodeDecode(t *testing.T) {
 	}
 }
 
-// feedAll follows the feed from after until it has want rows, waiting for
-// the horizon (other tests' transactions in the cluster hold it back) up
-// to a generous deadline, and returns the rows and the last cursor.
-func feedAll(t *testing.T, st *Store, after string, want int) ([]domain.HistoryEntry, string) {
+// feedAll follows the feed from after, pageSize rows a page, until it has
+// want rows, waiting for the horizon (other tests' transactions in the
+// cluster hold it back) up to a generous deadline, and returns the rows
+// and the last cursor. The external tests call it as FeedAll.
+func feedAll(t *testing.T, st *Store, after string, want, pageSize int) ([]domain.HistoryEntry, string) {
 	t.Helper()
 	ctx := context.Background()
 	var out []domain.HistoryEntry
 	deadline := time.Now().Add(time.Minute)
 	for len(out) < want {
-		page, err := st.Feed(ctx, after, 2)
+		page, err := st.Feed(ctx, after, pageSize)
 		if err != nil || page.Lost != nil {
 			t.Fatalf("feed after %q: %+v %v", after, page, err)
 		}
@@ -102,7 +103,7 @@ func TestFeedOldCursorGoesOnIntoTimelines(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	all, _ := feedAll(t, st, "", 3)
+	all, _ := feedAll(t, st, "", 3, 2)
 	var firstXID int64
 	if err := db.Pool.QueryRow(ctx, `SELECT xid FROM contract_events WHERE id = $1`, all[0].ID).Scan(&firstXID); err != nil || firstXID != 5 {
 		t.Fatalf("the feed's first row has xid %d (%v), want the timeline-0 row of xid 5", firstXID, err)
@@ -116,7 +117,7 @@ func TestFeedOldCursorGoesOnIntoTimelines(t *testing.T) {
 		}
 	}
 	f1 := base64.RawURLEncoding.EncodeToString([]byte("f1:5:" + strconv.FormatInt(all[0].ID, 10)))
-	rest, _ := feedAll(t, st, f1, 2)
+	rest, _ := feedAll(t, st, f1, 2, 2)
 	if len(rest) != 2 || rest[0].ID != all[1].ID || rest[1].ID != all[2].ID {
 		t.Fatalf("after the f1 cursor of the first row: %+v, want rows %d and %d", rest, all[1].ID, all[2].ID)
 	}
@@ -153,7 +154,7 @@ func TestFeedLostCursorResumesBeforeIt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all, _ := feedAll(t, st, "", 3)
+	all, _ := feedAll(t, st, "", 3, 2)
 	type pos struct{ tl, xid int64 }
 	var p [3]pos
 	for i, h := range all {
@@ -172,7 +173,7 @@ func TestFeedLostCursorResumesBeforeIt(t *testing.T) {
 	if page.Next != want {
 		t.Fatalf("resume cursor %q, want the first row's %q", page.Next, want)
 	}
-	rest, _ := feedAll(t, st, page.Next, 2)
+	rest, _ := feedAll(t, st, page.Next, 2, 2)
 	if rest[0].ID != all[1].ID || rest[1].ID != all[2].ID {
 		t.Fatalf("after resuming: rows %d, %d; want %d, %d", rest[0].ID, rest[1].ID, all[1].ID, all[2].ID)
 	}

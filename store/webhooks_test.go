@@ -54,29 +54,6 @@ func signMany(t *testing.T, st *store.Store, prefix string, n int) {
 	}
 }
 
-// follow reads want rows of the feed after cursor, waiting for the horizon
-// (other tests' transactions in the cluster hold it back), and returns them
-// with the cursor after the last.
-func followFeed(t *testing.T, st *store.Store, cursor string, want int) ([]domain.HistoryEntry, string) {
-	t.Helper()
-	var out []domain.HistoryEntry
-	deadline := time.Now().Add(time.Minute)
-	for len(out) < want {
-		page, err := st.Feed(context.Background(), cursor, 100)
-		if err != nil || page.Lost != nil {
-			t.Fatalf("feed: %+v %v", page, err)
-		}
-		out, cursor = append(out, page.Items...), page.Next
-		if len(page.Items) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("the feed shows %d of %d rows after a minute", len(out), want)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	return out, cursor
-}
-
 func eventIDsOf(hs []domain.HistoryEntry) []string {
 	out := make([]string, len(hs))
 	for i, h := range hs {
@@ -99,7 +76,7 @@ func TestCreateEndpointStartsAtTheFeedsTail(t *testing.T) {
 		t.Fatalf("on an empty feed: %+v, want cursor \"\" and no lag", e)
 	}
 	signMany(t, st, "old", 3)
-	_, tail := followFeed(t, st, "", 3)
+	_, tail := store.FeedAll(t, st, "", 3, 100)
 	// Wait until the whole feed is served (nothing else of this schema
 	// is running), then an endpoint starts where a reader is.
 	var e domain.Endpoint
@@ -127,7 +104,7 @@ func TestCreateEndpointStartsAtTheFeedsTail(t *testing.T) {
 	if err := late.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	all, _ := followFeed(t, st, tail, 3)
+	all, _ := store.FeedAll(t, st, tail, 3, 100)
 	page, err := st.Feed(ctx, mid.Cursor, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +127,7 @@ func TestEndpointLagAndNotFound(t *testing.T) {
 	st, db := newStore(t)
 	e := newEndpoint(t, st, db)
 	signMany(t, st, "lag", 4)
-	_, tail := followFeed(t, st, e.Cursor, 4)
+	_, tail := store.FeedAll(t, st, e.Cursor, 4, 100)
 	time.Sleep(20 * time.Millisecond)
 	got, err := st.GetEndpoint(ctx, e.ID)
 	if err != nil {
@@ -193,7 +170,7 @@ func TestUpdateEndpointPersistsTheDomainsDecision(t *testing.T) {
 	st, db := newStore(t)
 	e := newEndpoint(t, st, db)
 	signMany(t, st, "u", 2)
-	_, tail := followFeed(t, st, e.Cursor, 2)
+	_, tail := store.FeedAll(t, st, e.Cursor, 2, 100)
 	url, paused := "https://other.example/h", true
 	got, err := st.UpdateEndpoint(ctx, e.ID, "ops:alice", func(e *domain.Endpoint) error {
 		return e.Edit(domain.EndpointPatch{URL: &url, Paused: &paused})
@@ -344,7 +321,7 @@ func TestFeedRangeAndCursorBefore(t *testing.T) {
 	signMany(t, st, "a", 3)
 	mid := dbNow()
 	signMany(t, st, "b", 3)
-	rows, tail := followFeed(t, st, "", 6)
+	rows, tail := store.FeedAll(t, st, "", 6, 100)
 	cursorAfter := func(n int) string {
 		page, err := st.Feed(ctx, "", n)
 		if err != nil || len(page.Items) != n {
@@ -368,7 +345,7 @@ func TestFeedRangeAndCursorBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if from, _ := followFeed(t, st, c, 3); !slices.Equal(eventIDsOf(from), eventIDsOf(rows[3:])) {
+	if from, _ := store.FeedAll(t, st, c, 3, 100); !slices.Equal(eventIDsOf(from), eventIDsOf(rows[3:])) {
 		t.Fatalf("from the middle: %v, want %v", eventIDsOf(from), eventIDsOf(rows[3:]))
 	}
 	if c, err := st.CursorBefore(ctx, dbNow().Add(time.Hour)); err != nil || c != tail {
