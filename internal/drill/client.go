@@ -24,9 +24,7 @@ type client struct {
 // newClient's requests wait longer than the front's own server timeout
 // (60 s in scripts/cluster's HAProxy), so that a request that hangs is
 // answered by the front (504, a failure the drill reports with its status)
-// rather than given up on without an answer: on a loaded 2-core machine a
-// request that waits out the failover in pgbouncer's queue can take tens of
-// seconds, which the drill measures and does not count as lost.
+// rather than given up on by the client without an answer.
 func newClient(env Env) *client {
 	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
 	return &client{env: env, http: &http.Client{Transport: tr, Timeout: 75 * time.Second}}

@@ -74,6 +74,11 @@ func (f *follower) catchUp(ctx context.Context) bool {
 				st = -1
 			}
 		}
+		if st != http.StatusOK && ctx.Err() != nil {
+			// The drill ended (or gave up waiting) with this poll in
+			// flight: nothing was answered, nothing failed.
+			return false
+		}
 		if st != http.StatusOK {
 			f.mu.Lock()
 			f.statuses[st]++
