@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -47,19 +48,35 @@ type ThrottleStore interface {
 // limit is let through without asking the store again for ClearFor (one
 // second): an app server presenting its right token thousands of times a
 // second costs one throttle round trip a second per replica, not one per
-// request. Wrong tokens are always counted in the store, and a wrong token
-// seen here forgets the address's mark at once, so the limit on guesses is
-// exact on every replica. What the mark allows is bounded and harmless: for
-// at most ClearFor after an address went over its limit on another
-// replica, a right token from it may still be served there.
+// request. Right tokens that arrive from one address while it has no fresh
+// mark (at start-up, and each time the mark lapses, with all of an app
+// server's connections busy) share one round trip: the first asks the
+// store, the others wait for its answer and take it as their own, rather
+// than each taking a pool connection (which may first have to be opened)
+// for the same question. Wrong tokens are always counted in the store, one
+// round trip each, and a wrong token seen here forgets the address's mark
+// and its right tokens' question in flight at once, so the limit on
+// guesses is exact on every replica. What the mark allows is bounded and
+// harmless: for at most ClearFor after an address went over its limit on
+// another replica, a right token from it may still be served there.
 type Throttle struct {
 	store ThrottleStore
 	rule  domain.AuthThrottle
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu    sync.Mutex
-	clear map[string]time.Time
+	mu     sync.Mutex
+	clear  map[string]time.Time
+	asking map[string]*rightAsk
+}
+
+// rightAsk is the store's answer for right tokens from one address, asked
+// once for all those that arrive while it is in flight: done is closed
+// when c and err are set.
+type rightAsk struct {
+	done chan struct{}
+	c    domain.AuthCount
+	err  error
 }
 
 // ClearFor is how long a right token's finding that its address is below
@@ -75,30 +92,76 @@ func NewThrottle(st ThrottleStore, rule domain.AuthThrottle, log *slog.Logger) *
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Throttle{store: st, rule: rule, log: log, now: time.Now, clear: map[string]time.Time{}}
+	return &Throttle{store: st, rule: rule, log: log, now: time.Now, clear: map[string]time.Time{}, asking: map[string]*rightAsk{}}
 }
 
-// isClear reports whether key was found below the limit within ClearFor.
-func (t *Throttle) isClear(key string, now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	until, ok := t.clear[key]
-	return ok && now.Before(until)
+// rightToken decides a right token from key: admitted at once under a
+// fresh mark; otherwise by the store's count, asked once for every right
+// token from key that arrives while the question is in flight (shared: the
+// answer was another's).
+func (t *Throttle) rightToken(ctx context.Context, key string) (c domain.AuthCount, shared bool, err error) {
+	for {
+		t.mu.Lock()
+		if until, ok := t.clear[key]; ok && t.now().Before(until) {
+			t.mu.Unlock()
+			return domain.AuthCount{}, false, nil
+		}
+		if ask := t.asking[key]; ask != nil {
+			t.mu.Unlock()
+			select {
+			case <-ask.done:
+			case <-ctx.Done():
+				return domain.AuthCount{}, true, &domain.Error{Code: domain.CodeUnavailable,
+					Message: "the caller went away while the token throttle was asked", Err: ctx.Err()}
+			}
+			if ask.err != nil && ctx.Err() == nil && (errors.Is(ask.err, context.Canceled) || errors.Is(ask.err, context.DeadlineExceeded)) {
+				continue // the asker went away, not the store: ask again
+			}
+			return ask.c, true, ask.err
+		}
+		ask := &rightAsk{done: make(chan struct{})}
+		t.asking[key] = ask
+		t.mu.Unlock()
+		t.ask(ctx, key, ask)
+		return ask.c, false, ask.err
+	}
 }
 
-// mark records that key was found below the limit at now, or
-// forgets that it was (below false: a wrong token from it).
-func (t *Throttle) mark(key string, now time.Time, below bool) {
+// errAskUnfinished is a shared question's answer when its asker never got
+// one (it panicked).
+var errAskUnfinished = errors.New("the token throttle's question did not finish")
+
+// ask asks the store for key's right tokens, marks key when it is clear,
+// and answers everyone waiting on ask, whatever happens.
+func (t *Throttle) ask(ctx context.Context, key string, ask *rightAsk) {
+	ask.err = errAskUnfinished
+	defer close(ask.done)
+	defer func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		// A wrong token counted meanwhile took the question away: its
+		// answer stands for those who asked, but marks nothing.
+		if t.asking[key] != ask {
+			return
+		}
+		delete(t.asking, key)
+		if ask.err == nil && ask.c.Failures == 0 {
+			if len(t.clear) >= maxClearMarks {
+				clear(t.clear)
+			}
+			t.clear[key] = t.now().Add(ClearFor)
+		}
+	}()
+	ask.c, ask.err = t.store.CountAuthAttempt(ctx, key, false, t.rule)
+}
+
+// forget drops key's mark and its right tokens' question in flight: a
+// wrong token came from it.
+func (t *Throttle) forget(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !below {
-		delete(t.clear, key)
-		return
-	}
-	if len(t.clear) >= maxClearMarks {
-		clear(t.clear)
-	}
-	t.clear[key] = now.Add(ClearFor)
+	delete(t.clear, key)
+	delete(t.asking, key)
 }
 
 // Rule is the throttle's rule.
@@ -112,21 +175,20 @@ func (t *Throttle) Rule() domain.AuthThrottle { return t.rule }
 // its logs.
 func (t *Throttle) Attempt(ctx context.Context, addr string, failed bool) (domain.AuthCount, error) {
 	key := ThrottleKey(addr)
-	if !failed && t.isClear(key, t.now()) {
-		return domain.AuthCount{}, nil
-	}
+	var c domain.AuthCount
+	var shared bool
+	var err error
 	if failed {
-		t.mark(key, time.Time{}, false)
+		t.forget(key)
+		c, err = t.store.CountAuthAttempt(ctx, key, true, t.rule)
+	} else {
+		c, shared, err = t.rightToken(ctx, key)
 	}
-	c, err := t.store.CountAuthAttempt(ctx, key, failed, t.rule)
 	if err != nil {
 		return c, fmt.Errorf("token throttle: %w", err)
 	}
-	if !failed && c.Failures == 0 {
-		t.mark(key, t.now(), true)
-	}
 	if t.rule.Refuses(c) {
-		if c.Failures == int64(t.rule.Limit)+1 {
+		if c.Failures == int64(t.rule.Limit)+1 && !shared {
 			// Logged once per window: by the attempt that went over.
 			t.log.WarnContext(ctx, "client address throttled: too many wrong tokens", "address", addr,
 				"limit", t.rule.Limit, "until", t.rule.Ends(c).UTC().Format(time.RFC3339))

@@ -37,6 +37,7 @@ var (
 	loadMaxConns  = flag.Int("load.max-conns", 0, "BenchmarkLoad: CONTRACTD_DB_MAX_CONNS for the server (0: its default)")
 	loadGetOnly   = flag.Bool("load.get-only", false, "BenchmarkLoad: measure the GET phase only")
 	loadExecMode  = flag.String("load.exec-mode", "", "BenchmarkLoad: default_query_exec_mode in the server's DATABASE_URL (empty: contractd's default)")
+	loadServerEnv = flag.String("load.server-env", "", "BenchmarkLoad: extra environment of the server, as NAME=VALUE,NAME=VALUE (GOGC=400, say)")
 )
 
 // BenchmarkLoad measures contractd against Postgres's own ceilings in ONE
@@ -98,6 +99,13 @@ func BenchmarkLoad(b *testing.B) {
 	if *loadExecMode != "" {
 		env["DATABASE_URL"] += "&default_query_exec_mode=" + *loadExecMode
 	}
+	for kv := range strings.SplitSeq(*loadServerEnv, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		} else if kv != "" {
+			b.Fatalf("-load.server-env: %q is not NAME=VALUE", kv)
+		}
+	}
 	p := cliStartServe(b, cliBuild(b), env)
 	pid := p.cmd.Process.Pid
 	b.Cleanup(func() {
@@ -136,7 +144,6 @@ request = function() return wrk.format("GET", "/v1/contracts/b-" .. math.random(
 `, appToken, randUint64()%1_000_000, sessions, n-1), clients, dur, pid, pprofAddr)
 	get.ceilingName, get.ceilingBefore, get.ceilingAfter = "select", getBefore, ceiling("select")
 	results = append(results, get)
-
 	if *loadGetOnly {
 		printLoad(n, clients, dur, updateCeiling, results)
 		return
@@ -370,6 +377,8 @@ done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("WRK %d %d %d %d %d %d\n", summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+  io.write(string.format("wrk's latency: p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
+    latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency:percentile(99.9) / 1000, latency.max / 1000))
 end
 `
 	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
@@ -388,6 +397,9 @@ end
 		}
 		if _, err := fmt.Sscanf(string(out[i:]), "WRK %d %d %d %d %d %d", &reqs, &durUS, &p50, &p99, &bad, &sockErrs); err != nil {
 			b.Fatalf("%s: wrk's result: %v\n%s", name, err, out)
+		}
+		if j := bytes.Index(out, []byte("wrk's latency")); j >= 0 {
+			fmt.Printf("%s: %s", name, out[j:])
 		}
 		if bad > 0 || sockErrs > 0 {
 			b.Fatalf("%s: %d answers were not 2xx and %d requests failed on the socket:\n%s", name, bad, sockErrs, out)
