@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/contractd/contractd/config"
@@ -32,6 +33,8 @@ type API struct {
 	// without it those routes answer INVALID_STATE.
 	Webhooks delivery.Flows
 	log      *slog.Logger
+	// answerBufs keeps the buffers contracts' JSON is made in.
+	answerBufs sync.Pool
 }
 
 func (a *API) register(s *Server) {
@@ -214,7 +217,7 @@ func (a *API) getContract(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeContract(c, http.StatusOK, ct)
+	return a.writeContract(c, http.StatusOK, ct)
 }
 
 func (a *API) listContracts(c *echo.Context) error {
@@ -308,7 +311,7 @@ func (a *API) terminate(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeContract(c, http.StatusOK, ct)
+	return a.writeContract(c, http.StatusOK, ct)
 }
 
 func (a *API) sync(c *echo.Context) error {
@@ -320,7 +323,7 @@ func (a *API) sync(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeContract(c, http.StatusOK, ct)
+	return a.writeContract(c, http.StatusOK, ct)
 }
 
 // notification takes WeChat's posts. It answers 204 on success (duplicates

@@ -36,41 +36,62 @@ const contractColumns = `id, sub_mchid, out_contract_code, product, channel, pla
 // every query again: about half of a read's allocations).
 func scanContract(row pgx.CollectableRow) (domain.Contract, error) {
 	var c domain.Contract
-	dest := [...]any{&c.ID, &c.SubMchID, &c.OutContractCode, &c.Product, &c.Channel, &c.PlanID, &c.ServiceID,
+	err := scanContractInto(row, &c)
+	return c, err
+}
+
+// contractFields is how many columns contractColumns names.
+const contractFields = 32
+
+// contractDest points dest at c's fields, in contractColumns' order.
+func contractDest(c *domain.Contract, dest *[contractFields]any) {
+	*dest = [contractFields]any{&c.ID, &c.SubMchID, &c.OutContractCode, &c.Product, &c.Channel, &c.PlanID, &c.ServiceID,
 		&c.State, &c.Version, &c.SessionID, &c.SessionExpiresAt, &c.Launch, &c.Params, &c.ParamsHash, &c.ContractID,
 		&c.OpenID, &c.UserDisplayName, &c.ContractDisplayAccount, &c.SignedAt, &c.TerminatedAt,
 		&c.TerminationMode, &c.ExpiredAt, &c.LastOperateTime, &c.LastError, &c.LeaseToken, &c.LeaseExpiresAt,
 		&c.OpsTermination, &c.NextCheckAt, &c.CheckCount, &c.HealDueAt, &c.CreatedAt, &c.UpdatedAt}
+}
+
+// scanContractInto scans a row of contractColumns into c, with the scan
+// plans and the destination array its connection keeps (a read by key
+// then allocates only the row's own values).
+func scanContractInto(row pgx.CollectableRow, c *domain.Contract) error {
 	withConn, ok := row.(interface{ Conn() *pgx.Conn })
 	fields, raw := row.FieldDescriptions(), row.RawValues()
-	if !ok || withConn.Conn() == nil || len(fields) != len(dest) || len(raw) != len(dest) {
-		return c, row.Scan(dest[:]...)
+	if !ok || withConn.Conn() == nil || len(fields) != contractFields || len(raw) != contractFields {
+		var dest [contractFields]any
+		contractDest(c, &dest)
+		return row.Scan(dest[:]...)
 	}
-	plans := contractPlansOf(withConn.Conn(), fields, dest[:])
-	for i, d := range dest {
+	plans := contractPlansOf(withConn.Conn(), fields, c)
+	contractDest(c, &plans.dest)
+	defer clear(plans.dest[:]) // holds no contract past its scan
+	for i, d := range plans.dest {
 		if err := plans.plans[i].Scan(raw[i], d); err != nil {
-			return c, pgx.ScanArgError{ColumnIndex: i, FieldName: fields[i].Name, Err: err}
+			return pgx.ScanArgError{ColumnIndex: i, FieldName: fields[i].Name, Err: err}
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // contractPlans are one connection's scan plans for a row of
 // contractColumns, valid for the column types and formats they were
-// planned for.
+// planned for, and the destinations its scans reuse.
 type contractPlans struct {
 	oids    []uint32
 	formats []int16
 	plans   []pgtype.ScanPlan
+	dest    [contractFields]any
 }
 
 // contractPlansKey keys a connection's contractPlans in its CustomData.
 const contractPlansKey = "contractd.store.contractPlans"
 
 // contractPlansOf returns conn's plans for fields, planning them the first
-// time (or again should the columns' types or formats differ). A
-// connection is used by one goroutine at a time, and so are its plans.
-func contractPlansOf(conn *pgx.Conn, fields []pgconn.FieldDescription, dest []any) *contractPlans {
+// time (or again should the columns' types or formats differ) for c's
+// fields. A connection is used by one goroutine at a time, and so are its
+// plans.
+func contractPlansOf(conn *pgx.Conn, fields []pgconn.FieldDescription, c *domain.Contract) *contractPlans {
 	data := conn.PgConn().CustomData()
 	p, _ := data[contractPlansKey].(*contractPlans)
 	if p != nil && len(p.plans) == len(fields) {
@@ -86,12 +107,27 @@ func contractPlansOf(conn *pgx.Conn, fields []pgconn.FieldDescription, dest []an
 		}
 	}
 	p = &contractPlans{oids: make([]uint32, len(fields)), formats: make([]int16, len(fields)), plans: make([]pgtype.ScanPlan, len(fields))}
+	var dest [contractFields]any
+	contractDest(c, &dest)
 	for i, f := range fields {
 		p.oids[i], p.formats[i] = f.DataTypeOID, f.Format
 		p.plans[i] = conn.TypeMap().PlanScan(f.DataTypeOID, f.Format, dest[i])
 	}
 	data[contractPlansKey] = p
 	return p
+}
+
+// appendContracts appends the contracts of rows (of contractColumns) to cs,
+// each scanned in place, and closes rows.
+func appendContracts(cs []domain.Contract, rows pgx.Rows) ([]domain.Contract, error) {
+	defer rows.Close()
+	for rows.Next() {
+		cs = append(cs, domain.Contract{})
+		if err := scanContractInto(rows, &cs[len(cs)-1]); err != nil {
+			return cs, err
+		}
+	}
+	return cs, rows.Err()
 }
 
 // querier is what both the pool and a transaction offer.

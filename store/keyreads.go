@@ -44,8 +44,8 @@ const maxKeyReadBatch = 128
 type keyRead struct {
 	key  domain.Key
 	done chan struct{}
-	// Set before done is closed.
-	c    domain.Contract
+	// Set before done is closed: c (within the batch's rows) or err.
+	c    *domain.Contract
 	err  error
 	lead []*keyRead
 }
@@ -61,7 +61,7 @@ func (k *keyReads) get(ctx context.Context, key domain.Key, send func(context.Co
 		k.queued = nil
 		k.mu.Unlock()
 		k.lead(ctx, r, batch, send)
-		return r.c, r.err
+		return r.answer()
 	}
 	k.queued = append(k.queued, r)
 	k.mu.Unlock()
@@ -85,7 +85,15 @@ func (k *keyReads) get(ctx context.Context, key domain.Key, send func(context.Co
 	if r.lead != nil {
 		k.lead(ctx, r, r.lead, send)
 	}
-	return r.c, r.err
+	return r.answer()
+}
+
+// answer is the read's contract or its error.
+func (r *keyRead) answer() (domain.Contract, error) {
+	if r.err != nil {
+		return domain.Contract{}, r.err
+	}
+	return *r.c, nil
 }
 
 // lead sends batch (self's, which holds one of the inFlight places),
@@ -119,23 +127,25 @@ func (k *keyReads) lead(ctx context.Context, self *keyRead, batch []*keyRead, se
 func (s *Store) sendKeyReads(ctx context.Context, batch []*keyRead) {
 	ctx, cancel := s.bounded(ctx)
 	defer cancel()
+	var rows pgx.Rows
+	var err error
 	if len(batch) == 1 {
-		r := batch[0]
-		r.c, r.err = oneContract(ctx, s.pool, `SELECT `+contractColumns+` FROM contracts
-			WHERE sub_mchid = $1 AND out_contract_code = $2`, r.key.SubMchID, r.key.OutContractCode)
-		return
+		rows, err = s.pool.Query(ctx, `SELECT `+contractColumns+` FROM contracts
+			WHERE sub_mchid = $1 AND out_contract_code = $2`, batch[0].key.SubMchID, batch[0].key.OutContractCode)
+	} else {
+		subs, codes := make([]string, len(batch)), make([]string, len(batch))
+		for i, r := range batch {
+			subs[i], codes[i] = r.key.SubMchID, r.key.OutContractCode
+		}
+		// ANY on both columns may match a pair no reader asked for (one
+		// reader's sub-merchant with another's code); the matching below
+		// keeps the asked.
+		rows, err = s.pool.Query(ctx, `SELECT `+contractColumns+` FROM contracts
+			WHERE sub_mchid = ANY($1) AND out_contract_code = ANY($2)`, subs, codes)
 	}
-	subs, codes := make([]string, len(batch)), make([]string, len(batch))
-	for i, r := range batch {
-		subs[i], codes[i] = r.key.SubMchID, r.key.OutContractCode
-	}
-	// ANY on both columns may match a pair no reader asked for (one
-	// reader's sub-merchant with another's code); the map keeps the asked.
-	rows, err := s.pool.Query(ctx, `SELECT `+contractColumns+` FROM contracts
-		WHERE sub_mchid = ANY($1) AND out_contract_code = ANY($2)`, subs, codes)
 	var found []domain.Contract
 	if err == nil {
-		found, err = pgx.CollectRows(rows, scanContract)
+		found, err = appendContracts(make([]domain.Contract, 0, len(batch)), rows)
 	}
 	if err != nil {
 		err = mapErr(err)
@@ -144,16 +154,37 @@ func (s *Store) sendKeyReads(ctx context.Context, batch []*keyRead) {
 		}
 		return
 	}
-	byKey := make(map[domain.Key]domain.Contract, len(found))
-	for _, c := range found {
-		byKey[c.Key()] = c
+	// Each reader points at its row: a small batch by looking, a large
+	// one through a map.
+	var byKey map[domain.Key]int
+	if len(found) > smallKeyBatch {
+		byKey = make(map[domain.Key]int, len(found))
+		for i := range found {
+			byKey[found[i].Key()] = i
+		}
 	}
 	for _, r := range batch {
-		c, ok := byKey[r.key]
-		if !ok {
+		i := -1
+		if byKey != nil {
+			if j, ok := byKey[r.key]; ok {
+				i = j
+			}
+		} else {
+			for j := range found {
+				if found[j].SubMchID == r.key.SubMchID && found[j].OutContractCode == r.key.OutContractCode {
+					i = j
+					break
+				}
+			}
+		}
+		if i < 0 {
 			r.err = mapErr(pgx.ErrNoRows)
 			continue
 		}
-		r.c = c
+		r.c = &found[i]
 	}
 }
+
+// smallKeyBatch is the most rows a batch's readers look through for their
+// own, rather than through a map.
+const smallKeyBatch = 8

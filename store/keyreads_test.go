@@ -113,8 +113,20 @@ type keyAnswer struct {
 // query's ANY on both columns matches rows of both.
 func TestKeyReadsQueuedWhileAQueryIsInFlightGoInOneQuery(t *testing.T) {
 	t.Parallel()
+	// A batch whose rows are few is matched to its readers by looking, a
+	// larger one through a map: both, with more rows than smallKeyBatch
+	// and fewer.
+	for _, n := range []int{8, 2} {
+		t.Run(fmt.Sprintf("%d contracts", n+2), func(t *testing.T) {
+			t.Parallel()
+			keyReadsQueuedWhileAQueryIsInFlight(t, n)
+		})
+	}
+}
+
+func keyReadsQueuedWhileAQueryIsInFlight(t *testing.T, n int) {
 	var stored []domain.Key
-	for i := range 8 {
+	for i := range n {
 		stored = append(stored, domain.Key{OutContractCode: fmt.Sprintf("k%d", i)})
 	}
 	stored = append(stored, domain.Key{SubMchID: "1900000109", OutContractCode: "k0"}, domain.Key{SubMchID: "1900000110", OutContractCode: "k1"})
@@ -122,7 +134,7 @@ func TestKeyReadsQueuedWhileAQueryIsInFlightGoInOneQuery(t *testing.T) {
 	asked := append(slices.Clone(stored[1:]),
 		domain.Key{SubMchID: "1900000109", OutContractCode: "k1"}, // both halves exist, the pair does not
 		domain.Key{OutContractCode: "missing"},
-		stored[3], // the same key twice in one query
+		stored[n-1], // the same key twice in one query
 	)
 	ctx := context.Background()
 	answers := make([]keyAnswer, len(asked))

@@ -637,24 +637,31 @@ func cpuSince(before, now map[int]float64) float64 {
 // saveProfile takes a CPU profile of contractd for dur and writes it to
 // the -load.profile directory.
 func saveProfile(b *testing.B, addr, phase string, dur time.Duration) {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(dur.Seconds())))
-	if err != nil {
-		b.Errorf("profile %s: %v", phase, err)
-		return
-	}
-	defer resp.Body.Close()
 	if err := os.MkdirAll(*loadProfile, 0o755); err != nil {
 		b.Error(err)
 		return
 	}
 	name := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(phase), "-"), "-")
-	f, err := os.Create(filepath.Join(*loadProfile, name+".pprof"))
-	if err != nil {
-		b.Error(err)
-		return
+	// The CPU profile and the allocations of the same seconds, side by side.
+	var wg sync.WaitGroup
+	for kind, file := range map[string]string{"profile": name + ".pprof", "allocs": name + ".allocs.pprof"} {
+		wg.Go(func() {
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, kind, int(dur.Seconds())))
+			if err != nil {
+				b.Errorf("%s %s: %v", kind, phase, err)
+				return
+			}
+			defer resp.Body.Close()
+			f, err := os.Create(filepath.Join(*loadProfile, file))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer f.Close()
+			_, _ = io.Copy(f, resp.Body)
+		})
 	}
-	defer f.Close()
-	_, _ = io.Copy(f, resp.Body)
+	wg.Wait()
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
