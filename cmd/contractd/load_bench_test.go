@@ -229,7 +229,7 @@ request = function() return wrk.format("GET", "/v1/contracts/b-" .. math.random(
 
 // fillBenchContracts fills the stack's fresh contracts table with n
 // contracts b-0 .. b-(n-1): the first sessions with an open session, the
-// rest signed; then vacuums and analyses it.
+// rest signed; then vacuums and analyses it, and checkpoints.
 func fillBenchContracts(b *testing.B, s *stack, n, sessions int) {
 	b.Helper()
 	if _, err := s.DB.Pool.Exec(b.Context(), `INSERT INTO contracts (out_contract_code, product, channel, plan_id,
@@ -241,6 +241,11 @@ func fillBenchContracts(b *testing.B, s *stack, n, sessions int) {
 		b.Fatal(err)
 	}
 	if _, err := s.DB.Pool.Exec(b.Context(), `VACUUM ANALYZE contracts`); err != nil {
+		b.Fatal(err)
+	}
+	// The fill's write-ahead log is flushed to the tables now, not by a
+	// checkpoint that would fall in a measured phase.
+	if _, err := s.DB.Pool.Exec(b.Context(), `CHECKPOINT`); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -527,7 +532,9 @@ func prepareNotification(b *testing.B, s *stack, code string) loadNotification {
 }
 
 // pgbenchTPS runs one pgbench script on the schema at the given
-// concurrency and returns its transactions per second.
+// concurrency and returns its transactions per second. It prints the
+// latency percentiles of a tenth of its transactions (pgbench's sampled
+// log), the database's own tail beside contractd's.
 func pgbenchTPS(b *testing.B, db *pgtest.Schema, name, script string, clients int, dur time.Duration) float64 {
 	b.Helper()
 	u, err := url.Parse(pgtest.URL())
@@ -538,8 +545,10 @@ func pgbenchTPS(b *testing.B, db *pgtest.Schema, name, script string, clients in
 	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
 		b.Fatal(err)
 	}
+	logs := b.TempDir()
 	args := []string{"-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, runtimeCores())),
 		"-T", strconv.Itoa(int(math.Ceil(dur.Seconds()))), "-f", file,
+		"-l", "--sampling-rate", "0.1", "--log-prefix", filepath.Join(logs, "log"),
 		"-h", u.Hostname(), "-p", cmpOr(u.Port(), "5432"), "-U", cmpOr(u.User.Username(), "postgres"), strings.TrimPrefix(u.Path, "/")}
 	cmd := exec.Command("pgbench", args...)
 	cmd.Env = append(os.Environ(), "PGOPTIONS=-c search_path="+db.Name)
@@ -552,6 +561,30 @@ func pgbenchTPS(b *testing.B, db *pgtest.Schema, name, script string, clients in
 		b.Fatalf("pgbench %s: no tps in\n%s", name, out)
 	}
 	tps, _ := strconv.ParseFloat(string(m[1]), 64)
+	var lat []int
+	files, _ := filepath.Glob(filepath.Join(logs, "log.*"))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// client_id transaction_no time_us script_no epoch epoch_us
+		for l := range strings.Lines(string(raw)) {
+			if f := strings.Fields(l); len(f) >= 3 {
+				us, err := strconv.Atoi(f[2])
+				if err != nil {
+					b.Fatalf("pgbench %s: log line %q: %v", name, l, err)
+				}
+				lat = append(lat, us)
+			}
+		}
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		at := func(q float64) float64 { return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))]) / 1000 }
+		fmt.Printf("ceiling %s: %.0f tps; latency (a tenth sampled) p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
+			name, tps, at(0.5), at(0.99), at(0.999), float64(lat[len(lat)-1])/1000)
+	}
 	return tps
 }
 
