@@ -66,7 +66,7 @@ func (s *Store) Search(ctx context.Context, q string, limit int) ([]domain.Contr
 		   OR (openid = $1 AND openid <> '')
 		ORDER BY created_at, id LIMIT $2`, q, limit).Query(func(rows pgx.Rows) error {
 		var err error
-		cs, err = pgx.CollectRows(rows, scanContract)
+		cs, err = appendContracts([]domain.Contract{}, rows)
 		return err
 	})
 	err := s.heavyRead(ctx, b)
@@ -224,7 +224,7 @@ func (s *Reads) Overview(ctx context.Context, o OverviewOptions) (Overview, erro
 		QueryRow(func(r pgx.Row) error { return r.Scan(&ov.Failing) })
 	b.Queue(`SELECT `+contractColumns+` FROM contracts WHERE last_error IS NOT NULL ORDER BY updated_at DESC LIMIT $1`, max(o.RecentErrors, 1)).
 		Query(func(rows pgx.Rows) error {
-			cs, err := pgx.CollectRows(rows, scanContract)
+			cs, err := appendContracts([]domain.Contract{}, rows)
 			ov.Recent = cs
 			return err
 		})

@@ -140,7 +140,7 @@ func collectContracts(ctx context.Context, q querier, sql string, args ...any) (
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	cs, err := pgx.CollectRows(rows, scanContract)
+	cs, err := appendContracts([]domain.Contract{}, rows)
 	return cs, mapErr(err)
 }
 
@@ -641,7 +641,7 @@ func (s *handle) list(ctx context.Context, f domain.ListFilter) ([]domain.Contra
 	b.Queue(fmt.Sprintf(`SELECT %s FROM contracts %s
 		ORDER BY created_at, id LIMIT $%d`, contractColumns, where, len(args)), args...).Query(func(rows pgx.Rows) error {
 		var err error
-		cs, err = pgx.CollectRows(rows, scanContract)
+		cs, err = appendContracts([]domain.Contract{}, rows)
 		return err
 	})
 	if err := s.heavyRead(ctx, b); err != nil {

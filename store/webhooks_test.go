@@ -80,7 +80,7 @@ func TestCreateEndpointStartsAtTheFeedsTail(t *testing.T) {
 	// Wait until the whole feed is served (nothing else of this schema
 	// is running), then an endpoint starts where a reader is.
 	var e domain.Endpoint
-	waitUntil(t, "the endpoint to start at the tail", func() bool {
+	store.WaitFor(t, "the endpoint to start at the tail", func() bool {
 		e = newEndpoint(t, st, db)
 		return e.Cursor == tail
 	})
@@ -254,7 +254,7 @@ func TestEndpointLeases(t *testing.T) {
 	if ids, err := st.RenewLeases(ctx, "A", 200*time.Millisecond); err != nil || !slices.Equal(ids, []string{e.ID}) {
 		t.Fatalf("A renews %v %v", ids, err)
 	}
-	waitUntil(t, "B to take the lapsed lease", func() bool {
+	store.WaitFor(t, "B to take the lapsed lease", func() bool {
 		ids, err := st.ClaimEndpoints(ctx, "B", time.Hour, 10)
 		return err == nil && slices.Equal(ids, []string{e.ID})
 	})
@@ -473,14 +473,3 @@ func TestHistoryCarriesContractVersion(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond until it holds; the deadline only catches a stall.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never saw %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

@@ -24,12 +24,7 @@ func TestConsoleIsolatesDisplayNamesInABrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := browser(t)
-	step(t, ctx, "sign in",
-		chromedp.Navigate(s.URL+"/ops/signin"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), aliceToken),
-		chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.ID("count-signed")))
+	signIn(t, ctx, s.URL, aliceToken)
 	step(t, ctx, "open the contract",
 		chromedp.Navigate(s.URL+"/ops/contract?code="+code),
 		chromedp.WaitVisible(chromedp.ID("timeline")))

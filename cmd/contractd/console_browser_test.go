@@ -52,6 +52,18 @@ func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Ac
 	}
 }
 
+// signIn signs the browser in to the console at base with an ops token
+// and waits for the overview.
+func signIn(t *testing.T, ctx context.Context, base, token string) {
+	t.Helper()
+	step(t, ctx, "sign in",
+		chromedp.Navigate(base+"/ops/signin"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Submit(chromedp.ID("token")),
+		chromedp.WaitVisible(chromedp.ID("count-signed")))
+}
+
 // value runs one browser action that returns a value.
 func value[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
 	t.Helper()
@@ -117,12 +129,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 
 	// alice signs in and sees the overview; its counts are the database's.
-	step(t, ctx, "sign in as alice",
-		chromedp.Navigate(s.URL+"/ops/signin"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), aliceToken),
-		chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.ID("count-signed")))
+	signIn(t, ctx, s.URL, aliceToken)
 	if title := value(t, ctx, "title", chromedp.Title()); !strings.HasPrefix(title, "Overview") {
 		t.Fatalf("after sign-in the title is %q", title)
 	}

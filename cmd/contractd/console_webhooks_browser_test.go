@@ -39,12 +39,7 @@ func TestConsoleWebhooksInABrowser(t *testing.T) {
 	beforeIDs := whcEventIDs(t, s)
 
 	ctx := browser(t)
-	step(t, ctx, "sign in as alice",
-		chromedp.Navigate(s.URL+"/ops/signin"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), aliceToken),
-		chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.ID("count-signed")))
+	signIn(t, ctx, s.URL, aliceToken)
 	step(t, ctx, "the webhooks page from the navigation",
 		chromedp.Click(chromedp.CSS(`nav a[href="/ops/webhooks"]`)),
 		chromedp.WaitVisible(chromedp.ID("create-webhook")))

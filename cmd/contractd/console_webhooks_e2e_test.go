@@ -268,12 +268,7 @@ func TestConsoleWebhookFormsNeedCSRFAndEscapeText(t *testing.T) {
 	}
 
 	ctx := browser(t)
-	step(t, ctx, "sign in",
-		chromedp.Navigate(s.URL+"/ops/signin"),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), aliceToken),
-		chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.ID("count-signed")))
+	signIn(t, ctx, s.URL, aliceToken)
 	// noScripts checks the parsed page: no script element, no element with
 	// an event handler attribute, and the hostile text there as text (text
 	// is a script that reads it).

@@ -598,23 +598,11 @@ func TestWebhookEndpointsEndToEnd(t *testing.T) {
 	}
 }
 
-// whError is our error shape.
-type whError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Detail  struct {
-		Fields []struct {
-			Field  string `json:"field"`
-			Reason string `json:"reason"`
-		} `json:"fields"`
-	} `json:"detail"`
-}
-
 // whExpectCode checks an error answer's status and code, and that it names
 // field (when not "") and no other field.
-func whExpectCode(t *testing.T, r response, status int, code, field string) whError {
+func whExpectCode(t *testing.T, r response, status int, code, field string) edgeError {
 	t.Helper()
-	var e whError
+	var e edgeError
 	if err := json.Unmarshal(r.Body, &e); err != nil {
 		t.Fatalf("%d %s: not JSON: %v", r.Status, r.Body, err)
 	}
