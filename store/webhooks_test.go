@@ -472,4 +472,3 @@ func TestHistoryCarriesContractVersion(t *testing.T) {
 		t.Fatalf("contract version %d %v, want 3 (the last row's)", c.Version, err)
 	}
 }
-
